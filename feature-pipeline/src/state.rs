@@ -8,8 +8,9 @@
 //! - **Telemetry order** is the engine's cycle number: a cycle not greater than the last one
 //!   applied for that engine is late ([`ApplyOutcome::Late`]) and changes nothing. Gaps in the
 //!   cycles are fine (the slope uses the real cycle numbers).
-//! - **Schedule order** is event time: an event older than the newest event applied to the tail
-//!   is late and changes nothing. Within one partition a tail's events arrive in order, so late
+//! - **Schedule order** is event time: a schedule event older than the newest schedule event
+//!   applied to the tail is late and changes nothing. (Telemetry and schedule come from different
+//!   topics with no order between them, so each keeps its own clock.) Within one partition a tail's events arrive in order, so late
 //!   events only come from a producer's mistake.
 //! - **First event** of a tail creates the state; an engine's first telemetry event starts its
 //!   EWMA and baseline at that reading. Window statistics over fewer than N cycles use what there
@@ -47,7 +48,7 @@ pub enum ApplyOutcome {
 pub enum LateReason {
     /// Telemetry for a cycle at or before the engine's last applied cycle.
     CycleNotAfterLast,
-    /// A schedule event with an event time before the tail's newest event.
+    /// A schedule event with an event time before the tail's newest schedule event.
     EventTimeBeforeLast,
 }
 
@@ -132,7 +133,7 @@ impl TailState {
     }
 
     fn apply_schedule(&mut self, event: &ScheduleEvent) -> ApplyOutcome {
-        if event.event_time.timestamp_millis() < self.watermark_ms {
+        if !self.legs.accepts(event) {
             return ApplyOutcome::Late(LateReason::EventTimeBeforeLast);
         }
         self.legs.apply(event);

@@ -27,6 +27,8 @@ pub(crate) struct PlannedLeg {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LegState {
+    /// Event time of the newest schedule event applied, ms (0 before the first).
+    last_event_ms: i64,
     pub(crate) pending: Option<PlannedLeg>,
     /// Departures seen (flights that left the gate).
     pub(crate) legs_seen: u32,
@@ -47,7 +49,13 @@ pub(crate) struct LegState {
 }
 
 impl LegState {
+    /// Whether the event is not older than the newest schedule event applied.
+    pub(crate) fn accepts(&self, event: &ScheduleEvent) -> bool {
+        event.event_time.timestamp_millis() >= self.last_event_ms
+    }
+
     pub(crate) fn apply(&mut self, event: &ScheduleEvent) {
+        self.last_event_ms = event.event_time.timestamp_millis();
         let key = leg_key(event);
         match event.kind {
             ScheduleKind::Scheduled => {
