@@ -246,7 +246,7 @@ fn snapshots_round_trip() {
     assert_eq!(restored, state);
     assert_eq!(engine_health(&restored), engine_health(&state));
     // Duplicate memory survives too.
-    let mut again = restored.clone();
+    let mut again = restored;
     assert_eq!(
         again.apply(&telemetry("N1", 1, 137, 100.0)),
         ApplyOutcome::Duplicate
