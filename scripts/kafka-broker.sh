@@ -18,6 +18,8 @@
 #   scripts/kafka-broker.sh topics list|describe [NAME]|delete NAME [--dir DIR]
 #   scripts/kafka-broker.sh produce TOPIC [--dir DIR]   lines on stdin -> TOPIC
 #   scripts/kafka-broker.sh consume TOPIC [--max N] [--timeout-ms MS] [--group G] [--dir DIR]
+#       print TOPIC from the beginning; like Kafka's console consumer it exits 0
+#       after the timeout (default 10000) even if fewer than N messages came
 #   scripts/kafka-broker.sh logs [I] [--dir DIR]     tail a node's server.log
 #   scripts/kafka-broker.sh fetch                    only download the jars
 #
@@ -34,7 +36,8 @@
 
 set -euo pipefail
 
-readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly SCRIPT_DIR
 readonly POM="$SCRIPT_DIR/kafka/pom.xml"
 readonly KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 readonly CACHE_DIR="${FLEETSCORE_CACHE:-$HOME/.cache/fleetscore}/kafka-$KAFKA_VERSION"
@@ -141,6 +144,12 @@ kafka_tool() {
 # ---------------------------------------------------------------- run dir state
 
 node_dir() { printf '%s/node-%s' "$RUN_DIR" "$1"; }
+
+# Make RUN_DIR absolute and symlink-free: pids are matched against the config
+# path on the broker's command line, which start always writes this way.
+normalize_run_dir() {
+  if [[ -d "$RUN_DIR" ]]; then RUN_DIR="$(cd "$RUN_DIR" && pwd -P)"; fi
+}
 
 node_count() {
   [[ -f "$RUN_DIR/brokers" ]] || die "no cluster in $RUN_DIR (run: $0 start --dir $RUN_DIR)"
@@ -350,7 +359,7 @@ cmd_start() {
     fi
   fi
   mkdir -p "$RUN_DIR"
-  RUN_DIR="$(cd "$RUN_DIR" && pwd)"
+  normalize_run_dir
   touch "$RUN_DIR/$DIR_MARKER"
   printf '%s\n' "$n" >"$RUN_DIR/brokers"
   write_broker_log4j
@@ -360,6 +369,7 @@ cmd_start() {
   deadline=$(( t0 + START_TIMEOUT ))
   local -a ports
   mapfile -t ports < <(pick_ports $(( 2 * n )))
+  (( ${#ports[@]} == 2 * n )) || die "could not pick $(( 2 * n )) free ports on 127.0.0.1"
   for ((i = 1; i <= n; i++)); do
     voters+="${voters:+,}$i@127.0.0.1:${ports[2 * i - 1]}"
     bootstrap_list+="${bootstrap_list:+,}127.0.0.1:${ports[2 * i - 2]}"
@@ -405,7 +415,7 @@ kill_all_nodes() {
   local sig="$1" i n pid
   n="$(cat "$RUN_DIR/brokers" 2>/dev/null || echo 0)"
   for ((i = 1; i <= n; i++)); do
-    pid="$(node_pid "$i")" && kill "-$sig" "$pid" 2>/dev/null || true
+    if pid="$(node_pid "$i")"; then kill "-$sig" "$pid" 2>/dev/null || true; fi
   done
 }
 
@@ -419,6 +429,7 @@ cmd_stop() {
       *) die "stop: unknown argument '$1'" ;;
     esac
   done
+  normalize_run_dir
   if [[ ! -f "$RUN_DIR/$DIR_MARKER" ]]; then
     log "no Kafka cluster in $RUN_DIR; nothing to stop"
     return 0
@@ -452,6 +463,7 @@ cmd_status() {
       *) die "status: unknown argument '$1'" ;;
     esac
   done
+  normalize_run_dir
   if [[ ! -f "$RUN_DIR/$DIR_MARKER" || ! -f "$RUN_DIR/brokers" ]]; then
     echo "down: no Kafka cluster in $RUN_DIR"
     return 1
@@ -488,9 +500,12 @@ parse_node_args() {
       *) die "unknown argument '$1'" ;;
     esac
   done
+  normalize_run_dir
   local n
   n="$(node_count)"
-  [[ "$NODE" =~ ^[0-9]+$ ]] && (( NODE >= 1 && NODE <= n )) || die "node must be 1..$n, got '${NODE}'"
+  if ! [[ "$NODE" =~ ^[0-9]+$ ]] || (( NODE < 1 || NODE > n )); then
+    die "node must be 1..$n, got '${NODE}'"
+  fi
 }
 
 cmd_kill_node() {
@@ -529,11 +544,13 @@ split_dir_arg() {
       ARGS+=("$1"); shift
     fi
   done
+  normalize_run_dir
 }
 
 require_running() {
-  [[ -f "$RUN_DIR/$DIR_MARKER" ]] && any_node_running \
-    || die "no running Kafka cluster in $RUN_DIR (start one with: $0 start --dir $RUN_DIR)"
+  if ! [[ -f "$RUN_DIR/$DIR_MARKER" ]] || ! any_node_running; then
+    die "no running Kafka cluster in $RUN_DIR (start one with: $0 start --dir $RUN_DIR)"
+  fi
   prepare
 }
 
