@@ -120,6 +120,8 @@ impl TailState {
         {
             Some(i) => &mut self.engines[i],
             None => {
+                // Most airframes have two engines and C-MAPSS one: grow one at a time.
+                self.engines.reserve_exact(1);
                 self.engines.push(EngineState::new(event.engine));
                 self.engines.last_mut().expect("just pushed")
             }

@@ -1,5 +1,6 @@
 //! The `fleetscore` command line.
 
+pub mod features;
 pub mod import;
 
 use clap::{Parser, Subcommand};
@@ -17,12 +18,15 @@ pub enum Command {
     /// Convert a public data set into an event file (JSON lines, event-time order).
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Run an event file through the online state and feature code; write feature rows (CSV).
+    Features(features::FeaturesArgs),
 }
 
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Import(cmd) => cmd.run(),
+            Command::Features(args) => args.run(),
         }
     }
 }

