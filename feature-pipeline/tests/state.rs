@@ -278,6 +278,14 @@ fn state_fits_in_four_kib_per_aircraft() {
         state.to_snapshot().len()
     );
     assert!(bytes < 4096, "{bytes} bytes");
+
+    for cycle in 1..=300 {
+        state.apply(&telemetry("N1", 2, cycle, 100.0));
+    }
+    println!(
+        "two engines + legs: {} bytes in memory",
+        state.memory_bytes()
+    );
 }
 
 #[test]
