@@ -2,6 +2,7 @@
 
 pub mod features;
 pub mod import;
+pub mod model;
 
 use clap::{Parser, Subcommand};
 
@@ -20,13 +21,21 @@ pub enum Command {
     Import(import::ImportCommand),
     /// Run an event file through the online state and feature code; write feature rows (CSV).
     Features(features::FeaturesArgs),
+    /// Print the feature sets (name, version, ordered features with definitions) as JSON.
+    FeatureSets,
+    /// Validate and list model packages.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 impl Cli {
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs the command; returns the process exit code.
+    pub fn run(self) -> anyhow::Result<i32> {
         match self.command {
-            Command::Import(cmd) => cmd.run(),
-            Command::Features(args) => args.run(),
+            Command::Import(cmd) => cmd.run().map(|()| 0),
+            Command::Features(args) => args.run().map(|()| 0),
+            Command::FeatureSets => features::print_feature_sets().map(|()| 0),
+            Command::Model(cmd) => cmd.run(),
         }
     }
 }

@@ -6,8 +6,11 @@
 //! - [`cli::import`]: `fleetscore import cmapss|nycflights`, public data sets to event files.
 //! - [`cli::features`]: `fleetscore features`, an event file through the online state and
 //!   feature code to feature rows.
+//! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
+//!   child process) and the hot-swapping [`model::Registry`].
 //!
 //! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
 //! their own modules; see the README for what works today.
 
 pub mod cli;
+pub mod model;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use fleetscore::cli::Cli;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -11,5 +11,6 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    Cli::parse().run()
+    let code = Cli::parse().run()?;
+    Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
 }

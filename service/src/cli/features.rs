@@ -126,3 +126,21 @@ impl FeaturesArgs {
         Ok(())
     }
 }
+
+/// `fleetscore feature-sets`: what training code needs to name its columns and stamp its models.
+pub fn print_feature_sets() -> anyhow::Result<()> {
+    let sets: Vec<serde_json::Value> = FeatureSet::all()
+        .iter()
+        .map(|set| {
+            serde_json::json!({
+                "name": set.name(),
+                "version": set.version(),
+                "features": set.names().iter().zip(set.definitions()).map(|(n, d)| {
+                    serde_json::json!({ "name": n, "definition": d })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&sets)?);
+    Ok(())
+}

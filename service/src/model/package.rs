@@ -1,0 +1,332 @@
+//! Loading a model package: every check of `models/README.md`, in order, before anything serves.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use fleet_features::FeatureSet;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::ModelError;
+use super::backend::{Backend, BackendKind, GraphInfo, OrtBackend, OutputSelector, TractBackend};
+use super::manifest::Manifest;
+
+/// Model files larger than this are refused before they are read.
+const MAX_MODEL_BYTES: u64 = 1 << 30;
+const MAX_GOLDEN_BYTES: u64 = 64 << 20;
+const MAX_GOLDEN_ROWS: usize = 1000;
+
+/// A validated model, ready to score.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    pub feature_set: &'static FeatureSet,
+    /// SHA-256 of the model file (as checked against the manifest).
+    pub sha256: String,
+    pub backend: Box<dyn Backend>,
+    pub loaded_at: SystemTime,
+}
+
+impl LoadedModel {
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    pub fn width(&self) -> usize {
+        self.manifest.input.features.len()
+    }
+
+    /// Scores `rows` (row-major, `width()` features each) into `out`, one value per row.
+    pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
+        let width = self.width();
+        if !rows.len().is_multiple_of(width) {
+            return Err(ModelError::Scoring(format!(
+                "{} values are not whole rows of {width}",
+                rows.len()
+            )));
+        }
+        if rows.is_empty() {
+            out.clear();
+            return Ok(());
+        }
+        self.backend.score(rows, width, out)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Golden {
+    inputs: Vec<Vec<f32>>,
+    outputs: Vec<f32>,
+}
+
+/// Loads and validates the package in `dir`: manifest, paths, checksum, feature set, graph
+/// inputs and outputs, backend, golden set, finite outputs. Any failure is the reason the
+/// version is rejected.
+pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
+    let manifest = Manifest::read(dir)?;
+    let dir = dir.canonicalize().map_err(|e| ModelError::io(dir, &e))?;
+    check_dir_names(&dir, &manifest)?;
+
+    let model_path = inside(&dir, &manifest.model_file)?;
+    let golden_path = inside(&dir, &manifest.golden.file)?;
+    let model = read_limited(&model_path, MAX_MODEL_BYTES)?;
+    let sha256 = hex(&Sha256::digest(&model));
+    if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
+        return Err(ModelError::Checksum {
+            expected: manifest.sha256.to_ascii_lowercase(),
+            actual: sha256,
+        });
+    }
+
+    let feature_set = FeatureSet::by_name(&manifest.feature_set.name)
+        .map_err(|e| ModelError::Features(e.to_string()))?;
+    if manifest.feature_set.version != feature_set.version() {
+        return Err(ModelError::Features(format!(
+            "trained on {} version {}, the service computes version {}",
+            feature_set.name(),
+            manifest.feature_set.version,
+            feature_set.version()
+        )));
+    }
+    if manifest.input.features != feature_set.names() {
+        let diff = first_difference(&manifest.input.features, feature_set.names());
+        return Err(ModelError::Features(format!(
+            "input.features differ from {}: {diff}",
+            feature_set.name()
+        )));
+    }
+
+    let graph = GraphInfo::parse(&model)?;
+    check_graph(&graph, &manifest)?;
+    let width = manifest.input.features.len();
+    let selector = OutputSelector {
+        name: manifest.output.name.clone(),
+        column: manifest.output.column,
+    };
+    let kind = match manifest.backend {
+        Some(kind) => kind,
+        None if graph.unsupported_by_tract().is_empty() => BackendKind::Tract,
+        None => BackendKind::Ort,
+    };
+    let backend: Box<dyn Backend> = match kind {
+        BackendKind::Ort => Box::new(OrtBackend::new(&model, &manifest.input.name, selector)?),
+        BackendKind::Tract => Box::new(TractBackend::new(
+            &model,
+            &manifest.input.name,
+            width,
+            selector,
+        )?),
+    };
+
+    let loaded = LoadedModel {
+        manifest,
+        dir,
+        feature_set,
+        sha256,
+        backend,
+        loaded_at: SystemTime::now(),
+    };
+    check_golden(&loaded, &golden_path)?;
+    Ok(loaded)
+}
+
+/// The package must sit at `<root>/<name>/<version>/`.
+fn check_dir_names(dir: &Path, manifest: &Manifest) -> Result<(), ModelError> {
+    let version_dir = dir.file_name().and_then(|n| n.to_str());
+    let name_dir = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    if version_dir != Some(manifest.version.as_str()) || name_dir != Some(manifest.name.as_str()) {
+        return Err(ModelError::Manifest(format!(
+            "name/version {}/{} do not match the directory {}",
+            manifest.name,
+            manifest.version,
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves a file named by the manifest, refusing anything that leaves the package directory
+/// (separators, `..`, absolute paths, symlinks pointing elsewhere).
+fn inside(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
+    let plain = !file.is_empty()
+        && !file.contains(['/', '\\'])
+        && file != "."
+        && file != ".."
+        && !file.contains('\0');
+    if !plain {
+        return Err(ModelError::PathOutsidePackage(format!(
+            "`{file}` is not a plain file name"
+        )));
+    }
+    let path = dir.join(file);
+    let resolved = path.canonicalize().map_err(|e| ModelError::io(&path, &e))?;
+    if resolved.parent() != Some(dir) {
+        return Err(ModelError::PathOutsidePackage(format!(
+            "`{file}` resolves to {}",
+            resolved.display()
+        )));
+    }
+    Ok(resolved)
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, &e))?;
+    if !meta.is_file() {
+        return Err(ModelError::io(
+            path,
+            &std::io::Error::other("not a regular file"),
+        ));
+    }
+    if meta.len() > limit {
+        return Err(ModelError::Load(format!(
+            "{} is {} bytes, the limit is {limit}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| ModelError::io(path, &e))
+}
+
+fn check_graph(graph: &GraphInfo, manifest: &Manifest) -> Result<(), ModelError> {
+    let width = manifest.input.features.len() as i64;
+    if graph.inputs.len() != 1 {
+        return Err(ModelError::Input(format!(
+            "the graph has {} inputs; exactly one is supported",
+            graph.inputs.len()
+        )));
+    }
+    let input = &graph.inputs[0];
+    if input.name != manifest.input.name {
+        return Err(ModelError::Input(format!(
+            "the graph's input is `{}`, the manifest says `{}`",
+            input.name, manifest.input.name
+        )));
+    }
+    if !input.is_f32 {
+        return Err(ModelError::Input(format!(
+            "`{}` is not a float32 tensor",
+            input.name
+        )));
+    }
+    match input.dims.as_deref() {
+        Some([_, Some(w)]) if *w == width => {}
+        Some([_, None]) => {}
+        dims => {
+            return Err(ModelError::Input(format!(
+                "`{}` has shape {}, expected [N, {width}]",
+                input.name,
+                show_dims(dims)
+            )));
+        }
+    }
+    let output = graph
+        .outputs
+        .iter()
+        .find(|o| o.name == manifest.output.name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+            ModelError::Output(format!(
+                "no output `{}` (the graph has {names:?})",
+                manifest.output.name
+            ))
+        })?;
+    if !output.is_f32 {
+        return Err(ModelError::Output(format!(
+            "`{}` is not a float32 tensor",
+            output.name
+        )));
+    }
+    Ok(())
+}
+
+fn show_dims(dims: Option<&[Option<i64>]>) -> String {
+    match dims {
+        None => "unknown".to_owned(),
+        Some(d) => format!(
+            "[{}]",
+            d.iter()
+                .map(|x| x.map_or("?".to_owned(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn check_golden(model: &LoadedModel, path: &Path) -> Result<(), ModelError> {
+    let bytes = read_limited(path, MAX_GOLDEN_BYTES)?;
+    let golden: Golden =
+        serde_json::from_slice(&bytes).map_err(|e| ModelError::Golden(e.to_string()))?;
+    let width = model.width();
+    if golden.inputs.is_empty() || golden.inputs.len() > MAX_GOLDEN_ROWS {
+        return Err(ModelError::Golden(format!(
+            "{} rows; between 1 and {MAX_GOLDEN_ROWS} are required",
+            golden.inputs.len()
+        )));
+    }
+    if golden.inputs.len() != golden.outputs.len() {
+        return Err(ModelError::Golden(format!(
+            "{} input rows but {} outputs",
+            golden.inputs.len(),
+            golden.outputs.len()
+        )));
+    }
+    if let Some(i) = golden.inputs.iter().position(|r| r.len() != width) {
+        return Err(ModelError::Golden(format!(
+            "row {i} has {} values, the model takes {width}",
+            golden.inputs[i].len()
+        )));
+    }
+    let rows: Vec<f32> = golden.inputs.concat();
+    let mut got = Vec::with_capacity(golden.outputs.len());
+    model.score(&rows, &mut got)?;
+    if got.len() != golden.outputs.len() {
+        return Err(ModelError::Output(format!(
+            "{} predictions for {} rows",
+            got.len(),
+            golden.outputs.len()
+        )));
+    }
+    if let Some(i) = got.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::NonFinite(format!(
+            "golden row {i} scores {}",
+            got[i]
+        )));
+    }
+    let tolerance = model.manifest.golden.tolerance;
+    for (i, (g, want)) in got.iter().zip(&golden.outputs).enumerate() {
+        let diff = f64::from(*g) - f64::from(*want);
+        if diff.is_nan() || diff.abs() > tolerance {
+            return Err(ModelError::Golden(format!(
+                "row {i}: the model gives {g}, the golden set expects {want} (tolerance {tolerance})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn first_difference(got: &[String], want: &[String]) -> String {
+    if got.len() != want.len() {
+        return format!("{} features, expected {}", got.len(), want.len());
+    }
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        Some(i) => format!("feature {i} is `{}`, expected `{}`", got[i], want[i]),
+        None => "identical".to_owned(),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

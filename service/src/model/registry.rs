@@ -1,0 +1,618 @@
+//! The model registry: watches the models directory, validates every new version, and swaps
+//! the serving (and shadow) model of each name atomically.
+//!
+//! Readers call [`Registry::serving`] (one atomic load, two `Arc` clones) and score on what they
+//! got: a swap never disturbs a batch in flight, and a failed load never replaces a good model.
+//! A version directory is *published* once it holds `manifest.json`; it is considered only when
+//! none of its files changed for [`RegistryConfig::settle`] (so a copy in progress is left
+//! alone), validated in a child process when a [`ChildValidator`] is configured, then loaded.
+//! A rejected version stays rejected until one of its files changes.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use fleet_features::{FeatureSet, FeatureSetId};
+use serde::Serialize;
+
+use super::manifest::{MANIFEST_FILE, Stage};
+use super::validate::ChildValidator;
+use super::{LoadedModel, ModelError, package};
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The models directory: `<dir>/<name>/<version>/`.
+    pub dir: PathBuf,
+    /// Model name -> version to serve instead of the greatest valid one (rollback).
+    pub pins: BTreeMap<String, String>,
+    /// Feature set name -> model name scoring it. Defaults: `engine-health` -> `engine-rul`,
+    /// `delay-risk` -> `delay-risk`.
+    pub routes: BTreeMap<String, String>,
+    /// Validate in a child process first (recommended: ONNX Runtime can crash on bad input).
+    pub validator: Option<ChildValidator>,
+    /// Files must be unchanged this long before a version is considered.
+    pub settle: Duration,
+}
+
+impl RegistryConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            pins: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            validator: None,
+            settle: Duration::from_millis(500),
+        }
+    }
+
+    fn route(&self, set: &FeatureSet) -> String {
+        self.routes.get(set.name()).cloned().unwrap_or_else(|| {
+            match set.id() {
+                FeatureSetId::EngineHealth => "engine-rul",
+                FeatureSetId::DelayRisk => "delay-risk",
+            }
+            .to_owned()
+        })
+    }
+}
+
+/// The models scoring one name: the serving one and an optional shadow.
+#[derive(Debug, Clone)]
+pub struct ServingSet {
+    pub serving: Arc<LoadedModel>,
+    pub shadow: Option<Arc<LoadedModel>>,
+}
+
+/// A scored batch: which model produced the values, and the shadow's opinion if there is one.
+#[derive(Debug)]
+pub struct Scored {
+    pub model: Arc<LoadedModel>,
+    pub shadow: Option<ShadowScores>,
+}
+
+#[derive(Debug)]
+pub struct ShadowScores {
+    pub model: Arc<LoadedModel>,
+    pub result: Result<Vec<f32>, ModelError>,
+}
+
+impl ServingSet {
+    /// Scores `rows` with the serving model into `out`, then with the shadow (whose outputs
+    /// never touch `out`). The mean absolute difference goes to a metric.
+    pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<Scored, ModelError> {
+        self.serving.score(rows, out)?;
+        let shadow = self.shadow.as_ref().map(|model| {
+            let mut values = Vec::with_capacity(out.len());
+            let result = model.score(rows, &mut values).map(|()| values);
+            if let Ok(values) = &result
+                && !values.is_empty()
+            {
+                let diff: f64 = values
+                    .iter()
+                    .zip(out.iter())
+                    .map(|(s, p)| f64::from((s - p).abs()))
+                    .sum::<f64>()
+                    / values.len() as f64;
+                metrics::histogram!("fleetscore_shadow_abs_diff", "model" => model.name().to_owned())
+                    .record(diff);
+            }
+            ShadowScores {
+                model: Arc::clone(model),
+                result,
+            }
+        });
+        Ok(Scored {
+            model: Arc::clone(&self.serving),
+            shadow,
+        })
+    }
+}
+
+/// The state of one version, as `GET /models` and `fleetscore model list` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStatus {
+    pub name: String,
+    pub version: String,
+    /// `serving`, `shadow`, `standby` (valid, not chosen), `rejected` or `pending`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_set: Option<String>,
+    /// Rejection class, or why it is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub pinned: bool,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    by_name: BTreeMap<String, ServingSet>,
+    routes: [Option<ServingSet>; 2],
+    statuses: Vec<ModelStatus>,
+}
+
+/// What a scan remembers about a version directory.
+#[derive(Debug)]
+struct Known {
+    fingerprint: Vec<(String, u64, SystemTime)>,
+    outcome: Result<Arc<LoadedModel>, (String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    config: RegistryConfig,
+    current: ArcSwap<Snapshot>,
+    known: Mutex<BTreeMap<(String, String), Known>>,
+}
+
+fn route_index(id: FeatureSetId) -> usize {
+    match id {
+        FeatureSetId::EngineHealth => 0,
+        FeatureSetId::DelayRisk => 1,
+    }
+}
+
+impl Registry {
+    /// A registry with nothing loaded yet; call [`Registry::rescan`] or [`Registry::watch`].
+    pub fn new(config: RegistryConfig) -> Self {
+        Self {
+            config,
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            known: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The models scoring a feature set, if one is serving.
+    pub fn serving(&self, set: FeatureSetId) -> Option<ServingSet> {
+        self.current.load().routes[route_index(set)].clone()
+    }
+
+    /// The models of a name, if one is serving.
+    pub fn serving_by_name(&self, name: &str) -> Option<ServingSet> {
+        self.current.load().by_name.get(name).cloned()
+    }
+
+    /// Every version seen, with its state.
+    pub fn statuses(&self) -> Vec<ModelStatus> {
+        self.current.load().statuses.clone()
+    }
+
+    /// Looks at the directory once: validates new or changed versions, forgets removed ones,
+    /// and swaps in the resulting choice of models. Returns whether the choice changed.
+    pub fn rescan(&self) -> bool {
+        let now = SystemTime::now();
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let found = self.list_versions();
+        known.retain(|key, _| found.iter().any(|(k, _)| k == key));
+
+        let mut pending: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (key, dir) in &found {
+            let fingerprint = fingerprint(dir);
+            let newest = fingerprint.iter().map(|f| f.2).max().unwrap_or(now);
+            let age = now.duration_since(newest).unwrap_or_default();
+            if age < self.config.settle {
+                pending.insert(
+                    key.clone(),
+                    format!("files changed {} ms ago", age.as_millis()),
+                );
+                continue;
+            }
+            if known.get(key).is_some_and(|k| k.fingerprint == fingerprint) {
+                continue;
+            }
+            let outcome = self.validate_and_load(dir);
+            match &outcome {
+                Ok(model) => tracing::info!(
+                    model = %key.0, version = %key.1, backend = model.backend.kind().as_str(),
+                    sha256 = %model.sha256, "model version validated"
+                ),
+                Err((class, message)) => {
+                    tracing::warn!(model = %key.0, version = %key.1, reason = %class, %message, "model version rejected");
+                    metrics::counter!("fleetscore_model_rejections_total",
+                        "model" => key.0.clone(), "reason" => class.clone())
+                    .increment(1);
+                }
+            }
+            known.insert(
+                key.clone(),
+                Known {
+                    fingerprint,
+                    outcome,
+                },
+            );
+        }
+
+        let next = self.choose(&known, &pending);
+        let previous = self.current.load();
+        let changed = !same_choice(&previous, &next);
+        if changed {
+            for (name, set) in &next.by_name {
+                let before = previous.by_name.get(name);
+                if before.is_none_or(|b| !Arc::ptr_eq(&b.serving, &set.serving)) {
+                    tracing::info!(model = %name, version = %set.serving.version(),
+                        previous = before.map(|b| b.serving.version()).unwrap_or("none"),
+                        "model version now serving");
+                }
+            }
+        }
+        if changed || previous.statuses != next.statuses {
+            self.current.store(Arc::new(next));
+        }
+        changed
+    }
+
+    fn validate_and_load(&self, dir: &Path) -> Result<Arc<LoadedModel>, (String, String)> {
+        let reject = |e: ModelError| (e.class().to_owned(), e.to_string());
+        if let Some(validator) = &self.config.validator {
+            let report = validator.validate(dir).map_err(reject)?;
+            if !report.ok {
+                return Err((
+                    report
+                        .class
+                        .unwrap_or_else(|| "validator_failed".to_owned()),
+                    report.message.unwrap_or_default(),
+                ));
+            }
+        }
+        package::load(dir).map(Arc::new).map_err(reject)
+    }
+
+    /// `(name, version)` and directory of every published version.
+    fn list_versions(&self) -> Vec<((String, String), PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(names) = std::fs::read_dir(&self.config.dir) else {
+            return out;
+        };
+        for name in names.flatten() {
+            let Some(name_str) = visible_dir_name(&name) else {
+                continue;
+            };
+            let Ok(versions) = std::fs::read_dir(name.path()) else {
+                continue;
+            };
+            for version in versions.flatten() {
+                let Some(version_str) = visible_dir_name(&version) else {
+                    continue;
+                };
+                if version.path().join(MANIFEST_FILE).is_file() {
+                    out.push(((name_str.clone(), version_str), version.path()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn choose(
+        &self,
+        known: &BTreeMap<(String, String), Known>,
+        pending: &BTreeMap<(String, String), String>,
+    ) -> Snapshot {
+        // Valid versions by name, greatest first.
+        let mut valid: BTreeMap<&str, Vec<&Arc<LoadedModel>>> = BTreeMap::new();
+        for ((name, _), k) in known {
+            if let Ok(model) = &k.outcome {
+                valid.entry(name.as_str()).or_default().push(model);
+            }
+        }
+        let mut by_name = BTreeMap::new();
+        for (name, mut models) in valid {
+            models.sort_by(|a, b| natural_cmp(b.version(), a.version()));
+            let pin = self.config.pins.get(name);
+            let pinned = pin.and_then(|v| models.iter().find(|m| m.version() == v));
+            if let (Some(v), None) = (pin, pinned) {
+                tracing::warn!(model = %name, version = %v, "pinned version is not valid; serving the greatest valid one");
+            }
+            let serving = pinned
+                .or_else(|| models.iter().find(|m| m.manifest.stage == Stage::Serving))
+                .copied();
+            let Some(serving) = serving else { continue };
+            let shadow = models
+                .iter()
+                .find(|m| m.manifest.stage == Stage::Shadow && !Arc::ptr_eq(m, serving))
+                .map(|m| Arc::clone(m));
+            by_name.insert(
+                name.to_owned(),
+                ServingSet {
+                    serving: Arc::clone(serving),
+                    shadow,
+                },
+            );
+        }
+
+        let mut routes: [Option<ServingSet>; 2] = [None, None];
+        for set in FeatureSet::all() {
+            let name = self.config.route(set);
+            routes[route_index(set.id())] = by_name
+                .get(&name)
+                .filter(|s: &&ServingSet| s.serving.feature_set.id() == set.id())
+                .cloned();
+        }
+
+        let mut statuses = Vec::new();
+        for ((name, version), k) in known {
+            let pinned = self.config.pins.get(name) == Some(version);
+            let status = match &k.outcome {
+                Ok(model) => {
+                    let set = by_name.get(name);
+                    let state = match set {
+                        Some(s) if Arc::ptr_eq(&s.serving, model) => "serving",
+                        Some(s) if s.shadow.as_ref().is_some_and(|m| Arc::ptr_eq(m, model)) => {
+                            "shadow"
+                        }
+                        _ => "standby",
+                    };
+                    ModelStatus {
+                        name: name.clone(),
+                        version: version.clone(),
+                        state,
+                        stage: Some(model.manifest.stage),
+                        backend: Some(model.backend.kind().as_str()),
+                        sha256: Some(model.sha256.clone()),
+                        feature_set: Some(format!(
+                            "{}@{}",
+                            model.feature_set.name(),
+                            model.feature_set.version()
+                        )),
+                        reason: None,
+                        message: None,
+                        pinned,
+                    }
+                }
+                Err((class, message)) => ModelStatus {
+                    name: name.clone(),
+                    version: version.clone(),
+                    state: "rejected",
+                    stage: None,
+                    backend: None,
+                    sha256: None,
+                    feature_set: None,
+                    reason: Some(class.clone()),
+                    message: Some(message.clone()),
+                    pinned,
+                },
+            };
+            statuses.push(status);
+        }
+        for ((name, version), why) in pending {
+            if known.contains_key(&(name.clone(), version.clone())) {
+                continue; // still shown with its last verdict until the new files settle
+            }
+            statuses.push(ModelStatus {
+                name: name.clone(),
+                version: version.clone(),
+                state: "pending",
+                stage: None,
+                backend: None,
+                sha256: None,
+                feature_set: None,
+                reason: Some("incomplete".to_owned()),
+                message: Some(why.clone()),
+                pinned: self.config.pins.get(name) == Some(version),
+            });
+        }
+        statuses.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then_with(|| natural_cmp(&b.version, &a.version))
+        });
+        Snapshot {
+            by_name,
+            routes,
+            statuses,
+        }
+    }
+
+    /// Rescans on every change in the directory (debounced) and at least every `interval`,
+    /// on a thread of its own until the returned handle is stopped or dropped.
+    pub fn watch(self: &Arc<Self>, interval: Duration) -> Result<Watcher, ModelError> {
+        use notify::Watcher as _;
+        let (tx, rx) = mpsc::channel::<Signal>();
+        let events = tx.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = events.send(Signal::Changed);
+                }
+            })
+            .map_err(|e| ModelError::Io {
+                path: self.config.dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        watcher
+            .watch(&self.config.dir, notify::RecursiveMode::Recursive)
+            .map_err(|e| ModelError::Io {
+                path: self.config.dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let registry = Arc::clone(self);
+        let settle = self.config.settle;
+        let thread = std::thread::Builder::new()
+            .name("model-registry".to_owned())
+            .spawn(move || {
+                let _watcher = watcher; // dropped (and unwatched) when the loop ends
+                registry.rescan();
+                loop {
+                    let pending = registry.statuses().iter().any(|s| s.state == "pending");
+                    let wait = if pending {
+                        settle.max(Duration::from_millis(50))
+                    } else {
+                        interval
+                    };
+                    match rx.recv_timeout(wait) {
+                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                        Ok(Signal::Changed) => {
+                            // Debounce a burst of file events into one scan.
+                            while let Ok(signal) = rx.recv_timeout(Duration::from_millis(100)) {
+                                if matches!(signal, Signal::Stop) {
+                                    return;
+                                }
+                            }
+                            registry.rescan();
+                        }
+                        Err(RecvTimeoutError::Timeout) => {
+                            registry.rescan();
+                        }
+                    }
+                }
+            })
+            .map_err(|e| ModelError::Io {
+                path: "model-registry thread".to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Watcher {
+            stop: tx,
+            thread: Some(thread),
+        })
+    }
+}
+
+enum Signal {
+    Changed,
+    Stop,
+}
+
+/// Stops the registry's watch thread when stopped or dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: mpsc::Sender<Signal>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(Signal::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Changed => "Changed",
+            Signal::Stop => "Stop",
+        })
+    }
+}
+
+fn visible_dir_name(entry: &std::fs::DirEntry) -> Option<String> {
+    let name = entry.file_name().into_string().ok()?;
+    let is_dir = entry.file_type().ok()?.is_dir();
+    (is_dir && !name.starts_with('.') && !name.ends_with(".tmp")).then_some(name)
+}
+
+/// Name, size and modification time of every file in a version directory.
+fn fingerprint(dir: &Path) -> Vec<(String, u64, SystemTime)> {
+    let mut files: Vec<(String, u64, SystemTime)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            meta.is_file().then(|| {
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    meta.len(),
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn same_choice(a: &Snapshot, b: &Snapshot) -> bool {
+    let same = |x: &ServingSet, y: &ServingSet| {
+        Arc::ptr_eq(&x.serving, &y.serving)
+            && match (&x.shadow, &y.shadow) {
+                (None, None) => true,
+                (Some(p), Some(q)) => Arc::ptr_eq(p, q),
+                _ => false,
+            }
+    };
+    a.by_name.len() == b.by_name.len()
+        && a.by_name
+            .iter()
+            .zip(&b.by_name)
+            .all(|((n, x), (m, y))| n == m && same(x, y))
+}
+
+/// Orders versions so that `1.10` > `1.9` and `2026.11.24-2` > `2026.11.24-1`: runs of digits
+/// compare as numbers, everything else as text.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
+                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let zeros = digits.iter().take_while(|&&d| d == b'0').count();
+    &digits[zeros.min(digits.len().saturating_sub(1))..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_order_naturally() {
+        assert_eq!(natural_cmp("1.10", "1.9"), Greater);
+        assert_eq!(natural_cmp("2", "10"), Less);
+        assert_eq!(natural_cmp("2026.11.24-2", "2026.11.24-1"), Greater);
+        assert_eq!(natural_cmp("007", "7"), Equal);
+        assert_eq!(natural_cmp("1.0", "1.0-rc1"), Less);
+        assert_eq!(natural_cmp("v2", "v10"), Less);
+    }
+}
