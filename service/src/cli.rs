@@ -3,6 +3,7 @@
 pub mod features;
 pub mod import;
 pub mod model;
+pub mod replay;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ pub enum Command {
     /// Validate and list model packages.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Run events through state, features and the registry's models; write prediction records.
+    Replay(replay::ReplayArgs),
 }
 
 impl Cli {
@@ -36,6 +39,7 @@ impl Cli {
             Command::Features(args) => args.run().map(|()| 0),
             Command::FeatureSets => features::print_feature_sets().map(|()| 0),
             Command::Model(cmd) => cmd.run(),
+            Command::Replay(args) => args.run().map(|()| 0),
         }
     }
 }

@@ -6,6 +6,11 @@
 //! - [`cli::import`]: `fleetscore import cmapss|nycflights`, public data sets to event files.
 //! - [`cli::features`]: `fleetscore features`, an event file through the online state and
 //!   feature code to feature rows.
+//! - [`cli::replay`]: `fleetscore replay`, events through state, features and models to
+//!   prediction records, without Kafka.
+//! - [`config`]: the typed TOML configuration.
+//! - [`scoring`]: micro-batched scoring shared by replay and the streaming path;
+//!   [`prediction`]: the prediction record it produces.
 //! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
 //!   child process) and the hot-swapping [`model::Registry`].
 //!
@@ -13,4 +18,7 @@
 //! their own modules; see the README for what works today.
 
 pub mod cli;
+pub mod config;
 pub mod model;
+pub mod prediction;
+pub mod scoring;

@@ -1,0 +1,221 @@
+//! `fleetscore replay`: events through the service's own path (state, features, registry
+//! models, micro-batches) without Kafka, writing exactly the prediction records the service
+//! publishes. Data scientists compare a candidate model against the serving one this way.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use clap::Args;
+use fleet_features::{ApplyOutcome, Event, FeatureSet, TailState};
+
+use crate::config::Config;
+use crate::model::Registry;
+use crate::scoring::{Batcher, Outcome, RowInfo};
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Events, one JSON object per line; `-` for stdin.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Prediction records, one JSON object per line; `-` for stdout.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Configuration file (TOML); its `[models]` section applies.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Models directory (overrides the configuration).
+    #[arg(long, env = "FLEETSCORE_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Score with this version of a model: `--model engine-rul=2` (repeatable).
+    #[arg(long = "model", value_name = "NAME=VERSION")]
+    pub models: Vec<String>,
+    /// Route a feature set to a model: `--route engine-health=engine-rul-mlp` (repeatable).
+    #[arg(long = "route", value_name = "FEATURE_SET=MODEL")]
+    pub routes: Vec<String>,
+    /// Rows per scoring batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    lines: u64,
+    invalid: u64,
+    duplicates: u64,
+    late: u64,
+    predictions: u64,
+    non_finite: u64,
+    no_model: u64,
+    failed: u64,
+}
+
+fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match s.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_owned(), b.to_owned())),
+        _ => bail!("{what} must look like A=B, got `{s}`"),
+    }
+}
+
+impl ReplayArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.models_dir {
+            config.models.dir = dir.clone();
+        }
+        for m in &self.models {
+            let (name, version) = pair(m, "--model")?;
+            config.models.pins.insert(name, version);
+        }
+        for r in &self.routes {
+            let (set, model) = pair(r, "--route")?;
+            FeatureSet::by_name(&set)?;
+            config.models.routes.insert(set, model);
+        }
+        let mut registry_config = config.models.registry()?;
+        registry_config.settle = std::time::Duration::ZERO; // files at rest: no need to wait
+        let registry = Arc::new(Registry::new(registry_config));
+        registry.rescan();
+        for set in FeatureSet::all() {
+            match registry.serving(set.id()) {
+                Some(s) => eprintln!(
+                    "{}: {}/{} ({}, sha256 {})",
+                    set.name(),
+                    s.serving.name(),
+                    s.serving.version(),
+                    s.serving.backend.kind().as_str(),
+                    &s.serving.sha256[..12]
+                ),
+                None => eprintln!("{}: no model serving", set.name()),
+            }
+        }
+        for (name, version) in &config.models.pins {
+            let serving = registry.serving_by_name(name);
+            if serving
+                .as_ref()
+                .is_none_or(|s| s.serving.version() != version)
+            {
+                let why = registry
+                    .statuses()
+                    .into_iter()
+                    .find(|s| &s.name == name && &s.version == version)
+                    .map(|s| s.message.unwrap_or_else(|| s.state.to_owned()))
+                    .unwrap_or_else(|| "no such version".to_owned());
+                bail!("--model {name}={version} cannot serve: {why}");
+            }
+        }
+
+        let input: Box<dyn BufRead> = if self.input.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let file = File::open(&self.input)
+                .with_context(|| format!("opening {}", self.input.display()))?;
+            Box::new(BufReader::with_capacity(1 << 20, file))
+        };
+        let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(
+                File::create(&self.output)
+                    .with_context(|| format!("creating {}", self.output.display()))?,
+            )
+        };
+        let mut output = BufWriter::with_capacity(1 << 20, output);
+
+        let started = Instant::now();
+        let mut counts = Counts::default();
+        let mut states: HashMap<String, TailState> = HashMap::new();
+        let mut batcher: Batcher<()> = Batcher::new(Arc::clone(&registry));
+        let mut vector = Vec::new();
+        let mut write_error = None;
+        let mut drain = |batcher: &mut Batcher<()>, counts: &mut Counts| {
+            batcher.flush(Utc::now(), |outcome| match outcome {
+                Outcome::Scored(prediction, ()) => {
+                    counts.predictions += 1;
+                    let result = serde_json::to_writer(&mut output, &prediction)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| output.write_all(b"\n"));
+                    if let Err(e) = result {
+                        write_error.get_or_insert(e);
+                    }
+                }
+                Outcome::NonFinite { info, model, value, .. } => {
+                    counts.non_finite += 1;
+                    tracing::warn!(tail = %info.tail, event = %info.event_id, %model, %value, "non-finite prediction (dead letter)");
+                }
+                Outcome::NoModel { .. } => counts.no_model += 1,
+                Outcome::Failed { info, error, .. } => {
+                    counts.failed += 1;
+                    tracing::warn!(tail = %info.tail, event = %info.event_id, %error, "scoring failed");
+                }
+            });
+        };
+        for line in input.lines() {
+            let line = line.context("reading events")?;
+            counts.lines += 1;
+            let event = match Event::decode(line.as_bytes()) {
+                Ok(event) => event,
+                Err(e) => {
+                    counts.invalid += 1;
+                    tracing::warn!(line = counts.lines, error = %e, "invalid event (dead letter)");
+                    continue;
+                }
+            };
+            let state = states.entry(event.tail().to_owned()).or_default();
+            match state.apply(&event) {
+                ApplyOutcome::Applied => {}
+                ApplyOutcome::Duplicate => {
+                    counts.duplicates += 1;
+                    continue;
+                }
+                ApplyOutcome::Late(_) => {
+                    counts.late += 1;
+                    continue;
+                }
+            }
+            let Some(set) = FeatureSet::for_event(&event) else {
+                continue;
+            };
+            if set.compute(state, &mut vector).is_err() {
+                continue;
+            }
+            let info = RowInfo {
+                tail: event.tail().to_owned(),
+                event_id: event.event_id().to_owned(),
+                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
+                    .expect("validated time"),
+            };
+            batcher.push(set.id(), &vector, info, ());
+            if batcher.len() >= self.batch.max(1) {
+                drain(&mut batcher, &mut counts);
+            }
+        }
+        drain(&mut batcher, &mut counts);
+        drop(drain);
+        if let Some(e) = write_error {
+            return Err(e).context("writing predictions");
+        }
+        output.flush().context("writing predictions")?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{} events: {} predictions, {} invalid, {} duplicates, {} late, {} non-finite, \
+             {} without a model, {} failed; {:.2} s ({:.0} events/s)",
+            counts.lines,
+            counts.predictions,
+            counts.invalid,
+            counts.duplicates,
+            counts.late,
+            counts.non_finite,
+            counts.no_model,
+            counts.failed,
+            secs,
+            counts.lines as f64 / secs.max(1e-9)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! Typed configuration: a TOML file, defaults in code, environment overrides for Kubernetes.
+//! Unknown keys are an error, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::model::RegistryConfig;
+use crate::model::validate::ChildValidator;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub models: ModelsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// The models directory (`<dir>/<name>/<version>/`). Env: `FLEETSCORE_MODELS_DIR`.
+    pub dir: PathBuf,
+    /// Rescan at least this often, besides reacting to file events.
+    pub rescan_seconds: u64,
+    /// A version's files must be unchanged this long before it is considered.
+    pub settle_ms: u64,
+    /// Validate new versions in a child process first (recommended).
+    pub validate_in_child: bool,
+    pub validate_timeout_seconds: u64,
+    pub validate_memory_mb: u64,
+    /// Model name -> version to serve (rollback).
+    pub pins: BTreeMap<String, String>,
+    /// Feature set -> model name (defaults: engine-health -> engine-rul, delay-risk -> delay-risk).
+    pub routes: BTreeMap<String, String>,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("models"),
+            rescan_seconds: 10,
+            settle_ms: 500,
+            validate_in_child: true,
+            validate_timeout_seconds: 60,
+            validate_memory_mb: 4096,
+            pins: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` if given (defaults otherwise), then applies environment overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = std::env::var_os("FLEETSCORE_MODELS_DIR") {
+            config.models.dir = dir.into();
+        }
+        Ok(config)
+    }
+}
+
+impl ModelsConfig {
+    /// The registry settings; `validator` is this executable when child validation is on.
+    pub fn registry(&self) -> anyhow::Result<RegistryConfig> {
+        let mut config = RegistryConfig::new(&self.dir);
+        config.pins = self.pins.clone();
+        config.routes = self.routes.clone();
+        config.settle = Duration::from_millis(self.settle_ms);
+        if self.validate_in_child {
+            let mut validator = ChildValidator::current_exe()?;
+            validator.timeout = Duration::from_secs(self.validate_timeout_seconds);
+            validator.memory_limit_mb = self.validate_memory_mb;
+            config.validator = Some(validator);
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_unknown_keys() {
+        let config: Config = toml::from_str(
+            r#"
+            [models]
+            dir = "/srv/models"
+            pins = { "engine-rul" = "3" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.models.dir, PathBuf::from("/srv/models"));
+        assert_eq!(config.models.pins["engine-rul"], "3");
+        assert_eq!(config.models.rescan_seconds, 10);
+
+        let err = toml::from_str::<Config>("[models]\ndirectory = \"x\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `directory`"),
+            "{err}"
+        );
+    }
+}
