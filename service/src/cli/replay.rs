@@ -196,7 +196,6 @@ impl ReplayArgs {
             }
         }
         drain(&mut batcher, &mut counts);
-        drop(drain);
         if let Some(e) = write_error {
             return Err(e).context("writing predictions");
         }
