@@ -3,7 +3,9 @@
 pub mod features;
 pub mod import;
 pub mod model;
+pub mod produce;
 pub mod replay;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,10 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Run events through state, features and the registry's models; write prediction records.
     Replay(replay::ReplayArgs),
+    /// Run the service: models, HTTP API and the Kafka pipeline.
+    Serve(serve::ServeArgs),
+    /// Produce an event file onto the input topics (keyed by tail, optionally rate-limited).
+    Produce(produce::ProduceArgs),
 }
 
 impl Cli {
@@ -40,6 +46,8 @@ impl Cli {
             Command::FeatureSets => features::print_feature_sets().map(|()| 0),
             Command::Model(cmd) => cmd.run(),
             Command::Replay(args) => args.run().map(|()| 0),
+            Command::Serve(args) => args.run().map(|()| 0),
+            Command::Produce(args) => args.run().map(|()| 0),
         }
     }
 }

@@ -15,6 +15,79 @@ use crate::model::validate::ChildValidator;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub models: ModelsConfig,
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Env: `FLEETSCORE_HTTP_ADDR`; flag: `--http-addr`.
+    pub addr: String,
+    /// Bearer token for the admin calls (promote, pin, roll back); admin is off when unset.
+    /// Env: `FLEETSCORE_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_batch_rows: usize,
+    /// Requests in flight at once; beyond this, 503 (load shedding).
+    pub concurrency_limit: usize,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".to_owned(),
+            admin_token: None,
+            max_body_bytes: 1 << 20,
+            max_batch_rows: 1024,
+            concurrency_limit: 1024,
+            request_timeout_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers. Env: `FLEETSCORE_KAFKA_BROKERS`.
+    pub brokers: String,
+    pub group_id: String,
+    pub telemetry_topic: String,
+    pub schedule_topic: String,
+    pub predictions_topic: String,
+    pub deadletter_topic: String,
+    /// Records per micro-batch, at most.
+    pub batch_max_records: usize,
+    /// How long a micro-batch may wait to fill.
+    pub batch_max_ms: u64,
+    /// Batches whose outputs are not yet acknowledged, at most (back-pressure).
+    pub max_in_flight_batches: usize,
+    /// How long shutdown may take to drain and commit.
+    pub shutdown_timeout_ms: u64,
+    /// librdkafka consumer properties, passed through (e.g. `"session.timeout.ms" = "10000"`).
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka producer properties, passed through.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".to_owned(),
+            group_id: "fleetscore".to_owned(),
+            telemetry_topic: "fleet.telemetry.v1".to_owned(),
+            schedule_topic: "fleet.schedule.v1".to_owned(),
+            predictions_topic: "fleet.predictions.v1".to_owned(),
+            deadletter_topic: "fleet.deadletter.v1".to_owned(),
+            batch_max_records: 512,
+            batch_max_ms: 5,
+            max_in_flight_batches: 64,
+            shutdown_timeout_ms: 20_000,
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +137,15 @@ impl Config {
         };
         if let Some(dir) = std::env::var_os("FLEETSCORE_MODELS_DIR") {
             config.models.dir = dir.into();
+        }
+        if let Ok(addr) = std::env::var("FLEETSCORE_HTTP_ADDR") {
+            config.http.addr = addr;
+        }
+        if let Ok(token) = std::env::var("FLEETSCORE_ADMIN_TOKEN") {
+            config.http.admin_token = (!token.is_empty()).then_some(token);
+        }
+        if let Ok(brokers) = std::env::var("FLEETSCORE_KAFKA_BROKERS") {
+            config.kafka.brokers = brokers;
         }
         Ok(config)
     }

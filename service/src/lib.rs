@@ -11,14 +11,25 @@
 //! - [`config`]: the typed TOML configuration.
 //! - [`scoring`]: micro-batched scoring shared by replay and the streaming path;
 //!   [`prediction`]: the prediction record it produces.
+//! - [`cli::serve`]: `fleetscore serve`, the long-running service; [`app`]: what its parts
+//!   share; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the HTTP API.
+//! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
+//! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
+//! - [`metrics`]: the Prometheus recorder behind every metric, rendered by `GET /metrics`.
 //! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
 //!   child process) and the hot-swapping [`model::Registry`].
 //!
 //! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
 //! their own modules; see the README for what works today.
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
 pub mod model;
 pub mod prediction;
 pub mod scoring;
+pub mod shutdown;
+pub mod store;

@@ -154,6 +154,27 @@ pub struct Registry {
     config: RegistryConfig,
     current: ArcSwap<Snapshot>,
     known: Mutex<BTreeMap<(String, String), Known>>,
+    /// Versions still settling at the last scan; guarded by `known`'s lock in practice (written
+    /// only while it is held), so a re-choice after a pin shows them as the scan did.
+    pending: Mutex<BTreeMap<(String, String), String>>,
+    /// Model name -> pinned version: the configured pins, changed at run time by
+    /// [`Registry::set_pin`] (admin calls). Not persisted.
+    pins: Mutex<BTreeMap<String, String>>,
+}
+
+/// Why a pin was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("no version of model `{0}` is known")]
+    UnknownModel(String),
+    #[error("model `{name}` has no version `{version}`")]
+    UnknownVersion { name: String, version: String },
+    #[error("version `{version}` of model `{name}` cannot serve: {reason}")]
+    NotValid {
+        name: String,
+        version: String,
+        reason: String,
+    },
 }
 
 fn route_index(id: FeatureSetId) -> usize {
@@ -167,9 +188,11 @@ impl Registry {
     /// A registry with nothing loaded yet; call [`Registry::rescan`] or [`Registry::watch`].
     pub fn new(config: RegistryConfig) -> Self {
         Self {
-            config,
             current: ArcSwap::from_pointee(Snapshot::default()),
             known: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(BTreeMap::new()),
+            pins: Mutex::new(config.pins.clone()),
+            config,
         }
     }
 
@@ -190,6 +213,58 @@ impl Registry {
     /// Every version seen, with its state.
     pub fn statuses(&self) -> Vec<ModelStatus> {
         self.current.load().statuses.clone()
+    }
+
+    /// The pins in force: the configured ones as changed by [`Registry::set_pin`].
+    pub fn pins(&self) -> BTreeMap<String, String> {
+        self.pins.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Pins `name` to `version` (it must have been validated), or removes its pin (`None`:
+    /// the greatest valid version with stage `serving` serves again), and swaps the resulting
+    /// choice in at once. Waits for a scan in progress to finish. Lasts until the process
+    /// ends; `[models.pins]` in the configuration is the persistent form.
+    pub fn set_pin(&self, name: &str, version: Option<&str>) -> Result<(), PinError> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(version) = version {
+            if !known.keys().any(|(n, _)| n == name) {
+                return Err(PinError::UnknownModel(name.to_owned()));
+            }
+            match known.get(&(name.to_owned(), version.to_owned())) {
+                None => {
+                    return Err(PinError::UnknownVersion {
+                        name: name.to_owned(),
+                        version: version.to_owned(),
+                    });
+                }
+                Some(Known {
+                    outcome: Err((class, _)),
+                    ..
+                }) => {
+                    return Err(PinError::NotValid {
+                        name: name.to_owned(),
+                        version: version.to_owned(),
+                        reason: class.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        {
+            let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+            match version {
+                Some(v) => pins.insert(name.to_owned(), v.to_owned()),
+                None => pins.remove(name),
+            };
+        }
+        tracing::info!(model = %name, version = version.unwrap_or("none"), "pin set");
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.publish(&known, &pending);
+        Ok(())
     }
 
     /// Looks at the directory once: validates new or changed versions, forgets removed ones,
@@ -237,7 +312,18 @@ impl Registry {
             );
         }
 
-        let next = self.choose(&known, &pending);
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = pending.clone();
+        self.publish(&known, &pending)
+    }
+
+    /// Chooses the models from what the scans found and swaps the choice in if it changed.
+    /// Returns whether the serving or shadow models changed.
+    fn publish(
+        &self,
+        known: &BTreeMap<(String, String), Known>,
+        pending: &BTreeMap<(String, String), String>,
+    ) -> bool {
+        let next = self.choose(known, pending);
         let previous = self.current.load();
         let changed = !same_choice(&previous, &next);
         if changed {
@@ -303,6 +389,7 @@ impl Registry {
         known: &BTreeMap<(String, String), Known>,
         pending: &BTreeMap<(String, String), String>,
     ) -> Snapshot {
+        let pins = self.pins();
         // Valid versions by name, greatest first.
         let mut valid: BTreeMap<&str, Vec<&Arc<LoadedModel>>> = BTreeMap::new();
         for ((name, _), k) in known {
@@ -313,7 +400,7 @@ impl Registry {
         let mut by_name = BTreeMap::new();
         for (name, mut models) in valid {
             models.sort_by(|a, b| natural_cmp(b.version(), a.version()));
-            let pin = self.config.pins.get(name);
+            let pin = pins.get(name);
             let pinned = pin.and_then(|v| models.iter().find(|m| m.version() == v));
             if let (Some(v), None) = (pin, pinned) {
                 tracing::warn!(model = %name, version = %v, "pinned version is not valid; serving the greatest valid one");
@@ -346,7 +433,7 @@ impl Registry {
 
         let mut statuses = Vec::new();
         for ((name, version), k) in known {
-            let pinned = self.config.pins.get(name) == Some(version);
+            let pinned = pins.get(name) == Some(version);
             let status = match &k.outcome {
                 Ok(model) => {
                     let set = by_name.get(name);
@@ -403,7 +490,7 @@ impl Registry {
                 feature_set: None,
                 reason: Some("incomplete".to_owned()),
                 message: Some(why.clone()),
-                pinned: self.config.pins.get(name) == Some(version),
+                pinned: pins.get(name) == Some(version),
             });
         }
         statuses.sort_by(|a, b| {
@@ -603,8 +690,93 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::natural_cmp;
+    use super::{PinError, Registry, RegistryConfig, natural_cmp};
     use std::cmp::Ordering::*;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    /// Copies the tract fixture (no ONNX Runtime needed) to `root/engine-rul-mlp/<version>`.
+    fn publish_mlp(root: &Path, version: &str) {
+        let src =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/engine-rul-mlp/1");
+        let dst = root.join("engine-rul-mlp").join(version);
+        std::fs::create_dir_all(&dst).unwrap();
+        for file in ["model.onnx", "golden.json"] {
+            std::fs::copy(src.join(file), dst.join(file)).unwrap();
+        }
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(src.join("manifest.json")).unwrap()).unwrap();
+        manifest["version"] = version.into();
+        std::fs::write(dst.join("manifest.json"), manifest.to_string()).unwrap();
+        let past = SystemTime::now() - Duration::from_secs(60);
+        for entry in std::fs::read_dir(&dst).unwrap().flatten() {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.path())
+                .unwrap();
+            file.set_modified(past).unwrap();
+        }
+    }
+
+    fn serving(registry: &Registry) -> String {
+        registry
+            .serving_by_name("engine-rul-mlp")
+            .map(|s| s.serving.version().to_owned())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn runtime_pins_switch_versions_at_once_and_refuse_what_cannot_serve() {
+        let root = tempfile::tempdir().unwrap();
+        publish_mlp(root.path(), "1");
+        publish_mlp(root.path(), "2");
+        std::fs::create_dir_all(root.path().join("engine-rul-mlp/3")).unwrap();
+        std::fs::write(root.path().join("engine-rul-mlp/3/manifest.json"), "{}").unwrap();
+        let mut config = RegistryConfig::new(root.path());
+        config.settle = Duration::ZERO;
+        let registry = Registry::new(config);
+        registry.rescan();
+        assert_eq!(serving(&registry), "2");
+
+        registry.set_pin("engine-rul-mlp", Some("1")).unwrap();
+        assert_eq!(serving(&registry), "1", "the pin applies without a rescan");
+        let pinned: Vec<_> = registry
+            .statuses()
+            .into_iter()
+            .filter(|s| s.pinned)
+            .collect();
+        assert_eq!(pinned.len(), 1);
+        assert_eq!(
+            (pinned[0].version.as_str(), pinned[0].state),
+            ("1", "serving")
+        );
+        assert_eq!(
+            registry.pins().get("engine-rul-mlp").map(String::as_str),
+            Some("1")
+        );
+        registry.rescan();
+        assert_eq!(serving(&registry), "1", "a rescan keeps the runtime pin");
+
+        let err = registry.set_pin("engine-rul-mlp", Some("3")).unwrap_err();
+        assert!(
+            matches!(&err, PinError::NotValid { reason, .. } if reason == "manifest"),
+            "{err}"
+        );
+        assert!(matches!(
+            registry.set_pin("engine-rul-mlp", Some("9")),
+            Err(PinError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            registry.set_pin("nope", Some("1")),
+            Err(PinError::UnknownModel(_))
+        ));
+        assert_eq!(serving(&registry), "1", "a refused pin changes nothing");
+
+        registry.set_pin("engine-rul-mlp", None).unwrap();
+        assert_eq!(serving(&registry), "2");
+        assert!(registry.pins().is_empty());
+        assert!(registry.statuses().iter().all(|s| !s.pinned));
+    }
 
     #[test]
     fn versions_order_naturally() {

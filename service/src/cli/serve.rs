@@ -1,0 +1,110 @@
+//! `fleetscore serve`: the long-running service — model registry, HTTP API and (unless
+//! `--no-kafka`) the Kafka pipeline — until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{AppContext, Readiness};
+use crate::config::Config;
+use crate::kafka::Pipeline;
+use crate::model::Registry;
+use crate::store::StateStore;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address, HOST:PORT (overrides the configuration).
+    #[arg(long)]
+    pub http_addr: Option<String>,
+    /// HTTP only: no Kafka consumer or producer.
+    #[arg(long)]
+    pub no_kafka: bool,
+}
+
+impl ServeArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(addr) = self.http_addr {
+            config.http.addr = addr;
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("fleetscore-rt")
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(serve(config, !self.no_kafka))
+    }
+}
+
+async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry::new(config.models.registry()?));
+    let watcher = registry
+        .watch(Duration::from_secs(config.models.rescan_seconds.max(1)))
+        .context("watching the models directory")?;
+    let ctx = Arc::new(AppContext {
+        registry,
+        store: Arc::new(StateStore::new()),
+        readiness: Arc::new(Readiness::new(kafka)),
+        config,
+    });
+    let shutdown = crate::shutdown::on_signal();
+
+    let listener = tokio::net::TcpListener::bind(&ctx.config.http.addr)
+        .await
+        .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+    let http = tokio::spawn(crate::http::serve(
+        Arc::clone(&ctx),
+        listener,
+        shutdown.clone(),
+    ));
+
+    let mut result = Ok(());
+    if kafka {
+        result = run_pipeline(&ctx, &shutdown).await;
+        // The pipeline ended (stop or failure): take the HTTP server down with it.
+        shutdown.cancel();
+    } else {
+        shutdown.cancelled().await;
+    }
+    http.await.context("HTTP task")??;
+    watcher.stop();
+    tracing::info!("stopped");
+    result
+}
+
+/// Waits for models, runs the pipeline until shutdown or failure, then drains and commits.
+async fn run_pipeline(ctx: &Arc<AppContext>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    // Consuming before every feature set has a model would dead-letter good events.
+    let mut waiting_logged = false;
+    while let Some(why) = ctx.readiness.models_missing(&ctx.registry) {
+        if !waiting_logged {
+            tracing::info!(reason = %why, "waiting for models before consuming");
+            waiting_logged = true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let handle = Pipeline::start(Arc::clone(ctx))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => if handle.is_finished() { break },
+        }
+    }
+    tracing::info!("stopping the pipeline: draining and committing");
+    tokio::task::spawn_blocking(move || handle.stop())
+        .await
+        .context("pipeline thread")?
+}

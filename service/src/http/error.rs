@@ -1,0 +1,299 @@
+//! Every error the API returns: a status, a stable `code`, a message that helps the caller, and
+//! the details a program needs (which features are missing, which row). Internals (backend
+//! messages, paths) are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fleet_features::DecodeError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::model::ModelError;
+use crate::model::registry::PinError;
+
+/// The body of every error response. `error` is a sentence for people (and the Open Inference
+/// Protocol's error field); `code` is for programs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// Stable snake_case class, for programs (e.g. `unknown_model`, `feature_mismatch`).
+    pub code: &'static str,
+    /// Features the model needs that the row does not give.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Names in the row that are not features of the model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<String>,
+    /// Index of the offending row in `rows` (or in the tensor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
+    /// The offending field or feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For an event that does not decode: the reject reason (`missing_field`, `out_of_range`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The limit that was exceeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// For an unknown model: the models that are serving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON (syntax error, truncated, not UTF-8).
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body must be JSON (Content-Type: application/json), not `{0}`")]
+    UnsupportedMediaType(String),
+    /// JSON of the wrong shape: missing or unknown fields, wrong types.
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        field: Option<String>,
+        row: Option<usize>,
+    },
+    #[error("no model named `{name}` is serving")]
+    UnknownModel { name: String, serving: Vec<String> },
+    #[error("version `{version}` of model `{name}` is not serving (version {serving} is)")]
+    VersionNotServing {
+        name: String,
+        version: String,
+        serving: String,
+    },
+    #[error("tail `{0}` is not known to this instance (no event for it was applied here)")]
+    UnknownTail(String),
+    #[error("row {row}: {} missing and {} unknown feature names", missing.len(), unknown.len())]
+    FeatureMismatch {
+        row: usize,
+        missing: Vec<String>,
+        unknown: Vec<String>,
+    },
+    #[error("row {row}: feature `{feature}` is {value}, which is not a finite float32")]
+    NotFinite {
+        row: usize,
+        feature: String,
+        value: f64,
+    },
+    #[error("{rows} rows; at most {max} rows per request")]
+    BatchTooLarge { rows: usize, max: usize },
+    #[error("the request must carry at least one row")]
+    EmptyBatch,
+    #[error("the event does not decode: {0}")]
+    InvalidEvent(DecodeError),
+    #[error("the event is for tail `{event}`, the request for `{request}`")]
+    TailMismatch { event: String, request: String },
+    #[error("tail `{tail}` has no {what} yet: nothing to compute {feature_set} from")]
+    NoHistory {
+        tail: String,
+        what: &'static str,
+        feature_set: &'static str,
+    },
+    #[error("model {model} gave no finite prediction for row {row} (inputs outside its range?)")]
+    NonFiniteOutput { model: String, row: usize },
+    #[error("scoring failed")]
+    Scoring(#[source] ModelError),
+    #[error("internal error")]
+    Internal(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("admin calls are disabled: no admin token is configured (http.admin_token)")]
+    AdminDisabled,
+    #[error(transparent)]
+    Pin(PinError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the service is at its concurrency limit ({0} requests in flight); retry shortly")]
+    Overloaded(usize),
+    #[error("the request took longer than {0} ms")]
+    Timeout(u64),
+    #[error("no route for {method} {path}")]
+    NoRoute { method: String, path: String },
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("the body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InvalidRequest { .. }
+            | FeatureMismatch { .. }
+            | NotFinite { .. }
+            | EmptyBatch
+            | InvalidEvent(_)
+            | TailMismatch { .. }
+            | NonFiniteOutput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            UnknownModel { .. } | VersionNotServing { .. } | UnknownTail(_) | NoRoute { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Pin(PinError::UnknownModel(_) | PinError::UnknownVersion { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            Pin(PinError::NotValid { .. }) | Conflict(_) | NoHistory { .. } => {
+                StatusCode::CONFLICT
+            }
+            BatchTooLarge { .. } | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Scoring(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminDisabled => StatusCode::FORBIDDEN,
+            Overloaded(_) | Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MalformedJson(_) => "malformed_json",
+            UnsupportedMediaType(_) => "unsupported_media_type",
+            InvalidRequest { .. } => "invalid_request",
+            UnknownModel { .. } => "unknown_model",
+            VersionNotServing { .. } => "version_not_serving",
+            UnknownTail(_) => "unknown_tail",
+            FeatureMismatch { .. } => "feature_mismatch",
+            NotFinite { .. } => "not_finite",
+            BatchTooLarge { .. } => "batch_too_large",
+            EmptyBatch => "empty_batch",
+            InvalidEvent(_) => "invalid_event",
+            TailMismatch { .. } => "tail_mismatch",
+            NoHistory { .. } => "no_history",
+            NonFiniteOutput { .. } => "non_finite_output",
+            Scoring(_) => "scoring_failed",
+            Internal(_) => "internal",
+            Unauthorized => "unauthorized",
+            AdminDisabled => "admin_disabled",
+            Pin(PinError::UnknownModel(_)) => "unknown_model",
+            Pin(PinError::UnknownVersion { .. }) => "unknown_version",
+            Pin(PinError::NotValid { .. }) => "version_not_valid",
+            Conflict(_) => "conflict",
+            Overloaded(_) => "overloaded",
+            Timeout(_) => "timeout",
+            NoRoute { .. } => "not_found",
+            MethodNotAllowed(_) => "method_not_allowed",
+            BodyTooLarge(_) => "body_too_large",
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+            missing: Vec::new(),
+            unknown: Vec::new(),
+            row: None,
+            field: None,
+            reason: None,
+            limit: None,
+            models: None,
+        };
+        match self {
+            ApiError::InvalidRequest { field, row, .. } => {
+                body.field.clone_from(field);
+                body.row = *row;
+            }
+            ApiError::UnknownModel { serving, .. } => body.models = Some(serving.clone()),
+            ApiError::FeatureMismatch {
+                row,
+                missing,
+                unknown,
+            } => {
+                body.row = Some(*row);
+                body.missing.clone_from(missing);
+                body.unknown.clone_from(unknown);
+                body.error = describe_mismatch(*row, missing, unknown);
+            }
+            ApiError::NotFinite { row, feature, .. } => {
+                body.row = Some(*row);
+                body.field = Some(feature.clone());
+            }
+            ApiError::NonFiniteOutput { row, .. } => body.row = Some(*row),
+            ApiError::BatchTooLarge { max, .. } => body.limit = Some(*max as u64),
+            ApiError::BodyTooLarge(limit) => body.limit = Some(*limit as u64),
+            ApiError::Overloaded(limit) => body.limit = Some(*limit as u64),
+            ApiError::Timeout(ms) => body.limit = Some(*ms),
+            ApiError::InvalidEvent(e) => {
+                body.reason = Some(e.reason.as_str().to_owned());
+                body.field = e.field.map(|f| format!("event.{f}"));
+            }
+            ApiError::Pin(PinError::NotValid { reason, .. }) => body.reason = Some(reason.clone()),
+            _ => {}
+        }
+        body
+    }
+}
+
+/// "row 0: missing T24_mean, T30_mean; unknown T24_avg" — the names themselves, so a caller
+/// sees the typo without reading the lists.
+fn describe_mismatch(row: usize, missing: &[String], unknown: &[String]) -> String {
+    const SHOW: usize = 8;
+    let list = |names: &[String]| {
+        let mut s = names
+            .iter()
+            .take(SHOW)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > SHOW {
+            s.push_str(&format!(" and {} more", names.len() - SHOW));
+        }
+        s
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing {}", list(missing)));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!("unknown {}", list(unknown)));
+    }
+    format!(
+        "row {row}: {} (see `missing` and `unknown`; GET /v2/models/{{name}} lists the features)",
+        parts.join("; ")
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Scoring(e) => {
+                tracing::error!(class = e.class(), error = %e, "scoring failed");
+            }
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::NonFiniteOutput { model, row } => {
+                tracing::warn!(%model, row, "model gave a non-finite output");
+            }
+            _ if status.is_server_error() => tracing::warn!(code = self.code(), "{self}"),
+            _ => tracing::debug!(code = self.code(), status = status.as_u16(), "{self}"),
+        }
+        let mut response = (status, axum::Json(self.body())).into_response();
+        match self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::Overloaded(_) | ApiError::Timeout(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<PinError> for ApiError {
+    fn from(e: PinError) -> Self {
+        ApiError::Pin(e)
+    }
+}

@@ -1,0 +1,68 @@
+//! Hardening of the API routes: a global concurrency limit that sheds load (503 at once rather
+//! than a queue), a request timeout, and the hand-off of CPU work (parsing big bodies, model
+//! inference) to the blocking thread pool.
+//!
+//! The permit of a request travels with its blocking work: a request that times out answers 503
+//! at once, but its permit is only released when the work it started ends, so abandoned work
+//! still counts against the limit and cannot pile up behind it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::error::ApiError;
+
+#[derive(Debug)]
+pub struct Limits {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    timeout: Duration,
+}
+
+impl Limits {
+    pub fn new(concurrency: usize, timeout: Duration) -> Self {
+        let limit = concurrency.max(1);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            timeout,
+        }
+    }
+}
+
+/// A request's share of the concurrency limit; cloned into the work it starts.
+#[derive(Debug, Clone)]
+pub struct Permit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+/// Middleware of the API routes: shed when full, give up after the timeout.
+pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
+    let Ok(permit) = Arc::clone(&limits.permits).try_acquire_owned() else {
+        metrics::counter!("fleetscore_http_shed_total").increment(1);
+        return ApiError::Overloaded(limits.limit).into_response();
+    };
+    req.extensions_mut().insert(Permit(Arc::new(permit)));
+    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("fleetscore_http_timeouts_total").increment(1);
+            ApiError::Timeout(limits.timeout.as_millis() as u64).into_response()
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool, holding `permit` until it is done.
+pub async fn blocking<T: Send + 'static>(
+    permit: Option<Permit>,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("blocking task: {e}")))?
+}

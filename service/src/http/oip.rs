@@ -1,0 +1,358 @@
+//! The Open Inference Protocol (KServe v2, also spoken by Triton clients): server and model
+//! metadata, readiness, and `infer` on a `[N, width]` FP32 tensor in the model's feature order.
+//!
+//! Only the JSON tensor form is supported (no binary-data extension). The model's one output
+//! column is returned as `[N, 1]` under the manifest's output name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::json::{self, JsonBody};
+use super::limits::{Permit, blocking};
+use super::path::PathParam as ModelName;
+use super::score::serving;
+use crate::app::AppContext;
+use crate::model::BackendKind;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v2", tag = "open-inference",
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
+pub async fn server_metadata() -> Response {
+    json::ok(&ServerMetadata {
+        name: "fleetscore".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        extensions: Vec::new(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TensorMetadata {
+    pub name: String,
+    #[schema(example = "FP32")]
+    pub datatype: String,
+    /// `-1` for the batch dimension.
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    /// The version that serves (the only one `infer` uses).
+    pub versions: Vec<String>,
+    #[schema(example = "onnxruntime_onnx")]
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    pub parameters: ModelParameters,
+}
+
+/// Beyond the protocol: what the input columns are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelParameters {
+    pub feature_set: String,
+    pub feature_set_version: String,
+    /// The input's columns, in order (the feature names `POST /score` rows use).
+    pub features: Vec<String>,
+    pub output_meaning: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_unit: Option<String>,
+    pub model_sha256: String,
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "open-inference",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "Model metadata", body = ModelMetadata),
+        (status = 404, description = "No such model is serving", body = ErrorBody),
+    ))]
+pub async fn model_metadata(
+    State(ctx): State<Arc<AppContext>>,
+    ModelName(name): ModelName,
+) -> Result<Response, ApiError> {
+    let set = serving(&ctx, &name)?;
+    let model = &set.serving;
+    let width = model.width() as i64;
+    Ok(json::ok(&ModelMetadata {
+        name: model.name().to_owned(),
+        versions: vec![model.version().to_owned()],
+        platform: match model.backend.kind() {
+            BackendKind::Ort => "onnxruntime_onnx",
+            BackendKind::Tract => "tract_onnx",
+        }
+        .to_owned(),
+        inputs: vec![TensorMetadata {
+            name: model.manifest.input.name.clone(),
+            datatype: "FP32".to_owned(),
+            shape: vec![-1, width],
+        }],
+        outputs: vec![TensorMetadata {
+            name: model.manifest.output.name.clone(),
+            datatype: "FP32".to_owned(),
+            shape: vec![-1, 1],
+        }],
+        parameters: ModelParameters {
+            feature_set: model.feature_set.name().to_owned(),
+            feature_set_version: model.feature_set.version().to_owned(),
+            features: model.feature_set.names().to_vec(),
+            output_meaning: model.manifest.output.meaning.clone(),
+            output_unit: model.manifest.output.unit.clone(),
+            model_sha256: model.sha256.clone(),
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelReady {
+    pub name: String,
+    pub ready: bool,
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "open-inference",
+    params(("name" = String, Path, description = "Model name")),
+    responses(
+        (status = 200, description = "The model is serving", body = ModelReady),
+        (status = 404, description = "No such model is serving", body = ErrorBody),
+    ))]
+pub async fn model_ready(
+    State(ctx): State<Arc<AppContext>>,
+    ModelName(name): ModelName,
+) -> Result<Response, ApiError> {
+    let set = serving(&ctx, &name)?;
+    Ok(json::ok(&ModelReady {
+        name: set.serving.name().to_owned(),
+        ready: true,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InferRequest {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<BTreeMap<String, Value>>,
+    /// Exactly one input: `[N, width]` FP32 (FP64 is accepted and narrowed).
+    #[schema(min_items = 1, max_items = 1)]
+    pub inputs: Vec<InferInput>,
+    #[serde(default)]
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    #[schema(example = "FP32")]
+    pub datatype: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<BTreeMap<String, Value>>,
+    /// Row-major values, flat or nested.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RequestedOutput {
+    pub name: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub outputs: Vec<InferOutput>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InferOutput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    pub data: Vec<f32>,
+}
+
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "open-inference",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(content = InferRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One output, `[N, 1]`", body = InferResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "No such model is serving", body = ErrorBody),
+        (status = 413, description = "Too many rows or too large a body", body = ErrorBody),
+        (status = 415, description = "Not a JSON content type", body = ErrorBody),
+        (status = 422, description = "Wrong tensor name, type, shape or values", body = ErrorBody),
+        (status = 503, description = "Overloaded or timed out; retry", body = ErrorBody),
+    ))]
+pub async fn infer(
+    State(ctx): State<Arc<AppContext>>,
+    ModelName(name): ModelName,
+    permit: Option<Extension<Permit>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    blocking(permit.map(|p| p.0), move || {
+        let request: InferRequest = json::parse(&body)?;
+        infer_blocking(&ctx, &name, request).map(|r| json::ok(&r))
+    })
+    .await
+}
+
+fn bad(message: String, field: &str) -> ApiError {
+    ApiError::InvalidRequest {
+        message,
+        field: Some(field.to_owned()),
+        row: None,
+    }
+}
+
+fn infer_blocking(
+    ctx: &AppContext,
+    name: &str,
+    request: InferRequest,
+) -> Result<InferResponse, ApiError> {
+    let set = serving(ctx, name)?;
+    let model = &set.serving;
+    let width = model.width();
+    let [input] = request.inputs.as_slice() else {
+        return Err(bad(
+            format!("{} inputs; the model takes exactly one", request.inputs.len()),
+            "inputs",
+        ));
+    };
+    if input.name != model.manifest.input.name {
+        return Err(bad(
+            format!(
+                "input `{}`: the model's input is `{}`",
+                input.name, model.manifest.input.name
+            ),
+            "inputs.name",
+        ));
+    }
+    if !matches!(input.datatype.as_str(), "FP32" | "FP64") {
+        return Err(bad(
+            format!("datatype {}: the model takes FP32", input.datatype),
+            "inputs.datatype",
+        ));
+    }
+    let rows = match input.shape.as_slice() {
+        [n, w] if *n >= 0 && *w == width as i64 => *n as usize,
+        [n] if *n >= 0 && width == 1 => *n as usize,
+        shape => {
+            return Err(bad(
+                format!("shape {shape:?}: the model takes [N, {width}]"),
+                "inputs.shape",
+            ));
+        }
+    };
+    let max = ctx.config.http.max_batch_rows;
+    if rows > max {
+        return Err(ApiError::BatchTooLarge { rows, max });
+    }
+    if rows == 0 {
+        return Err(ApiError::EmptyBatch);
+    }
+    let mut values = Vec::with_capacity(rows * width);
+    flatten(&input.data, &mut values, rows * width)?;
+    if values.len() != rows * width {
+        return Err(bad(
+            format!(
+                "{} values for shape [{rows}, {width}] ({} expected)",
+                values.len(),
+                rows * width
+            ),
+            "inputs.data",
+        ));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ApiError::NotFinite {
+            row: i / width,
+            feature: model.feature_set.names()[i % width].clone(),
+            value: f64::from(values[i]),
+        });
+    }
+    if let Some(outputs) = &request.outputs
+        && let Some(other) = outputs
+            .iter()
+            .find(|o| o.name != model.manifest.output.name)
+    {
+        return Err(bad(
+            format!(
+                "output `{}`: the model's output is `{}`",
+                other.name, model.manifest.output.name
+            ),
+            "outputs.name",
+        ));
+    }
+    let mut predictions = Vec::with_capacity(rows);
+    let scored = set
+        .score(&values, &mut predictions)
+        .map_err(ApiError::Scoring)?;
+    if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
+        return Err(ApiError::NonFiniteOutput {
+            model: format!("{}/{}", scored.model.name(), scored.model.version()),
+            row,
+        });
+    }
+    metrics::histogram!("fleetscore_http_score_rows", "model" => scored.model.name().to_owned())
+        .record(rows as f64);
+    Ok(InferResponse {
+        model_name: scored.model.name().to_owned(),
+        model_version: scored.model.version().to_owned(),
+        id: request.id,
+        outputs: vec![InferOutput {
+            name: scored.model.manifest.output.name.clone(),
+            shape: vec![rows as i64, 1],
+            datatype: "FP32".to_owned(),
+            data: predictions,
+        }],
+    })
+}
+
+/// Appends the numbers of a (nested) JSON array, row-major; refuses non-numbers and more than
+/// `limit` values.
+fn flatten(value: &Value, out: &mut Vec<f32>, limit: usize) -> Result<(), ApiError> {
+    match value {
+        Value::Number(n) => {
+            if out.len() >= limit {
+                return Err(bad(
+                    format!("more than the {limit} values the shape holds"),
+                    "inputs.data",
+                ));
+            }
+            out.push(n.as_f64().unwrap_or(f64::NAN) as f32);
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out, limit)),
+        other => Err(bad(
+            format!(
+                "data holds a {}, not a number",
+                match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "boolean",
+                    Value::String(_) => "string",
+                    _ => "object",
+                }
+            ),
+            "inputs.data",
+        )),
+    }
+}

@@ -1,0 +1,25 @@
+//! Path parameters with JSON errors (axum's own rejection is plain text).
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+
+/// The one path parameter of a route (`{name}`, `{tail}`).
+#[derive(Debug)]
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => Err(ApiError::InvalidRequest {
+                message: rejection.body_text(),
+                field: None,
+                row: None,
+            }),
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The streaming loop: one thread, one consumer, micro-batches.
+//!
+//! ```text
+//! poll ≤ batch_max_records or batch_max_ms ─> decode ─(bad)──────────────> dead letter ─┐
+//!                                             └─> TailState::apply ─> features ─> batch  │
+//! flush: one scoring call per model ─> prediction (or dead letter on NaN/Inf) ───────────┤
+//! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
+//! ```
+//!
+//! Offsets are stored (and then committed by librdkafka's auto-commit, or synchronously on
+//! revocation and shutdown) only after every output of their batch is acknowledged, in batch
+//! order. A failed delivery stops the pipeline with an error and without storing the batch's
+//! offsets: after a restart the batch is processed again (at-least-once).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use fleet_features::{ApplyOutcome, Event, FeatureSet};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::delivery::{BatchTracker, DeliveryContext};
+use super::headers;
+use super::rebalance::RebalanceContext;
+use super::settings;
+use crate::app::AppContext;
+use crate::config::KafkaConfig;
+use crate::scoring::{Batcher, Outcome, RowInfo};
+use crate::store::{SourceRef, TailEntry};
+
+/// Counters for summaries and tests (Prometheus gets the same through `metrics`).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub consumed: AtomicU64,
+    pub predictions: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub late: AtomicU64,
+    pub batches: AtomicU64,
+    /// Batches whose outputs were acknowledged and offsets stored.
+    pub settled_batches: AtomicU64,
+}
+
+/// A running pipeline; stop it to drain, commit and join.
+#[derive(Debug)]
+pub struct PipelineHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    pub stats: Arc<PipelineStats>,
+}
+
+impl PipelineHandle {
+    /// Whether the pipeline thread has ended (after an error, or a stop).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Asks the pipeline to drain and commit, and waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PipelineHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A batch whose outputs are on their way, and the offsets it covers.
+#[derive(Debug)]
+struct Pending {
+    tracker: Arc<BatchTracker>,
+    /// Highest offset processed per `(topic, partition)`.
+    offsets: HashMap<(String, i32), i64>,
+}
+
+/// Batches in flight, oldest first; shared with the rebalance callback.
+#[derive(Debug)]
+pub struct InFlight {
+    queue: Mutex<VecDeque<Pending>>,
+    /// Wakes a waiter when a batch completes.
+    done: Mutex<mpsc::Receiver<()>>,
+    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
+    settled: Arc<PipelineStats>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.queue.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    fn push(&self, pending: Pending) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(pending);
+    }
+
+    /// Stores the offsets of every completed batch at the front of the queue. A failed batch
+    /// is an error: its offsets, and all later ones, stay unstored.
+    pub(crate) fn settle<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> anyhow::Result<()> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        while queue.front().is_some_and(|p| p.tracker.is_done()) {
+            let pending = queue.pop_front().expect("front exists");
+            if let Some(error) = pending.tracker.failure() {
+                queue.push_front(pending);
+                bail!("an output of a batch was not acknowledged: {error}");
+            }
+            let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            for ((topic, partition), offset) in &pending.offsets {
+                if assigned.contains(&(topic.clone(), *partition)) {
+                    consumer
+                        .store_offset(topic, *partition, *offset)
+                        .with_context(|| format!("storing offset {topic}/{partition}@{offset}"))?;
+                }
+            }
+            self.settled.settled_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics::gauge!("fleetscore_in_flight_batches").set(queue.len() as f64);
+        Ok(())
+    }
+
+    /// Settles until nothing is in flight, or `timeout` passes.
+    pub(crate) fn drain<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.settle(consumer)?;
+            if self.len() == 0 {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "{} batches still unacknowledged after {timeout:?}",
+                    self.len()
+                );
+            }
+            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = done.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// What a row carries through scoring: where it came from and what to dead-letter it with.
+#[derive(Debug)]
+struct Meta {
+    source: SourceRef,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// One output record.
+#[derive(Debug)]
+enum Output {
+    Prediction {
+        tail: String,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+    DeadLetter {
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+}
+
+type InputConsumer = BaseConsumer<RebalanceContext>;
+
+pub struct Pipeline {
+    ctx: Arc<AppContext>,
+    config: KafkaConfig,
+    producer: ThreadedProducer<DeliveryContext>,
+    in_flight: Arc<InFlight>,
+    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
+    batcher: Batcher<Meta>,
+    outputs: Vec<Output>,
+    offsets: HashMap<(String, i32), i64>,
+    vector: Vec<f32>,
+    stats: Arc<PipelineStats>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Connects, subscribes and starts the loop on a thread of its own.
+    pub fn start(ctx: Arc<AppContext>) -> anyhow::Result<PipelineHandle> {
+        let config = ctx.config.kafka.clone();
+        let stats = Arc::new(PipelineStats::default());
+        let assigned = Arc::new(Mutex::new(HashSet::new()));
+        let (delivery, done) = DeliveryContext::new();
+        let in_flight = Arc::new(InFlight {
+            queue: Mutex::new(VecDeque::new()),
+            done: Mutex::new(done),
+            assigned: Arc::clone(&assigned),
+            settled: Arc::clone(&stats),
+        });
+        let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
+            .create_with_context(delivery)
+            .context("creating the Kafka producer")?;
+        let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
+            .create_with_context(RebalanceContext {
+                store: Arc::clone(&ctx.store),
+                readiness: Arc::clone(&ctx.readiness),
+                in_flight: Arc::clone(&in_flight),
+                assigned: Arc::clone(&assigned),
+                drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+            })
+            .context("creating the Kafka consumer")?;
+        consumer
+            .subscribe(&[&config.telemetry_topic, &config.schedule_topic])
+            .context("subscribing")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pipeline = Pipeline {
+            batcher: Batcher::new(Arc::clone(&ctx.registry)),
+            ctx,
+            config,
+            producer,
+            in_flight,
+            assigned,
+            outputs: Vec::new(),
+            offsets: HashMap::new(),
+            vector: Vec::new(),
+            stats: Arc::clone(&stats),
+        };
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("kafka-pipeline".to_owned())
+            .spawn(move || pipeline.run(&consumer, &stop_flag))
+            .context("starting the pipeline thread")?;
+        Ok(PipelineHandle {
+            stop,
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    fn run(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
+        tracing::info!(
+            brokers = %self.config.brokers, group = %self.config.group_id,
+            topics = ?[&self.config.telemetry_topic, &self.config.schedule_topic],
+            "pipeline started"
+        );
+        let result = self.main_loop(consumer, stop);
+        // Drain even after an error: whatever was acknowledged gets committed.
+        let drained = self.shut_down(consumer);
+        result.and(drained)
+    }
+
+    fn main_loop(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
+        let max_wait = Duration::from_millis(self.config.batch_max_ms);
+        let idle_poll = Duration::from_millis(100);
+        while !stop.load(Ordering::Acquire) {
+            let mut rows = 0usize;
+            let mut first_at: Option<Instant> = None;
+            while rows < self.config.batch_max_records.max(1) {
+                let wait = match first_at {
+                    None => idle_poll,
+                    Some(t) => max_wait.saturating_sub(t.elapsed()),
+                };
+                if first_at.is_some() && wait.is_zero() {
+                    break;
+                }
+                match consumer.poll(wait) {
+                    None => {
+                        if first_at.is_some() || stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        self.in_flight.settle(consumer)?;
+                    }
+                    Some(Err(e)) => {
+                        metrics::counter!("fleetscore_consumer_errors_total").increment(1);
+                        tracing::warn!(error = %e, "consumer error");
+                    }
+                    Some(Ok(message)) => {
+                        first_at.get_or_insert_with(Instant::now);
+                        rows += 1;
+                        self.handle(&message);
+                    }
+                }
+            }
+            self.dispatch()?;
+            self.in_flight.settle(consumer)?;
+            // Back-pressure: never more than max_in_flight_batches unacknowledged.
+            while self.in_flight.len() > self.config.max_in_flight_batches.max(1) {
+                let done = self
+                    .in_flight
+                    .done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let _ = done.recv_timeout(Duration::from_millis(50));
+                drop(done);
+                self.in_flight.settle(consumer)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        {
+            let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+            if !assigned.contains(&(topic.to_owned(), partition)) {
+                return; // revoked while buffered: the new owner has it
+            }
+        }
+        self.offsets.insert((topic.to_owned(), partition), offset);
+        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("fleetscore_events_consumed_total", "topic" => topic.to_owned())
+            .increment(1);
+        let source = SourceRef {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        };
+        let payload = message.payload().unwrap_or_default();
+        let event = match Event::decode(payload) {
+            Ok(event) => event,
+            Err(e) => {
+                self.dead_letter(
+                    message.key().map(<[u8]>::to_vec),
+                    payload.to_vec(),
+                    message.headers().map(|h| h.detach()).as_ref(),
+                    &source,
+                    e.reason.as_str(),
+                    &e.to_string(),
+                );
+                return;
+            }
+        };
+        let now = Utc::now();
+        let vector = &mut self.vector;
+        let (outcome, scored) = self
+            .ctx
+            .store
+            .with_entry(event.tail(), |entry: &mut TailEntry| {
+                entry.partition = Some(partition);
+                let outcome = entry.state.apply(&event);
+                let mut scored = None;
+                if outcome == ApplyOutcome::Applied {
+                    entry.last_source = Some(source.clone());
+                    entry.last_applied_at = Some(now);
+                    if let Some(set) = FeatureSet::for_event(&event)
+                        && set.compute(&entry.state, vector).is_ok()
+                    {
+                        scored = Some(set);
+                    }
+                }
+                (outcome, scored)
+            });
+        match outcome {
+            ApplyOutcome::Applied => {}
+            ApplyOutcome::Duplicate => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("fleetscore_events_ignored_total", "reason" => "duplicate")
+                    .increment(1);
+            }
+            ApplyOutcome::Late(why) => {
+                self.stats.late.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("fleetscore_events_ignored_total", "reason" => why.as_str())
+                    .increment(1);
+            }
+        }
+        if let Some(set) = scored {
+            let info = RowInfo {
+                tail: event.tail().to_owned(),
+                event_id: event.event_id().to_owned(),
+                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
+                    .expect("validated time"),
+            };
+            let meta = Meta {
+                source,
+                key: message.key().map(<[u8]>::to_vec),
+                value: payload.to_vec(),
+                headers: message.headers().map(|h| h.detach()),
+            };
+            self.batcher.push(set.id(), &self.vector, info, meta);
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        original: Option<&OwnedHeaders>,
+        source: &SourceRef,
+        class: &str,
+        message: &str,
+    ) {
+        metrics::counter!("fleetscore_dead_letters_total", "class" => class.to_owned())
+            .increment(1);
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
+        self.outputs.push(Output::DeadLetter {
+            key,
+            value,
+            headers: headers::dead_letter(original, source, class, message),
+        });
+    }
+
+    /// Scores the batch, produces every output with the batch's tracker, queues the offsets.
+    fn dispatch(&mut self) -> anyhow::Result<()> {
+        if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
+            return Ok(());
+        }
+        let rows = self.batcher.len();
+        let mut scored = Vec::new();
+        let mut failures = Vec::new();
+        self.batcher.flush(Utc::now(), |outcome| match outcome {
+            Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
+            Outcome::NonFinite {
+                meta, model, value, ..
+            } => failures.push((
+                meta,
+                "non_finite_prediction",
+                format!("model {model} returned {value}"),
+            )),
+            Outcome::NoModel { meta, info } => failures.push((
+                meta,
+                "no_model",
+                format!("no model serves the features of event {}", info.event_id),
+            )),
+            Outcome::Failed { meta, error, .. } => {
+                failures.push((meta, "scoring_failed", error.to_string()))
+            }
+        });
+        for (meta, class, message) in failures {
+            self.dead_letter(
+                meta.key,
+                meta.value,
+                meta.headers.as_ref(),
+                &meta.source,
+                class,
+                &message,
+            );
+        }
+        for (prediction, meta) in scored {
+            let traceparent = meta
+                .headers
+                .as_ref()
+                .and_then(|h| headers::find(h, headers::TRACEPARENT));
+            let headers = headers::prediction(&prediction, &meta.source, traceparent);
+            let value = serde_json::to_vec(&prediction).expect("predictions serialize");
+            metrics::counter!("fleetscore_predictions_total", "model" => prediction.model.clone())
+                .increment(1);
+            self.stats.predictions.fetch_add(1, Ordering::Relaxed);
+            let tail = prediction.tail.clone();
+            let slot = match prediction.feature_set.as_str() {
+                "delay-risk" => 1,
+                _ => 0,
+            };
+            self.ctx
+                .store
+                .with_entry(&tail, |entry| entry.predictions[slot] = Some(prediction));
+            self.outputs.push(Output::Prediction {
+                tail,
+                value,
+                headers,
+            });
+        }
+        if rows > 0 {
+            metrics::histogram!("fleetscore_batch_rows").record(rows as f64);
+        }
+
+        let tracker = BatchTracker::new(self.outputs.len());
+        for output in self.outputs.drain(..) {
+            let (topic, key, value, headers) = match &output {
+                Output::Prediction {
+                    tail,
+                    value,
+                    headers,
+                } => (
+                    self.config.predictions_topic.as_str(),
+                    Some(tail.as_bytes()),
+                    value.as_slice(),
+                    headers.clone(),
+                ),
+                Output::DeadLetter {
+                    key,
+                    value,
+                    headers,
+                } => (
+                    self.config.deadletter_topic.as_str(),
+                    key.as_deref(),
+                    value.as_slice(),
+                    headers.clone(),
+                ),
+            };
+            let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
+                .payload(value)
+                .headers(headers);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The producer's thread is draining the queue; give it a moment.
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err((e, _)) => {
+                        tracker.abandon(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.push(Pending {
+            tracker,
+            offsets: std::mem::take(&mut self.offsets),
+        });
+        Ok(())
+    }
+
+    /// Produces what is buffered, waits (bounded) for acknowledgements, stores and commits.
+    fn shut_down(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
+        let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
+        let started = Instant::now();
+        self.dispatch()?;
+        let _ = self.producer.flush(timeout);
+        let drained = self
+            .in_flight
+            .drain(consumer, timeout.saturating_sub(started.elapsed()));
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "final commit failed"),
+        }
+        tracing::info!(
+            consumed = self.stats.consumed.load(Ordering::Relaxed),
+            predictions = self.stats.predictions.load(Ordering::Relaxed),
+            dead_letters = self.stats.dead_letters.load(Ordering::Relaxed),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pipeline drained and committed"
+        );
+        drained
+    }
+}

@@ -1,0 +1,88 @@
+//! Partition assignment and revocation.
+//!
+//! On revocation the consumer first settles what is acknowledged (waiting, within a bound, for
+//! the outputs in flight), stores and commits those offsets, and then forgets the revoked
+//! partitions' aircraft: their new owner rebuilds them. Rows of a revoked partition that are
+//! still in the current micro-batch are scored and published, but their offsets are not
+//! stored, so the new owner processes them again (at-least-once: a duplicate, never a gap).
+//!
+//! On assignment the partitions are ready at once: state starts empty and is rebuilt from the
+//! committed offset onwards (restoring state from a changelog is a later step).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::pipeline::InFlight;
+use crate::app::Readiness;
+use crate::store::StateStore;
+
+#[derive(Debug)]
+pub struct RebalanceContext {
+    pub(crate) store: Arc<StateStore>,
+    pub(crate) readiness: Arc<Readiness>,
+    pub(crate) in_flight: Arc<InFlight>,
+    /// `(topic, partition)` currently assigned to this consumer.
+    pub(crate) assigned: Arc<Mutex<HashSet<(String, i32)>>>,
+    pub(crate) drain_timeout: Duration,
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        let revoked = partitions(tpl);
+        if let Err(e) = self.in_flight.drain(consumer, self.drain_timeout) {
+            tracing::error!(error = %e, "outputs not acknowledged before revocation; their offsets stay uncommitted");
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            // Nothing stored since the last commit.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(e) => tracing::warn!(error = %e, "commit on revocation failed"),
+        }
+        let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        for p in &revoked {
+            assigned.remove(p);
+        }
+        let mut numbers: Vec<i32> = revoked.iter().map(|(_, p)| *p).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        // A partition number stays if the other input topic's twin is still ours.
+        numbers.retain(|n| !assigned.iter().any(|(_, p)| p == n));
+        let dropped = self.store.drop_partitions(&numbers);
+        if assigned.is_empty() {
+            self.readiness.set_partitions_ready(false);
+        }
+        tracing::info!(revoked = ?revoked, tails_dropped = dropped, "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let added = partitions(tpl);
+                let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+                assigned.extend(added.iter().cloned());
+                self.readiness.set_partitions_ready(!assigned.is_empty());
+                tracing::info!(assigned = ?added, "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),
+        }
+    }
+}

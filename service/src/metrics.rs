@@ -1,0 +1,98 @@
+//! Prometheus metrics: the process-wide recorder behind every `metrics::counter!` and
+//! `metrics::histogram!` of the service, rendered by `GET /metrics`.
+//!
+//! Histograms whose name ends in `_seconds` get latency buckets (100 µs to 10 s) and those
+//! ending in `_rows` batch-size buckets (1 to 4096); any other histogram is a summary
+//! (quantiles). Name new histograms accordingly. Model versions are not kept as series: they
+//! are rendered from the registry at each scrape (`fleetscore_model_info`), so a removed
+//! version disappears instead of lingering.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::model::Registry;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+const ROWS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// How often histogram storage is compacted when nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the global `metrics` recorder (once per process; later
+/// calls return the same handle). If another recorder was installed first, metrics go there
+/// and `/metrics` shows only the model information.
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_rows".to_owned()), ROWS_BUCKETS)
+                })
+                .expect("bucket lists are not empty")
+        };
+        match builder().install_recorder() {
+            Ok(handle) => handle,
+            Err(e) => {
+                tracing::warn!(error = %e, "a metrics recorder was already installed; /metrics shows model information only");
+                builder().build_recorder().handle()
+            }
+        }
+    })
+}
+
+/// Compacts histogram storage; call every [`UPKEEP_INTERVAL`].
+pub fn upkeep() {
+    install().run_upkeep();
+}
+
+/// Everything recorded, plus one `fleetscore_model_info` series per model version the
+/// registry knows.
+pub fn render(registry: &Registry) -> String {
+    let mut text = install().render();
+    text.push_str(
+        "# HELP fleetscore_model_info Model versions known to the registry (value 1), by state.\n\
+         # TYPE fleetscore_model_info gauge\n",
+    );
+    for status in registry.statuses() {
+        let _ = writeln!(
+            text,
+            "fleetscore_model_info{{model=\"{}\",version=\"{}\",state=\"{}\",backend=\"{}\",sha256=\"{}\",reason=\"{}\"}} 1",
+            escape(&status.name),
+            escape(&status.version),
+            status.state,
+            status.backend.unwrap_or(""),
+            escape(status.sha256.as_deref().unwrap_or("")),
+            escape(status.reason.as_deref().unwrap_or("")),
+        );
+    }
+    text
+}
+
+/// Label value escaping of the text format: backslash, double quote, newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Records one HTTP request: a count by method, route and status, and its latency.
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    ::metrics::counter!("fleetscore_http_requests_total",
+        "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
+    .increment(1);
+    ::metrics::histogram!("fleetscore_http_request_duration_seconds",
+        "method" => method.to_owned(), "route" => route.to_owned())
+    .record(elapsed.as_secs_f64());
+}

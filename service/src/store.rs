@@ -1,0 +1,120 @@
+//! The live per-aircraft state, shared by the streaming path (which owns the writes) and the
+//! HTTP API (which reads, and scores hypotheticals on copies).
+//!
+//! Sharded by tail so that readers and the writer rarely meet on one lock; each lock is held
+//! for one `apply` (tens of nanoseconds) or one clone of a state (a few KiB).
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use fleet_features::{FeatureSetId, TailState};
+use serde::Serialize;
+
+use crate::prediction::Prediction;
+
+const SHARDS: usize = 64;
+
+/// Where the newest event applied to a tail came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One aircraft: its state, where its last event came from, its latest predictions.
+#[derive(Debug, Clone, Default)]
+pub struct TailEntry {
+    pub state: TailState,
+    /// The input partition that owns this tail (both input topics are co-partitioned).
+    pub partition: Option<i32>,
+    pub last_source: Option<SourceRef>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    /// Latest prediction per feature set (`engine-health`, `delay-risk`).
+    pub predictions: [Option<Prediction>; 2],
+}
+
+impl TailEntry {
+    pub fn prediction_slot(set: FeatureSetId) -> usize {
+        match set {
+            FeatureSetId::EngineHealth => 0,
+            FeatureSetId::DelayRisk => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct StateStore {
+    shards: Vec<Mutex<HashMap<String, TailEntry>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StateStore {
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, tail: &str) -> &Mutex<HashMap<String, TailEntry>> {
+        &self.shards[(self.hasher.hash_one(tail) as usize) % SHARDS]
+    }
+
+    /// Runs `f` on the tail's entry, creating it if needed.
+    pub fn with_entry<R>(&self, tail: &str, f: impl FnOnce(&mut TailEntry) -> R) -> R {
+        let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = shard.get_mut(tail) {
+            return f(entry);
+        }
+        f(shard.entry(tail.to_owned()).or_default())
+    }
+
+    /// A copy of the tail's entry, if the tail is known.
+    pub fn get(&self, tail: &str) -> Option<TailEntry> {
+        let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        shard.get(tail).cloned()
+    }
+
+    /// Forgets every tail owned by one of `partitions` (after they were revoked).
+    pub fn drop_partitions(&self, partitions: &[i32]) -> usize {
+        let mut dropped = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let before = shard.len();
+            shard.retain(|_, e| e.partition.is_none_or(|p| !partitions.contains(&p)));
+            dropped += before - shard.len();
+        }
+        dropped
+    }
+
+    /// Number of tails held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` on every entry (one shard locked at a time); for summaries, not hot paths.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &TailEntry)) {
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (tail, entry) in shard.iter() {
+                f(tail, entry);
+            }
+        }
+    }
+}
