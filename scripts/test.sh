@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every test of the project, from nothing: Python environment, lints, Rust tests (unit,
-# property, real-data and binary tests), Python training tests.
+# Every test of the project, from nothing: Python environment, a real Apache Kafka broker
+# (scripts/kafka-broker.sh, jars from Maven Central), lints, Rust tests (unit, property,
+# real-data, binary and end-to-end Kafka tests), Python training tests.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-lint  skip rustfmt and clippy
@@ -24,8 +25,16 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "Python environment (training/requirements.txt)"
 eval "$(scripts/python-env.sh --print)"
-# Real-data tests must not pass by finding no data.
+# Real-data and Kafka tests must not pass by finding no data or no broker.
 export FLEETSCORE_REQUIRE_DATA=1
+export FLEETSCORE_REQUIRE_KAFKA=1
+
+step "Apache Kafka broker (KRaft, loopback)"
+kafka_dir="$(mktemp -d "${TMPDIR:-/tmp}/fleetscore-test-kafka.XXXXXX")"
+rmdir "$kafka_dir"
+eval "$(scripts/kafka-broker.sh start --dir "$kafka_dir")"
+trap 'scripts/kafka-broker.sh stop --dir "$kafka_dir" >/dev/null 2>&1 || true' EXIT
+export KAFKA_BOOTSTRAP="$BOOTSTRAP"
 
 if ((lint)); then
   step "cargo fmt --check"

@@ -223,6 +223,32 @@ def build_mlp(x: np.ndarray, y: np.ndarray, hidden: int = 64) -> tuple[onnx.Mode
     return model, reference
 
 
+def build_nan_on_real_rows_model(k: int) -> onnx.ModelProto:
+    """input [N,k] -> Gather column 0 -> Sub 1000 -> Sqrt -> "output" [N,1]: finite when
+    feature 0 (T24_mean) is at least 1000 (the golden rows), NaN on every real C-MAPSS row
+    (T24 is about 642). Passes validation, then produces NaN at run time."""
+    inits = [
+        numpy_helper.from_array(np.array([0], np.int64), "col0"),
+        numpy_helper.from_array(np.array(1000.0, np.float32), "thousand"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["input", "col0"], ["x0"], axis=1),
+        helper.make_node("Sub", ["x0", "thousand"], ["shifted"]),
+        helper.make_node("Sqrt", ["shifted"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "nan_on_real_rows",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", k])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 1])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="fleetscore-training")
+    model.ir_version = 7
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def build_nan_model(k: int) -> onnx.ModelProto:
     """input [N,k] -> Gather column 0 -> Abs -> Neg -> Sub 1 -> Sqrt (NaN) -> "output" [N,1]."""
     inits = [
@@ -391,6 +417,18 @@ def main(argv: list[str] | None = None) -> int:
         description=("test fixture that must be rejected: output = Sqrt(-|x0| - 1) is NaN for "
                      "every row, while golden.json expects 100.0 (a NaN never compares as "
                      "different, so the validator must check for NaN explicitly)"),
+    )
+    # ---- nan-on-real-rows ----
+    golden_big = golden_eh.copy()
+    golden_big[:, 0] = 2000.0 + np.arange(len(golden_big), dtype=np.float32)
+    publish(
+        name="nan-on-real-rows", version="1",
+        onnx_model=build_nan_on_real_rows_model(len(eh["features"])), fs="engine-health",
+        input_name="input", output_name="output", output_column=0,
+        meaning="test fixture: sqrt(T24_mean - 1000), NaN on real rows", unit="none",
+        golden_inputs=golden_big, backend=None,
+        description=("test fixture that passes validation (its golden rows have T24_mean >= "
+                     "1000) and returns NaN on every real row, for the dead-letter path"),
     )
     print(f"done in {time.monotonic() - t0:.1f} s")
     return 0

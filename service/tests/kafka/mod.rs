@@ -1,0 +1,321 @@
+//! Harness for end-to-end tests against the real Apache Kafka broker started by
+//! `scripts/kafka-broker.sh` (the test command exports `KAFKA_BOOTSTRAP`), with the built
+//! `fleetscore` binary. Every test uses fresh topics and a fresh consumer group.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+pub const PARTITIONS: i32 = 3;
+
+/// The broker, or `None` (with a note) when none was started and none is required.
+pub fn bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var("FLEETSCORE_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "KAFKA_BOOTSTRAP is not set (scripts/kafka-broker.sh start)"
+            );
+            eprintln!("KAFKA_BOOTSTRAP not set: Kafka end-to-end test not run");
+            None
+        }
+    }
+}
+
+/// Topic names unique to one test run.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub telemetry: String,
+    pub schedule: String,
+    pub predictions: String,
+    pub deadletter: String,
+    pub group: String,
+}
+
+impl Topics {
+    pub fn new(test: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{test}-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        Self {
+            telemetry: format!("t.{id}"),
+            schedule: format!("s.{id}"),
+            predictions: format!("p.{id}"),
+            deadletter: format!("d.{id}"),
+            group: format!("g.{id}"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.telemetry,
+            &self.schedule,
+            &self.predictions,
+            &self.deadletter,
+        ]
+    }
+}
+
+pub fn create_topics(bootstrap: &str, topics: &Topics) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let new: Vec<NewTopic<'_>> = topics
+        .all()
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// Writes a service config for these topics and models.
+pub fn config(dir: &Path, bootstrap: &str, topics: &Topics, models: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("fleetscore.toml");
+    let text = format!(
+        r#"
+[models]
+dir = "{models}"
+{extra}
+
+[http]
+addr = "127.0.0.1:0"
+
+[kafka]
+brokers = "{bootstrap}"
+group_id = "{group}"
+telemetry_topic = "{t}"
+schedule_topic = "{s}"
+predictions_topic = "{p}"
+deadletter_topic = "{d}"
+shutdown_timeout_ms = 15000
+"#,
+        models = models.display(),
+        group = topics.group,
+        t = topics.telemetry,
+        s = topics.schedule,
+        p = topics.predictions,
+        d = topics.deadletter,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn fleetscore() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// `fleetscore produce` of an event file onto the test's input topics.
+pub fn produce(bootstrap: &str, topics: &Topics, events: &Path, rate: Option<u32>) -> Child {
+    let mut c = fleetscore();
+    c.args(["produce", "--brokers", bootstrap, "-i"])
+        .arg(events)
+        .args([
+            "--telemetry-topic",
+            &topics.telemetry,
+            "--schedule-topic",
+            &topics.schedule,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(rate) = rate {
+        c.args(["--rate", &rate.to_string()]);
+    }
+    c.spawn().unwrap()
+}
+
+/// A running `fleetscore serve`, logging to a file.
+pub struct Service {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn start(config: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let child = fleetscore()
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "fleetscore did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Messages in a topic (sum of high watermarks of a fresh topic).
+pub fn count(bootstrap: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fleetscore-test-watermarks")
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            high - low
+        })
+        .sum()
+}
+
+/// Waits until `topic` holds at least `n` messages, at most `timeout`.
+pub fn wait_for_count(bootstrap: &str, topic: &str, n: i64, timeout: Duration, service: &Service) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let have = count(bootstrap, topic);
+        if have >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {have} of {n} messages after {timeout:?}; service log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every message of a topic, read from the beginning.
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
+    let total = count(bootstrap, topic);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fleetscore-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {total} from {topic}",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.unwrap().detach());
+        }
+    }
+    out
+}
+
+pub fn header<'m>(message: &'m OwnedMessage, key: &str) -> Option<&'m str> {
+    use rdkafka::message::Headers;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Imports C-MAPSS FD001 (optionally only the first `limit` events) into `dir`.
+pub fn cmapss_events(dir: &Path, limit: Option<usize>) -> PathBuf {
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let out = dir.join("cmapss.jsonl");
+    let status = fleetscore()
+        .args(["import", "cmapss"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&out)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    if let Some(limit) = limit {
+        let text = std::fs::read_to_string(&out).unwrap();
+        let head: Vec<&str> = text.lines().take(limit).collect();
+        std::fs::write(&out, head.join("\n") + "\n").unwrap();
+    }
+    out
+}
+
+/// Predictions keyed by source event id.
+pub fn by_event(messages: &[OwnedMessage]) -> HashMap<String, Vec<serde_json::Value>> {
+    let mut map: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for m in messages {
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        map.entry(v["source_event_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(v);
+    }
+    map
+}
