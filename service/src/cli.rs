@@ -1,5 +1,6 @@
 //! The `fleetscore` command line.
 
+pub mod demo;
 pub mod features;
 pub mod import;
 pub mod model;
@@ -35,6 +36,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Produce an event file onto the input topics (keyed by tail, optionally rate-limited).
     Produce(produce::ProduceArgs),
+    /// The whole service on an embedded Kafka mock cluster, replaying real data, with a live
+    /// summary.
+    Demo(demo::DemoArgs),
 }
 
 impl Cli {
@@ -48,6 +52,7 @@ impl Cli {
             Command::Replay(args) => args.run().map(|()| 0),
             Command::Serve(args) => args.run().map(|()| 0),
             Command::Produce(args) => args.run().map(|()| 0),
+            Command::Demo(args) => args.run().map(|()| 0),
         }
     }
 }

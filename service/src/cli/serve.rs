@@ -81,9 +81,9 @@ async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
     result
 }
 
-/// Waits for models, runs the pipeline until shutdown or failure, then drains and commits.
-async fn run_pipeline(ctx: &Arc<AppContext>, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    // Consuming before every feature set has a model would dead-letter good events.
+/// Waits until a model serves every feature set (consuming before that would dead-letter good
+/// events); false if shutdown came first.
+pub(crate) async fn wait_for_models(ctx: &AppContext, shutdown: &CancellationToken) -> bool {
     let mut waiting_logged = false;
     while let Some(why) = ctx.readiness.models_missing(&ctx.registry) {
         if !waiting_logged {
@@ -91,9 +91,17 @@ async fn run_pipeline(ctx: &Arc<AppContext>, shutdown: &CancellationToken) -> an
             waiting_logged = true;
         }
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return false,
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+    true
+}
+
+/// Waits for models, runs the pipeline until shutdown or failure, then drains and commits.
+async fn run_pipeline(ctx: &Arc<AppContext>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    if !wait_for_models(ctx, shutdown).await {
+        return Ok(());
     }
     let handle = Pipeline::start(Arc::clone(ctx))?;
     let mut tick = tokio::time::interval(Duration::from_millis(200));

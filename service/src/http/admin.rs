@@ -30,7 +30,10 @@ pub struct Admin;
 impl FromRequestParts<Arc<AppContext>> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<AppContext>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<AppContext>,
+    ) -> Result<Self, ApiError> {
         let Some(token) = &ctx.config.http.admin_token else {
             return Err(ApiError::AdminDisabled);
         };
@@ -105,7 +108,12 @@ fn report(ctx: &AppContext, name: &str) -> AdminResponse {
     }
 }
 
-fn pin(ctx: &AppContext, name: &str, version: Option<&str>, action: &str) -> Result<Response, ApiError> {
+fn pin(
+    ctx: &AppContext,
+    name: &str,
+    version: Option<&str>,
+    action: &str,
+) -> Result<Response, ApiError> {
     ctx.registry.set_pin(name, version)?;
     tracing::info!(model = %name, version = version.unwrap_or("none"), action, "admin call");
     Ok(json::ok(&report(ctx, name)))
@@ -133,7 +141,10 @@ pub async fn set_pin(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let request: PinRequest = json::parse(&body)?;
-    blocking(None, move || pin(&ctx, &name, Some(&request.version), "pin")).await
+    blocking(None, move || {
+        pin(&ctx, &name, Some(&request.version), "pin")
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/admin/models/{name}/pin", tag = "admin",

@@ -137,9 +137,7 @@ impl ApiError {
             Pin(PinError::UnknownModel(_) | PinError::UnknownVersion { .. }) => {
                 StatusCode::NOT_FOUND
             }
-            Pin(PinError::NotValid { .. }) | Conflict(_) | NoHistory { .. } => {
-                StatusCode::CONFLICT
-            }
+            Pin(PinError::NotValid { .. }) | Conflict(_) | NoHistory { .. } => StatusCode::CONFLICT,
             BatchTooLarge { .. } | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Scoring(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unauthorized => StatusCode::UNAUTHORIZED,
@@ -276,10 +274,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(self.body())).into_response();
         match self {
             ApiError::Unauthorized => {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Overloaded(_) | ApiError::Timeout(_) => {
                 response

@@ -85,7 +85,10 @@ pub async fn ready(State(ctx): State<Arc<AppContext>>) -> Response {
 pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
     let text = crate::metrics::render(&ctx.registry);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

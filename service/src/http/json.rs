@@ -24,7 +24,9 @@ impl FromRequest<Arc<AppContext>> for JsonBody {
         if let Some(value) = req.headers().get(header::CONTENT_TYPE) {
             let text = value.to_str().unwrap_or("");
             if !is_json(text) {
-                return Err(ApiError::UnsupportedMediaType(text.chars().take(100).collect()));
+                return Err(ApiError::UnsupportedMediaType(
+                    text.chars().take(100).collect(),
+                ));
             }
         }
         match Bytes::from_request(req, state).await {
@@ -49,7 +51,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Parses `bytes` as `T`: syntax errors are [`ApiError::MalformedJson`] (400), shape errors
@@ -111,13 +114,20 @@ mod tests {
         struct T {
             model: String,
         }
-        assert!(matches!(parse::<T>(b"{\"model\":"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            parse::<T>(b"{\"model\":"),
+            Err(ApiError::MalformedJson(_))
+        ));
         match parse::<T>(b"{\"modle\":\"x\"}") {
-            Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field.as_deref(), Some("modle")),
+            Err(ApiError::InvalidRequest { field, .. }) => {
+                assert_eq!(field.as_deref(), Some("modle"))
+            }
             other => panic!("{other:?}"),
         }
         match parse::<T>(b"{}") {
-            Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field.as_deref(), Some("model")),
+            Err(ApiError::InvalidRequest { field, .. }) => {
+                assert_eq!(field.as_deref(), Some("model"))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -36,7 +36,24 @@ impl Limits {
 
 /// A request's share of the concurrency limit; cloned into the work it starts.
 #[derive(Debug, Clone)]
-pub struct Permit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct Permit(#[allow(dead_code)] Arc<Held>);
+
+/// The semaphore permit, counted in `fleetscore_http_in_flight` while held.
+#[derive(Debug)]
+pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Held {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("fleetscore_http_in_flight").increment(1.0);
+        Held(permit)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        metrics::gauge!("fleetscore_http_in_flight").decrement(1.0);
+    }
+}
 
 /// Middleware of the API routes: shed when full, give up after the timeout.
 pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
@@ -44,7 +61,7 @@ pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Ne
         metrics::counter!("fleetscore_http_shed_total").increment(1);
         return ApiError::Overloaded(limits.limit).into_response();
     };
-    req.extensions_mut().insert(Permit(Arc::new(permit)));
+    req.extensions_mut().insert(Permit(Arc::new(Held::new(permit))));
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {

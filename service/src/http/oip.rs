@@ -234,7 +234,10 @@ fn infer_blocking(
     let width = model.width();
     let [input] = request.inputs.as_slice() else {
         return Err(bad(
-            format!("{} inputs; the model takes exactly one", request.inputs.len()),
+            format!(
+                "{} inputs; the model takes exactly one",
+                request.inputs.len()
+            ),
             "inputs",
         ));
     };

@@ -234,14 +234,21 @@ fn score_wire(ctx: &AppContext, wire: ScoreWire<'_>) -> Result<ScoreResponse, Ap
             if wire.event.is_some() || wire.engine.is_some() {
                 return Err(invalid(
                     "`event` and `engine` go with `tail`, not with `rows`",
-                    if wire.event.is_some() { "event" } else { "engine" },
+                    if wire.event.is_some() {
+                        "event"
+                    } else {
+                        "engine"
+                    },
                 ));
             }
             score_rows(ctx, &serving, &rows)
         }
         (None, Some(tail)) => score_tail(ctx, &serving, tail, wire.event, wire.engine),
         (Some(_), Some(_)) => Err(invalid("give either `rows` or `tail`, not both", "rows")),
-        (None, None) => Err(invalid("give `rows` (explicit features) or `tail` (live state)", "rows")),
+        (None, None) => Err(invalid(
+            "give `rows` (explicit features) or `tail` (live state)",
+            "rows",
+        )),
     }
 }
 
@@ -286,7 +293,11 @@ fn score_rows(
     }
     let set = serving.serving.feature_set;
     let mut values = vec![0f32; rows.len() * set.len()];
-    for (i, (row, out)) in rows.iter().zip(values.chunks_exact_mut(set.len())).enumerate() {
+    for (i, (row, out)) in rows
+        .iter()
+        .zip(values.chunks_exact_mut(set.len()))
+        .enumerate()
+    {
         parse_row(set, row.get(), i, out)?;
     }
     score_values(serving, &values, rows.len(), None, None, None)
@@ -582,7 +593,10 @@ mod tests {
             "{{{}}}",
             names
                 .iter()
-                .map(|n| format!("\"{n}\": {}", set.names().iter().position(|m| m == *n).unwrap()))
+                .map(|n| format!(
+                    "\"{n}\": {}",
+                    set.names().iter().position(|m| m == *n).unwrap()
+                ))
                 .collect::<Vec<_>>()
                 .join(",")
         );
@@ -596,7 +610,11 @@ mod tests {
         let set = FeatureSet::get(FeatureSetId::DelayRisk);
         let mut out = vec![0.0; set.len()];
         match parse_row(set, &row_json(set, 2, "\"bogus\": 1"), 3, &mut out) {
-            Err(ApiError::FeatureMismatch { row, missing, unknown }) => {
+            Err(ApiError::FeatureMismatch {
+                row,
+                missing,
+                unknown,
+            }) => {
                 assert_eq!(row, 3);
                 assert_eq!(missing, set.names()[..2].to_vec());
                 assert_eq!(unknown, ["bogus"]);
@@ -604,7 +622,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let first = &set.names()[0];
-        match parse_row(set, &row_json(set, 0, &format!("\"{first}\": 2")), 0, &mut out) {
+        match parse_row(
+            set,
+            &row_json(set, 0, &format!("\"{first}\": 2")),
+            0,
+            &mut out,
+        ) {
             Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field.as_ref(), Some(first)),
             other => panic!("{other:?}"),
         }
@@ -616,7 +639,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match parse_row(set, &row_json(set, 1, &format!("\"{first}\": 1e300")), 0, &mut out) {
+        match parse_row(
+            set,
+            &row_json(set, 1, &format!("\"{first}\": 1e300")),
+            0,
+            &mut out,
+        ) {
             Err(ApiError::NotFinite { feature, .. }) => assert_eq!(&feature, first),
             other => panic!("{other:?}"),
         }

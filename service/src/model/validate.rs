@@ -80,10 +80,17 @@ pub struct ChildValidator {
 }
 
 impl ChildValidator {
-    /// This executable, 60 s, 4 GiB.
+    /// This executable, 60 s, 4 GiB. On Linux through `/proc/self/exe`, which still runs this
+    /// very binary after it was replaced on disk (an upgrade, a rebuild).
     pub fn current_exe() -> std::io::Result<Self> {
+        let proc_exe = Path::new("/proc/self/exe");
+        let exe = if proc_exe.exists() {
+            proc_exe.to_path_buf()
+        } else {
+            std::env::current_exe()?
+        };
         Ok(Self {
-            exe: std::env::current_exe()?,
+            exe,
             timeout: Duration::from_secs(60),
             memory_limit_mb: 4096,
         })
