@@ -204,8 +204,24 @@ def export_lightgbm(model, n_features: int, input_name: str = "input") -> onnx.M
         **({"zipmap": False} if is_classifier else {}),
     )
     onx = make_batch_dims_dynamic(onx)
+    sort_opset_imports(onx)
     onnx.checker.check_model(onx, full_check=True)
     return onx
+
+
+def sort_opset_imports(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Put ``opset_import`` in a fixed order (by domain, the default domain first), in place.
+
+    skl2onnx collects the (domain, version) pairs in a ``set`` of tuples, whose iteration order
+    depends on Python's per-process string hashing: in about 1 process in 13 the two entries
+    come out reversed, which changes the file's bytes (and its sha256) but nothing else.
+    Sorting makes the export byte-for-byte reproducible.
+    """
+    pairs = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in pairs:
+        model.opset_import.add(domain=domain, version=version)
+    return model
 
 
 # --- running a graph ---------------------------------------------------------------------
