@@ -40,11 +40,14 @@ if ((lint)); then
   step "cargo fmt --check"
   cargo fmt --all --check
   step "cargo clippy -D warnings"
-  cargo clippy --workspace --all-targets --quiet -- -D warnings
+  cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 fi
 
 step "cargo test (release profile: the binaries the tests run are the ones we ship)"
-cargo test --workspace --release
+# --all-features includes the `lake` feature (polars), which the backfill tests need.
+cargo test --workspace --release --all-features
 
 step "pytest training/tests"
+# The Python tests run the binary built above (parity with onnxruntime, feature-set versions).
+export FLEETSCORE_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/fleetscore"
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests

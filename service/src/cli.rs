@@ -1,5 +1,7 @@
 //! The `fleetscore` command line.
 
+#[cfg(feature = "lake")]
+pub mod backfill;
 pub mod demo;
 pub mod features;
 pub mod import;
@@ -36,6 +38,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Produce an event file onto the input topics (keyed by tail, optionally rate-limited).
     Produce(produce::ProduceArgs),
+    /// Historical events through the online state and features to a Parquet training table
+    /// with labels (built with the `lake` feature).
+    #[cfg(feature = "lake")]
+    Backfill(backfill::BackfillArgs),
     /// The whole service on an embedded Kafka mock cluster, replaying real data, with a live
     /// summary.
     Demo(demo::DemoArgs),
@@ -53,6 +59,8 @@ impl Cli {
             Command::Serve(args) => args.run().map(|()| 0),
             Command::Produce(args) => args.run().map(|()| 0),
             Command::Demo(args) => args.run().map(|()| 0),
+            #[cfg(feature = "lake")]
+            Command::Backfill(args) => args.run().map(|()| 0),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`cli::serve`]: `fleetscore serve`, the long-running service; [`app`]: what its parts
 //!   share; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the HTTP API.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
+//! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
 //! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
 //! - [`metrics`]: the Prometheus recorder behind every metric, rendered by `GET /metrics`.
 //! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
@@ -27,6 +28,8 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod kafka;
+#[cfg(feature = "lake")]
+pub mod lake;
 pub mod metrics;
 pub mod model;
 pub mod prediction;

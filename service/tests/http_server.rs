@@ -49,7 +49,9 @@ async fn serve_answers_on_a_socket_and_finishes_requests_in_flight_on_shutdown()
     // Half a request is in flight when shutdown is requested: it still gets its answer.
     let (body, _) = score_body();
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "POST /score HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -66,7 +68,10 @@ async fn serve_answers_on_a_socket_and_finishes_requests_in_flight_on_shutdown()
         if metrics.lines().any(|l| l == "fleetscore_http_in_flight 1") {
             break;
         }
-        assert!(Instant::now() < deadline, "the request never got in flight:\n{metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "the request never got in flight:\n{metrics}"
+        );
         tokio::task::yield_now().await;
     }
     shutdown.cancel();
@@ -161,7 +166,12 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
     assert_eq!(status, 200);
     assert!(text.contains("\"reason\":\"non_finite_output\""), "{text}");
     let (_, metrics) = http(addr, "GET", "/metrics", None);
-    assert!(metrics.contains("fleetscore_http_requests_total{method=\"POST\",route=\"/score\",status=\"200\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "fleetscore_http_requests_total{method=\"POST\",route=\"/score\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])

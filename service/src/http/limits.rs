@@ -61,7 +61,8 @@ pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Ne
         metrics::counter!("fleetscore_http_shed_total").increment(1);
         return ApiError::Overloaded(limits.limit).into_response();
     };
-    req.extensions_mut().insert(Permit(Arc::new(Held::new(permit))));
+    req.extensions_mut()
+        .insert(Permit(Arc::new(Held::new(permit))));
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {

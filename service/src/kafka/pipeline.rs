@@ -497,32 +497,28 @@ impl Pipeline {
 
         let tracker = BatchTracker::new(self.outputs.len());
         for output in self.outputs.drain(..) {
-            let (topic, key, value, headers) = match &output {
+            // Headers move into the record; key and value are copied by librdkafka on send.
+            let (topic, key, value, headers) = match output {
                 Output::Prediction {
                     tail,
                     value,
                     headers,
                 } => (
                     self.config.predictions_topic.as_str(),
-                    Some(tail.as_bytes()),
-                    value.as_slice(),
-                    headers.clone(),
+                    Some(tail.into_bytes()),
+                    value,
+                    headers,
                 ),
                 Output::DeadLetter {
                     key,
                     value,
                     headers,
-                } => (
-                    self.config.deadletter_topic.as_str(),
-                    key.as_deref(),
-                    value.as_slice(),
-                    headers.clone(),
-                ),
+                } => (self.config.deadletter_topic.as_str(), key, value, headers),
             };
             let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
-                .payload(value)
+                .payload(&value)
                 .headers(headers);
-            if let Some(key) = key {
+            if let Some(key) = &key {
                 record = record.key(key);
             }
             loop {
