@@ -84,8 +84,35 @@ fn is_event_file(path: &Path) -> bool {
     )
 }
 
-/// The raw events of one file, as text lines.
-fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+/// Events per sorting chunk: a JSON-lines file is read this many events at a time.
+pub const SORT_CHUNK_EVENTS: usize = 100_000;
+
+/// Hands the events of one file to `f` in chunks of at most [`SORT_CHUNK_EVENTS`], each sorted
+/// by event time (stable: ties keep file order). JSON lines are streamed, so a file of any size
+/// needs memory for one chunk; a Parquet file is read whole (lake files are row-group sized).
+/// Lake files are written in time order, so chunk boundaries cost nothing; an event older than
+/// what its aircraft already saw in an earlier chunk is late, as it would be online.
+fn for_each_chunk(
+    path: &Path,
+    report: &mut BackfillReport,
+    mut f: impl FnMut(Vec<Event>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut chunk = Vec::with_capacity(SORT_CHUNK_EVENTS.min(1 << 16));
+    let push = |line: &str, chunk: &mut Vec<Event>, report: &mut BackfillReport| {
+        if line.trim().is_empty() {
+            return;
+        }
+        report.events += 1;
+        match Event::decode(line.as_bytes()) {
+            Ok(e) => chunk.push(e),
+            Err(_) => report.invalid += 1,
+        }
+    };
+    let flush = |chunk: &mut Vec<Event>, f: &mut dyn FnMut(Vec<Event>) -> anyhow::Result<()>| {
+        let mut events = std::mem::take(chunk);
+        events.sort_by_key(Event::event_time_ms);
+        f(events)
+    };
     if path.extension().is_some_and(|e| e == "parquet") {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let df = ParquetReader::new(file)
@@ -98,34 +125,26 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
         let values = column
             .str()
             .with_context(|| format!("{}: the event column is not text", path.display()))?;
-        Ok(values
-            .iter()
-            .map(|v| v.unwrap_or_default().to_owned())
-            .collect())
+        for value in values.iter() {
+            push(value.unwrap_or_default(), &mut chunk, report);
+            if chunk.len() >= SORT_CHUNK_EVENTS {
+                flush(&mut chunk, &mut f)?;
+            }
+        }
     } else {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        BufReader::with_capacity(1 << 20, file)
-            .lines()
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("reading {}", path.display()))
-    }
-}
-
-/// Decodes a file's events and sorts them by event time (stable: ties keep file order).
-fn read_events(path: &Path, report: &mut BackfillReport) -> anyhow::Result<Vec<Event>> {
-    let mut events = Vec::new();
-    for line in read_lines(path)? {
-        if line.trim().is_empty() {
-            continue;
-        }
-        report.events += 1;
-        match Event::decode(line.as_bytes()) {
-            Ok(e) => events.push(e),
-            Err(_) => report.invalid += 1,
+        for line in BufReader::with_capacity(1 << 20, file).lines() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            push(&line, &mut chunk, report);
+            if chunk.len() >= SORT_CHUNK_EVENTS {
+                flush(&mut chunk, &mut f)?;
+            }
         }
     }
-    events.sort_by_key(Event::event_time_ms);
-    Ok(events)
+    if !chunk.is_empty() {
+        flush(&mut chunk, &mut f)?;
+    }
+    Ok(())
 }
 
 /// Columns being filled, flushed to Parquet every `chunk_rows`.
@@ -221,12 +240,15 @@ pub fn backfill(
     if set.id() == FeatureSetId::EngineHealth {
         let mut scratch = BackfillReport::default();
         for file in &files {
-            for event in read_events(file, &mut scratch)? {
-                if let Event::Telemetry(t) = event {
-                    let last = last_cycle.entry((t.tail, t.engine)).or_default();
-                    *last = (*last).max(t.cycle);
+            for_each_chunk(file, &mut scratch, |events| {
+                for event in events {
+                    if let Event::Telemetry(t) = event {
+                        let last = last_cycle.entry((t.tail, t.engine)).or_default();
+                        *last = (*last).max(t.cycle);
+                    }
                 }
-            }
+                Ok(())
+            })?;
         }
     }
     let label_names = match set.id() {
@@ -261,79 +283,86 @@ pub fn backfill(
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        for event in read_events(file, &mut report)? {
-            let state = states.entry(event.tail().to_owned()).or_default();
-            match state.apply(&event) {
-                ApplyOutcome::Applied => {}
-                ApplyOutcome::Duplicate => {
-                    report.duplicates += 1;
-                    continue;
-                }
-                ApplyOutcome::Late(_) => {
-                    report.late += 1;
-                    continue;
-                }
-            }
-            // Outcomes of flights whose rows are waiting.
-            if let Event::Schedule(s) = &event
-                && matches!(s.kind, ScheduleKind::Departed | ScheduleKind::Cancelled)
-            {
-                let key = (
-                    s.tail.clone(),
-                    s.flight.clone(),
-                    s.scheduled_departure.timestamp_millis(),
-                );
-                if let Some(mut row) = waiting.remove(&key) {
-                    if let (ScheduleKind::Departed, Some(actual)) = (s.kind, s.actual_departure) {
-                        let delay = (actual.timestamp_millis() - key.2) as f32 / 60_000.0;
-                        let late = delay >= options.delay_threshold_minutes;
-                        row.labels = (Some(if late { 1.0 } else { 0.0 }), Some(delay));
-                        report.labelled += 1;
+        let mut counts = BackfillReport::default();
+        for_each_chunk(file, &mut counts, |events| {
+            for event in events {
+                let state = states.entry(event.tail().to_owned()).or_default();
+                match state.apply(&event) {
+                    ApplyOutcome::Applied => {}
+                    ApplyOutcome::Duplicate => {
+                        report.duplicates += 1;
+                        continue;
                     }
-                    table.push(row);
+                    ApplyOutcome::Late(_) => {
+                        report.late += 1;
+                        continue;
+                    }
                 }
-            }
-            if FeatureSet::for_event(&event).is_none_or(|s| s.id() != set.id()) {
-                continue;
-            }
-            if set.compute(state, &mut vector).is_err() {
-                continue;
-            }
-            let row = Row {
-                tail: event.tail().to_owned(),
-                event_id: event.event_id().to_owned(),
-                event_time_ms: event.event_time_ms(),
-                features: vector.clone(),
-                labels: (None, None),
-            };
-            report.rows += 1;
-            match &event {
-                Event::Telemetry(t) => {
-                    let last = last_cycle[&(t.tail.clone(), t.engine)];
-                    let remaining = last.saturating_sub(t.cycle);
-                    let mut row = row;
-                    row.labels = (
-                        Some(remaining.min(options.rul_cap) as f32),
-                        Some(remaining as f32),
-                    );
-                    report.labelled += 1;
-                    table.push(row);
-                }
-                Event::Schedule(s) => {
+                // Outcomes of flights whose rows are waiting.
+                if let Event::Schedule(s) = &event
+                    && matches!(s.kind, ScheduleKind::Departed | ScheduleKind::Cancelled)
+                {
                     let key = (
                         s.tail.clone(),
                         s.flight.clone(),
                         s.scheduled_departure.timestamp_millis(),
                     );
-                    if let Some(previous) = waiting.insert(key, row) {
-                        table.push(previous); // re-announced: the earlier row stays unlabelled
+                    if let Some(mut row) = waiting.remove(&key) {
+                        if let (ScheduleKind::Departed, Some(actual)) = (s.kind, s.actual_departure)
+                        {
+                            let delay = (actual.timestamp_millis() - key.2) as f32 / 60_000.0;
+                            let late = delay >= options.delay_threshold_minutes;
+                            row.labels = (Some(if late { 1.0 } else { 0.0 }), Some(delay));
+                            report.labelled += 1;
+                        }
+                        table.push(row);
                     }
                 }
+                if FeatureSet::for_event(&event).is_none_or(|s| s.id() != set.id()) {
+                    continue;
+                }
+                if set.compute(state, &mut vector).is_err() {
+                    continue;
+                }
+                let row = Row {
+                    tail: event.tail().to_owned(),
+                    event_id: event.event_id().to_owned(),
+                    event_time_ms: event.event_time_ms(),
+                    features: vector.clone(),
+                    labels: (None, None),
+                };
+                report.rows += 1;
+                match &event {
+                    Event::Telemetry(t) => {
+                        let last = last_cycle[&(t.tail.clone(), t.engine)];
+                        let remaining = last.saturating_sub(t.cycle);
+                        let mut row = row;
+                        row.labels = (
+                            Some(remaining.min(options.rul_cap) as f32),
+                            Some(remaining as f32),
+                        );
+                        report.labelled += 1;
+                        table.push(row);
+                    }
+                    Event::Schedule(s) => {
+                        let key = (
+                            s.tail.clone(),
+                            s.flight.clone(),
+                            s.scheduled_departure.timestamp_millis(),
+                        );
+                        if let Some(previous) = waiting.insert(key, row) {
+                            table.push(previous); // re-announced: the earlier row stays unlabelled
+                        }
+                    }
+                }
+                if table.len() >= options.chunk_rows.max(1) {
+                    writer.write_batch(&table.take(label_names)?)?;
+                }
             }
-            if table.len() >= options.chunk_rows.max(1) {
-                writer.write_batch(&table.take(label_names)?)?;
-            }
-        }
+            Ok(())
+        })?;
+        report.events += counts.events;
+        report.invalid += counts.invalid;
         progress.inc(1);
     }
     // Flights never seen departing keep a null label.
