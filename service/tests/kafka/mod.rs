@@ -93,6 +93,34 @@ pub fn create_topics(bootstrap: &str, topics: &Topics) {
     for r in results {
         r.unwrap();
     }
+    // Wait until every partition has a leader, so the first requests do not race the election.
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for topic in topics.all() {
+        loop {
+            let ready = client
+                .fetch_metadata(Some(topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics().first().map(|t| {
+                        t.error().is_none()
+                            && t.partitions().len() == PARTITIONS as usize
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.error().is_none() && p.leader() >= 0)
+                    })
+                })
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{topic}: no leaders after 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Writes a service config for these topics and models.
@@ -200,6 +228,19 @@ impl Service {
         }
     }
 
+    /// Waits until the log contains `needle`, at most `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the log after {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -221,10 +262,19 @@ pub fn count(bootstrap: &str, topic: &str) -> i64 {
         .unwrap();
     (0..PARTITIONS)
         .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            high - low
+            // A fresh topic's leaders take a moment to be known everywhere: retry transient
+            // metadata errors (NotLeaderForPartition, UnknownTopicOrPartition) until a deadline.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                    Ok((low, high)) => break high - low,
+                    Err(e) if Instant::now() < deadline => {
+                        eprintln!("watermarks of {topic}/{p}: {e}; retrying");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
+                }
+            }
         })
         .sum()
 }
