@@ -10,7 +10,9 @@
 //!   back (bearer token).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
-//! - [`limits`]: load shedding, timeout, and the hand-off of CPU work to blocking threads;
+//! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
+//!   requests that arrive together into one backend call per model.
+//! - [`limits`]: load shedding, timeout, and the hand-off of big bodies to blocking threads;
 //!   [`json`]: request bodies; [`path`]: path parameters; [`error`]: the JSON error body.
 //!
 //! Scoring and OIP routes are subject to the concurrency limit and the timeout; probes,
@@ -28,19 +30,20 @@ pub mod oip;
 pub mod openapi;
 pub mod path;
 pub mod score;
+pub mod scorer;
 pub mod tails;
 
 use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -82,9 +85,11 @@ pub fn app(ctx: Arc<AppContext>) -> Router {
         .routes(routes!(admin::rollback));
     let (router, api) = guarded.merge(open).split_for_parts();
     let max_body = http.max_body_bytes;
+    let scorer = Arc::new(scorer::Scorer::start().expect("starting the HTTP scoring thread"));
     router
         .merge(openapi::router(openapi::finish(api, &ctx.config.http)))
         .fallback(no_route)
+        .layer(Extension(scorer))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn(observe))

@@ -1189,3 +1189,34 @@ async fn a_request_over_its_time_gets_a_503_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(200));
     drop(held.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_batched_together_each_get_their_own_rows_values() {
+    let service = Service::new(|_| {});
+    let app = service.app();
+    let (rul_rows, rul_want) = golden_rows("engine-rul", "2");
+    let (mlp_rows, mlp_want) = golden_rows("engine-rul-mlp", "1");
+    let mut tasks = Vec::new();
+    for i in 0..96 {
+        let app = app.clone();
+        // Different models, and batches of 1 to 3 rows, interleaved.
+        let (model, rows, want) = if i % 3 == 0 {
+            ("engine-rul-mlp", &mlp_rows, &mlp_want)
+        } else {
+            ("engine-rul", &rul_rows, &rul_want)
+        };
+        let take = 1 + i % 3;
+        let start = i % (rows.len() - take);
+        let body = json!({"model": model, "rows": rows[start..start + take]});
+        let want = want[start..start + take].to_vec();
+        tasks.push(tokio::spawn(async move {
+            let reply = post(&app, "/score", &body).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            assert_eq!(reply.json["model"], model);
+            assert_close(&reply.json["predictions"], &want);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}

@@ -1,10 +1,11 @@
 //! Hardening of the API routes: a global concurrency limit that sheds load (503 at once rather
-//! than a queue), a request timeout, and the hand-off of CPU work (parsing big bodies, model
-//! inference) to the blocking thread pool.
+//! than a queue), a request timeout, and the hand-off of CPU work (parsing big bodies, admin
+//! calls that wait for the registry) to the blocking thread pool; inference has its own thread
+//! ([`super::scorer`]).
 //!
-//! The permit of a request travels with its blocking work: a request that times out answers 503
-//! at once, but its permit is only released when the work it started ends, so abandoned work
-//! still counts against the limit and cannot pile up behind it.
+//! The permit of a request travels with the work it hands off (to the blocking pool or the
+//! scorer): a request that times out answers 503 at once, but its permit is only released when
+//! that work ends, so abandoned work still counts against the limit and cannot pile up.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,8 +19,10 @@ use super::json::{self, JsonBody};
 use super::limits::{Permit, blocking};
 use super::path::PathParam as ModelName;
 use super::score::serving;
+use super::scorer::Scorer;
 use crate::app::AppContext;
 use crate::model::BackendKind;
+use crate::model::registry::ServingSet;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerMetadata {
@@ -205,16 +207,47 @@ pub struct InferOutput {
     ))]
 pub async fn infer(
     State(ctx): State<Arc<AppContext>>,
+    Extension(scorer): Extension<Arc<Scorer>>,
     ModelName(name): ModelName,
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    blocking(permit.map(|p| p.0), move || {
-        let request: InferRequest = json::parse(&body)?;
-        infer_blocking(&ctx, &name, request).map(|r| json::ok(&r))
-    })
-    .await
+    let permit = permit.map(|p| p.0);
+    // A big body is parsed off the async workers; a small one costs less than the hand-off.
+    let prepared = if body.len() > INLINE_PARSE_BYTES {
+        let ctx = Arc::clone(&ctx);
+        blocking(permit.clone(), move || prepare(&ctx, &name, &body)).await?
+    } else {
+        prepare(&ctx, &name, &body)?
+    };
+    let (serving, values, rows, id) = prepared;
+    let output = scorer
+        .score(serving, values, rows, permit)
+        .await
+        .map_err(ApiError::Scoring)?;
+    let model = output.model;
+    if let Some(row) = output.predictions.iter().position(|p| !p.is_finite()) {
+        return Err(ApiError::NonFiniteOutput {
+            model: format!("{}/{}", model.name(), model.version()),
+            row,
+        });
+    }
+    metrics::histogram!("fleetscore_http_score_rows", "model" => model.name().to_owned())
+        .record(rows as f64);
+    Ok(json::ok(&InferResponse {
+        model_name: model.name().to_owned(),
+        model_version: model.version().to_owned(),
+        id,
+        outputs: vec![InferOutput {
+            name: model.manifest.output.name.clone(),
+            shape: vec![rows as i64, 1],
+            datatype: "FP32".to_owned(),
+            data: output.predictions,
+        }],
+    }))
 }
+
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 fn bad(message: String, field: &str) -> ApiError {
     ApiError::InvalidRequest {
@@ -224,11 +257,13 @@ fn bad(message: String, field: &str) -> ApiError {
     }
 }
 
-fn infer_blocking(
+/// The request checked against the serving model: its rows, ready for the scorer.
+fn prepare(
     ctx: &AppContext,
     name: &str,
-    request: InferRequest,
-) -> Result<InferResponse, ApiError> {
+    body: &[u8],
+) -> Result<(ServingSet, Vec<f32>, usize, Option<String>), ApiError> {
+    let request: InferRequest = json::parse(body)?;
     let set = serving(ctx, name)?;
     let model = &set.serving;
     let width = model.width();
@@ -305,29 +340,7 @@ fn infer_blocking(
             "outputs.name",
         ));
     }
-    let mut predictions = Vec::with_capacity(rows);
-    let scored = set
-        .score(&values, &mut predictions)
-        .map_err(ApiError::Scoring)?;
-    if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
-        return Err(ApiError::NonFiniteOutput {
-            model: format!("{}/{}", scored.model.name(), scored.model.version()),
-            row,
-        });
-    }
-    metrics::histogram!("fleetscore_http_score_rows", "model" => scored.model.name().to_owned())
-        .record(rows as f64);
-    Ok(InferResponse {
-        model_name: scored.model.name().to_owned(),
-        model_version: scored.model.version().to_owned(),
-        id: request.id,
-        outputs: vec![InferOutput {
-            name: scored.model.manifest.output.name.clone(),
-            shape: vec![rows as i64, 1],
-            datatype: "FP32".to_owned(),
-            data: predictions,
-        }],
-    })
+    Ok((set, values, rows, request.id))
 }
 
 /// Appends the numbers of a (nested) JSON array, row-major; refuses non-numbers and more than

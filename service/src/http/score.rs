@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
 use super::limits::{Permit, blocking};
+use super::scorer::{Output, Scorer};
 use crate::app::AppContext;
 use crate::model::LoadedModel;
 use crate::model::registry::ServingSet;
@@ -217,17 +218,51 @@ pub struct HypotheticalInfo {
 )]
 pub async fn score(
     State(ctx): State<Arc<AppContext>>,
+    Extension(scorer): Extension<Arc<Scorer>>,
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    blocking(permit.map(|p| p.0), move || {
-        let wire: ScoreWire<'_> = json::parse(&body)?;
-        score_wire(&ctx, wire).map(|response| json::ok(&response))
-    })
-    .await
+    let permit = permit.map(|p| p.0);
+    // A big body is parsed off the async workers; a small one costs less than the hand-off.
+    let prepared = if body.len() > INLINE_PARSE_BYTES {
+        let ctx = Arc::clone(&ctx);
+        blocking(permit.clone(), move || prepare(&ctx, &body)).await?
+    } else {
+        prepare(&ctx, &body)?
+    };
+    let Prepared {
+        serving,
+        values,
+        rows,
+        context,
+    } = prepared;
+    let output = scorer
+        .score(serving, values, rows, permit)
+        .await
+        .map_err(ApiError::Scoring)?;
+    Ok(json::ok(&respond(output, context)?))
 }
 
-fn score_wire(ctx: &AppContext, wire: ScoreWire<'_>) -> Result<ScoreResponse, ApiError> {
+/// Bodies up to this size are parsed on the async worker (a one-row body is about 3 KiB).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// A request turned into rows for the scorer, and what the response must say besides.
+struct Prepared {
+    serving: ServingSet,
+    values: Vec<f32>,
+    rows: usize,
+    context: Context,
+}
+
+#[derive(Default)]
+struct Context {
+    tail: Option<String>,
+    state: Option<StateInfo>,
+    hypothetical: Option<HypotheticalInfo>,
+}
+
+fn prepare(ctx: &AppContext, body: &[u8]) -> Result<Prepared, ApiError> {
+    let wire: ScoreWire<'_> = json::parse(body)?;
     let serving = serving(ctx, &wire.model)?;
     match (wire.rows, wire.tail) {
         (Some(rows), None) => {
@@ -241,9 +276,9 @@ fn score_wire(ctx: &AppContext, wire: ScoreWire<'_>) -> Result<ScoreResponse, Ap
                     },
                 ));
             }
-            score_rows(ctx, &serving, &rows)
+            prepare_rows(ctx, serving, &rows)
         }
-        (None, Some(tail)) => score_tail(ctx, &serving, tail, wire.event, wire.engine),
+        (None, Some(tail)) => prepare_tail(ctx, serving, tail, wire.event, wire.engine),
         (Some(_), Some(_)) => Err(invalid("give either `rows` or `tail`, not both", "rows")),
         (None, None) => Err(invalid(
             "give `rows` (explicit features) or `tail` (live state)",
@@ -276,11 +311,11 @@ pub fn serving(ctx: &AppContext, name: &str) -> Result<ServingSet, ApiError> {
         })
 }
 
-fn score_rows(
+fn prepare_rows(
     ctx: &AppContext,
-    serving: &ServingSet,
+    serving: ServingSet,
     rows: &[&RawValue],
-) -> Result<ScoreResponse, ApiError> {
+) -> Result<Prepared, ApiError> {
     let max = ctx.config.http.max_batch_rows;
     if rows.len() > max {
         return Err(ApiError::BatchTooLarge {
@@ -300,16 +335,21 @@ fn score_rows(
     {
         parse_row(set, row.get(), i, out)?;
     }
-    score_values(serving, &values, rows.len(), None, None, None)
+    Ok(Prepared {
+        serving,
+        values,
+        rows: rows.len(),
+        context: Context::default(),
+    })
 }
 
-fn score_tail(
+fn prepare_tail(
     ctx: &AppContext,
-    serving: &ServingSet,
+    serving: ServingSet,
     tail: String,
     event: Option<&RawValue>,
     engine: Option<u8>,
-) -> Result<ScoreResponse, ApiError> {
+) -> Result<Prepared, ApiError> {
     if !valid_tail(&tail) {
         return Err(invalid(
             "`tail` must be 2-16 characters of A-Z, 0-9 and '-'",
@@ -362,43 +402,28 @@ fn score_tail(
         },
         other => ApiError::Internal(format!("computing {}: {other}", set.name())),
     })?;
-    score_values(
+    Ok(Prepared {
         serving,
-        &values,
-        1,
-        Some(tail),
-        Some(state_info),
-        hypothetical,
-    )
+        values,
+        rows: 1,
+        context: Context {
+            tail: Some(tail),
+            state: Some(state_info),
+            hypothetical,
+        },
+    })
 }
 
-fn score_values(
-    serving: &ServingSet,
-    values: &[f32],
-    rows: usize,
-    tail: Option<String>,
-    state: Option<StateInfo>,
-    hypothetical: Option<HypotheticalInfo>,
-) -> Result<ScoreResponse, ApiError> {
-    let mut predictions = Vec::with_capacity(rows);
-    let scored = serving
-        .score(values, &mut predictions)
-        .map_err(ApiError::Scoring)?;
-    let model = &scored.model;
+fn respond(output: Output, context: Context) -> Result<ScoreResponse, ApiError> {
+    let Output { predictions, model } = output;
     if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
         return Err(ApiError::NonFiniteOutput {
             model: format!("{}/{}", model.name(), model.version()),
             row,
         });
     }
-    if let Some(shadow) = &scored.shadow
-        && let Err(e) = &shadow.result
-    {
-        tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
-            error = %e, "shadow model failed");
-    }
     metrics::histogram!("fleetscore_http_score_rows", "model" => model.name().to_owned())
-        .record(rows as f64);
+        .record(predictions.len() as f64);
     Ok(ScoreResponse {
         model: model.name().to_owned(),
         model_version: model.version().to_owned(),
@@ -406,10 +431,10 @@ fn score_values(
         feature_set: model.feature_set.name().to_owned(),
         feature_set_version: model.feature_set.version().to_owned(),
         predictions,
-        output: OutputInfo::of(model),
-        tail,
-        state,
-        hypothetical,
+        output: OutputInfo::of(&model),
+        tail: context.tail,
+        state: context.state,
+        hypothetical: context.hypothetical,
         scored_at: Utc::now(),
     })
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Load benchmark of POST /score (one row, explicit features): fleetscore against the same
+# endpoint written idiomatically in Python (bench/http/peer.py: FastAPI + uvicorn + ONNX
+# Runtime), same model file (engine-rul/1 fixture), same machine, same run.
+#
+#   bench/http/run.sh [--runs 3] [--seconds 10] [--connections 64] [--python-workers 2]
+#
+# For each server: peak throughput with wrk (closed loop, --connections connections, one wrk
+# thread), then latency at half of that peak with oha at a fixed rate (open loop, latency
+# corrected for coordinated omission); for fleetscore also at 10,000 req/s. Medians of --runs
+# runs. Needs wrk (Debian package) and oha (cargo install oha); traffic goes to 127.0.0.1 only.
+# Results: a Markdown table on stdout, raw outputs in target/bench-http/.
+set -euo pipefail
+
+runs=3 seconds=10 connections=64 py_workers=2
+while (($#)); do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --seconds) seconds="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --python-workers) py_workers="$2"; shift 2 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+repo="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+cd "$repo"
+log() { echo "bench/http: $*" >&2; }
+oha="$(command -v oha || echo "${OHA:-/tmp/oha/bin/oha}")"
+command -v wrk >/dev/null || { log "wrk is missing: apt-get install -y wrk"; exit 1; }
+[[ -x "$oha" ]] || { log "oha is missing: cargo install oha --locked (or set OHA)"; exit 1; }
+
+# Python peer's virtualenv (pinned, apart from training/).
+venv="${FLEETSCORE_BENCH_VENV:-$repo/target/venv-bench-http}"
+want="$(sha256sum bench/http/requirements.txt)"; want="${want%% *}"
+if [[ ! -x "$venv/bin/uvicorn" || "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+  log "installing bench/http/requirements.txt into $venv"
+  "$(command -v python3.11 || command -v python3)" -m venv --clear "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/http/requirements.txt
+  echo "$want" >"$venv/.requirements.sha256"
+fi
+
+eval "$(scripts/python-env.sh --print)"
+cargo build --release -p fleetscore --quiet
+out="$repo/target/bench-http"
+rm -rf "$out"; mkdir -p "$out/models"
+cp -r service/tests/fixtures/models/engine-rul "$out/models/"
+rm -rf "$out/models/engine-rul/2"          # both servers score engine-rul version 1
+cp -r service/tests/fixtures/models/delay-risk "$out/models/"   # for /readyz
+
+# One real feature row (a golden row of the model), by name.
+"$venv/bin/python" - "$out/row.json" <<'PY'
+import json, sys
+d = "service/tests/fixtures/models/engine-rul/1/"
+m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
+json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]},
+          open(sys.argv[1], "w"))
+PY
+cat >"$out/post.lua" <<LUA
+local f = io.open("$out/row.json", "r")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+wait_up() {  # url
+  for _ in $(seq 300); do
+    curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data @"$out/row.json" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  log "$1 never answered"; exit 1
+}
+
+RUST_LOG=warn FLEETSCORE_MODELS_DIR="$out/models" \
+  target/release/fleetscore serve --no-kafka --http-addr 127.0.0.1:18091 >"$out/fleetscore.log" 2>&1 &
+pids+=($!)
+MODEL_DIR="$out/models/engine-rul/1" "$venv/bin/uvicorn" peer:app --app-dir bench/http \
+  --host 127.0.0.1 --port 18092 --workers "$py_workers" --log-level warning --no-access-log \
+  >"$out/python.log" 2>&1 &
+pids+=($!)
+wait_up http://127.0.0.1:18091/score
+wait_up http://127.0.0.1:18092/score
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+peak() {  # name url -> median req/s
+  local name="$1" url="$2" i
+  for i in $(seq "$runs"); do
+    wrk -t1 -c"$connections" -d"${seconds}s" -s "$out/post.lua" "$url" >"$out/$name-peak-$i.txt"
+    awk '/^Requests\/sec:/ {print $2}' "$out/$name-peak-$i.txt"
+  done | median
+}
+
+at_rate() {  # name url rate -> "p50_ms p99_ms p999_ms achieved_rps" (medians)
+  local name="$1" url="$2" rate="$3" i
+  for i in $(seq "$runs"); do
+    "$oha" --no-tui --output-format json -z "${seconds}s" -q "$rate" -c "$connections" \
+      --latency-correction -m POST -T application/json -D "$out/row.json" "$url" \
+      >"$out/$name-rate$rate-$i.json"
+  done
+  "$venv/bin/python" - "$out" "$name-rate$rate" "$runs" <<'PY'
+import json, statistics, sys
+out, prefix, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rs = [json.load(open(f"{out}/{prefix}-{i}.json")) for i in range(1, runs + 1)]
+def med(f): return statistics.median(f(r) for r in rs)
+ok = all(set(r.get("statusCodeDistribution", {})) <= {"200"} for r in rs)
+print(f'{med(lambda r: r["latencyPercentiles"]["p50"]) * 1e3:.3f} '
+      f'{med(lambda r: r["latencyPercentiles"]["p99"]) * 1e3:.3f} '
+      f'{med(lambda r: r["latencyPercentiles"]["p99.9"]) * 1e3:.3f} '
+      f'{med(lambda r: r["summary"]["requestsPerSec"]):.0f} {"all-200" if ok else "NON-200-SEEN"}')
+PY
+}
+
+log "fleetscore: peak"
+rust_peak="$(peak fleetscore http://127.0.0.1:18091/score)"
+log "python: peak"
+py_peak="$(peak python http://127.0.0.1:18092/score)"
+rust_half=$(awk -v p="$rust_peak" 'BEGIN {printf "%d", p / 2}')
+py_half=$(awk -v p="$py_peak" 'BEGIN {printf "%d", p / 2}')
+log "fleetscore: latency at $rust_half and 10000 req/s"
+rust_at_half="$(at_rate fleetscore http://127.0.0.1:18091/score "$rust_half")"
+rust_at_10k="$(at_rate fleetscore http://127.0.0.1:18091/score 10000)"
+log "python: latency at $py_half req/s"
+py_at_half="$(at_rate python http://127.0.0.1:18092/score "$py_half")"
+
+row() { read -r p50 p99 p999 rps ok <<<"$3"; echo "| $1 | $2 | $rps | $p50 | $p99 | $p999 | $ok |"; }
+echo
+echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers"
+echo
+echo "| server | peak req/s (wrk, median) |"
+echo "| --- | --- |"
+echo "| fleetscore | $rust_peak |"
+echo "| FastAPI + onnxruntime ($py_workers workers) | $py_peak |"
+echo "| ratio | $(awk -v a="$rust_peak" -v b="$py_peak" 'BEGIN {printf "%.1fx", a / b}') |"
+echo
+echo "| server | offered req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms | statuses |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+row fleetscore "$rust_half (half of peak)" "$rust_at_half"
+row fleetscore "10000" "$rust_at_10k"
+row "FastAPI + onnxruntime" "$py_half (half of peak)" "$py_at_half"
