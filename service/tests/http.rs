@@ -1165,13 +1165,31 @@ async fn over_the_concurrency_limit_requests_are_shed_and_probes_still_answer() 
     let reply = first.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_close(&reply.json["predictions"], &want[..1]);
-    let after = post(
-        &app,
-        "/score",
-        &json!({"model": "engine-rul", "rows": [rows[0]]}),
-    )
-    .await;
-    assert_eq!(after.status, StatusCode::OK, "the permit came back");
+    // The permit is released when the scoring thread finishes the job, which may be a moment
+    // after the reply went out: wait for it, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = post(
+            &app,
+            "/score",
+            &json!({"model": "engine-rul", "rows": [rows[0]]}),
+        )
+        .await;
+        if after.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            after.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            after.text
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the permit never came back"
+        );
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test]
