@@ -13,9 +13,11 @@
 # tests/http/schemathesis.toml. The server is stopped whatever happens; a panic in its log
 # fails the run. Exit status is non-zero on any finding.
 #
-# Tools: tests/http/requirements.txt in ${FLEETSCORE_CHECKS_VENV:-<repo>/target/venv-http-checks}
+# Tools: tests/http/requirements.txt in ${FLEETSCORE_CHECKS_VENV:-<target dir>/venv-http-checks}
 # (created from PyPI on first run and when the requirements change). ONNX Runtime: as for every
-# test, from scripts/python-env.sh --print (ORT_DYLIB_PATH).
+# test, from scripts/python-env.sh --print (ORT_DYLIB_PATH). The binary: $FLEETSCORE_BIN when
+# set (scripts/test.sh passes the one its tests ran), else built here into $CARGO_TARGET_DIR
+# (default <repo>/target).
 set -euo pipefail
 
 max_examples=100
@@ -24,7 +26,7 @@ while (($#)); do
   case "$1" in
     --max-examples) max_examples="$2"; shift 2 ;;
     --keep-log) keep_log=1; shift ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "http-checks.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -34,7 +36,8 @@ cd "$repo"
 log() { echo "http-checks.sh: $*" >&2; }
 
 # --- tools ---------------------------------------------------------------------------------
-venv="${FLEETSCORE_CHECKS_VENV:-$repo/target/venv-http-checks}"
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+venv="${FLEETSCORE_CHECKS_VENV:-$target_dir/venv-http-checks}"
 req="$repo/tests/http/requirements.txt"
 want="$(sha256sum -- "$req")"; want="${want%% *}"
 stamp="$venv/.requirements.sha256"
@@ -47,8 +50,12 @@ if [[ ! -x "$venv/bin/schemathesis" || ! -f "$stamp" || "$(<"$stamp")" != "$want
 fi
 
 eval "$(scripts/python-env.sh --print)"
-cargo build --release -p fleetscore --quiet
-bin="$repo/target/release/fleetscore"
+bin="${FLEETSCORE_BIN:-}"
+if [[ -z "$bin" ]]; then
+  cargo build --release -p fleetscore --quiet
+  bin="$target_dir/release/fleetscore"
+fi
+[[ -x "$bin" ]] || { log "no fleetscore binary at $bin"; exit 1; }
 
 # --- server --------------------------------------------------------------------------------
 work="$(mktemp -d)"

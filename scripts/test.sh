@@ -47,10 +47,12 @@ step "cargo test (release profile: the binaries the tests run are the ones we sh
 # --all-features includes the `lake` feature (polars), which the backfill tests need.
 cargo test --workspace --release --all-features
 
+# The checks and the Python tests run the binary built above.
+export FLEETSCORE_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/fleetscore"
+
 step "HTTP API against its OpenAPI document (schemathesis)"
 scripts/http-checks.sh --max-examples 50
 
 step "pytest training/tests"
-# The Python tests run the binary built above (parity with onnxruntime, feature-set versions).
-export FLEETSCORE_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/fleetscore"
+# Parity with onnxruntime in Python, feature-set versions.
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests
