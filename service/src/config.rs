@@ -59,7 +59,8 @@ pub struct KafkaConfig {
     pub deadletter_topic: String,
     /// Records per micro-batch, at most.
     pub batch_max_records: usize,
-    /// How long a micro-batch may wait to fill.
+    /// How long a micro-batch may wait for more records once the consumer's queue is empty
+    /// (records already queued are always taken, up to `batch_max_records`).
     pub batch_max_ms: u64,
     /// Batches whose outputs are not yet acknowledged, at most (back-pressure).
     pub max_in_flight_batches: usize,
@@ -81,7 +82,7 @@ impl Default for KafkaConfig {
             predictions_topic: "fleet.predictions.v1".to_owned(),
             deadletter_topic: "fleet.deadletter.v1".to_owned(),
             batch_max_records: 512,
-            batch_max_ms: 5,
+            batch_max_ms: 2,
             max_in_flight_batches: 64,
             shutdown_timeout_ms: 20_000,
             consumer: BTreeMap::new(),

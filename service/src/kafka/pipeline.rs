@@ -285,13 +285,12 @@ impl Pipeline {
             let mut rows = 0usize;
             let mut first_at: Option<Instant> = None;
             while rows < self.config.batch_max_records.max(1) {
+                // Records already queued are always taken (up to the batch size); the window
+                // only bounds how long to wait for more once the queue is empty.
                 let wait = match first_at {
                     None => idle_poll,
                     Some(t) => max_wait.saturating_sub(t.elapsed()),
                 };
-                if first_at.is_some() && wait.is_zero() {
-                    break;
-                }
                 match consumer.poll(wait) {
                     None => {
                         if first_at.is_some() || stop.load(Ordering::Acquire) {

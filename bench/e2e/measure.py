@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""Harness of the end-to-end benchmark (bench/e2e/run.sh): topics, load, measurements.
+
+Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Subcommands:
+
+  topics      create topics (3 partitions by default)
+  produce     produce events keyed by tail, as fast as possible or at a fixed rate, for a
+              count or a duration; events are the lines of an event file (real C-MAPSS FD001
+              from `fleetscore import cmapss`), repeated with a distinct tail prefix per copy
+  wait        wait until a topic holds at least N records (high watermarks; bounded)
+  throughput  read a predictions topic: events/s from the first to the last prediction
+              (their Kafka timestamps, set by the system's producer)
+  latency     per prediction: its Kafka timestamp minus the source record's (matched through
+              the fleet.source.partition/offset headers); p50/p90/p99/max
+  compare     predictions of two topics for the same (tail, source_event_id)
+  report      medians over runs, from the JSON lines the other subcommands printed
+
+Each measuring subcommand prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+BASE_TAIL = b'"tail":"CMAPSS-'
+
+
+def log(*a) -> None:
+    print("measure:", *a, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------- topics
+
+
+def cmd_topics(args) -> None:
+    admin = AdminClient({"bootstrap.servers": args.brokers})
+    config = {}
+    if args.log_append_time:
+        config["message.timestamp.type"] = "LogAppendTime"
+    new = [
+        NewTopic(t, num_partitions=args.partitions, replication_factor=1, config=config)
+        for t in args.names
+    ]
+    for topic, fut in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            fut.result(timeout=60)
+        except KafkaException as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+    log(f"topics ready: {' '.join(args.names)} ({args.partitions} partitions)")
+
+
+# ------------------------------------------------------------------------------ produce
+
+
+class Events:
+    """The base event file's lines, repeated with tail prefix f'{tag}{copy:03d}-'."""
+
+    def __init__(self, path: Path, tag: str):
+        self.lines = []
+        self.units = []
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            if BASE_TAIL not in line:
+                sys.exit(f"{path}: expected C-MAPSS telemetry with tails CMAPSS-N")
+            self.lines.append(line)
+            self.units.append(json.loads(line)["tail"].removeprefix("CMAPSS-").encode())
+        self.tag = tag
+
+    def __iter__(self):
+        copy = 0
+        while True:
+            prefix = f"{self.tag}{copy:03d}-".encode()
+            if len(prefix) + 3 > 16:
+                sys.exit("tail prefix too long for 16-character tails")
+            new_tail = b'"tail":"' + prefix
+            for line, unit in zip(self.lines, self.units):
+                yield prefix + unit, line.replace(BASE_TAIL, new_tail, 1)
+            copy += 1
+
+
+def cmd_produce(args) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": args.brokers,
+            "linger.ms": args.linger_ms,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        }
+    )
+    events = iter(Events(args.events, args.tag))
+    sent = 0
+    failed = 0
+
+    def on_delivery(err, _msg):
+        nonlocal failed
+        if err is not None:
+            failed += 1
+
+    cpu_start = time.process_time()
+    start = time.monotonic()
+    wall_start = time.time()
+    deadline = start + args.seconds if args.seconds else None
+    limit = args.count or None
+    behind_max = 0.0
+    while True:
+        if limit is not None and sent >= limit:
+            break
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        if args.rate > 0:
+            due = start + sent / args.rate
+            if now < due:
+                time.sleep(min(due - now, 0.001))
+                continue
+            behind_max = max(behind_max, now - due)
+        key, value = next(events)
+        try:
+            producer.produce(args.topic, value=value, key=key, on_delivery=on_delivery)
+        except BufferError:
+            producer.poll(0.01)
+            continue
+        sent += 1
+        if sent % 1000 == 0:
+            producer.poll(0)
+    elapsed = time.monotonic() - start
+    left = producer.flush(60)
+    out = {
+        "what": "produce",
+        "topic": args.topic,
+        "sent": sent,
+        "failed": failed + left,
+        "seconds": round(elapsed, 3),
+        "rate_target": args.rate,
+        "rate_achieved": round(sent / elapsed, 1) if elapsed > 0 else None,
+        "max_behind_schedule_ms": round(behind_max * 1000, 1),
+        "start_ms": int(wall_start * 1000),
+        "cpu_s": round(time.process_time() - cpu_start, 3),
+    }
+    print(json.dumps(out), flush=True)
+    if failed or left:
+        sys.exit(f"{failed + left} records were not delivered")
+
+
+# --------------------------------------------------------------------------------- read
+
+
+def consumer(brokers: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "bench-e2e-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+
+
+def partitions_of(c: Consumer, topic: str) -> list[int]:
+    md = c.list_topics(topic, timeout=10)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        sys.exit(f"topic {topic} not found: {t.error if t else ''}")
+    return sorted(t.partitions)
+
+
+def high_watermarks(c: Consumer, topic: str) -> dict[int, int]:
+    return {
+        p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+        for p in partitions_of(c, topic)
+    }
+
+
+def read_all(brokers: str, topic: str, headers: bool = False, values: bool = False):
+    """Every record of `topic` now: (partition, offset, timestamp_ms, headers, value) rows."""
+    c = consumer(brokers)
+    try:
+        highs = high_watermarks(c, topic)
+        todo = {p for p, h in highs.items() if h > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in highs])
+        rows = []
+        deadline = time.monotonic() + 120
+        while todo:
+            if time.monotonic() > deadline:
+                sys.exit(f"reading {topic}: timed out with partitions {sorted(todo)} unfinished")
+            for m in c.consume(num_messages=10_000, timeout=1.0):
+                if m.error():
+                    raise KafkaException(m.error())
+                p, o = m.partition(), m.offset()
+                rows.append(
+                    (
+                        p,
+                        o,
+                        m.timestamp()[1],
+                        dict(m.headers() or []) if headers else None,
+                        m.value() if values else None,
+                    )
+                )
+                if o + 1 >= highs[p]:
+                    todo.discard(p)
+        return rows
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------------------------- wait
+
+
+def cmd_wait(args) -> None:
+    c = consumer(args.brokers)
+    start = time.monotonic()
+    total = 0
+    try:
+        while True:
+            total = sum(high_watermarks(c, args.topic).values())
+            if total >= args.count:
+                break
+            if time.monotonic() - start > args.timeout:
+                log(f"{args.topic}: {total} of {args.count} records after {args.timeout} s")
+                sys.exit(3)
+            time.sleep(args.interval)
+    finally:
+        c.close()
+    log(f"{args.topic}: {total} records after {time.monotonic() - start:.1f} s")
+    if args.print:
+        print(total)
+
+
+# ------------------------------------------------------------------------------- measure
+
+
+def cmd_throughput(args) -> None:
+    rows = read_all(args.brokers, args.topic)
+    ts = np.array([r[2] for r in rows], dtype=np.int64)
+    n = len(ts)
+    span_ms = int(ts.max() - ts.min()) if n else 0
+    out = {
+        "what": "throughput",
+        "system": args.system,
+        "run": args.run,
+        "predictions": n,
+        "expected": args.expect,
+        "span_ms": span_ms,
+        "events_per_s": round((n - 1) / (span_ms / 1000), 1) if span_ms > 0 else None,
+    }
+    print(json.dumps(out), flush=True)
+    if args.expect and n != args.expect:
+        log(f"warning: {n} predictions, expected {args.expect}")
+
+
+def percentiles(lat: np.ndarray) -> dict:
+    return {
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p90_ms": float(np.percentile(lat, 90)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+        "mean_ms": round(float(lat.mean()), 3),
+    }
+
+
+def cmd_latency(args) -> None:
+    src = read_all(args.brokers, args.source_topic)
+    src_ts = {(p, o): t for p, o, t, _, _ in src}
+    preds = read_all(args.brokers, args.pred_topic, headers=True)
+    since = args.since_ms + int(args.warmup_s * 1000)
+    lat = []
+    src_of = []
+    unmatched = 0
+    in_window_src = sum(1 for _, _, t, _, _ in src if t >= since)
+    for _, _, t, h, _ in preds:
+        try:
+            key = (int(h["fleet.source.partition"]), int(h["fleet.source.offset"]))
+            t0 = src_ts[key]
+        except (KeyError, TypeError, ValueError):
+            unmatched += 1
+            continue
+        if t0 >= since:
+            lat.append(t - t0)
+            src_of.append(t0)
+    lat = np.array(lat, dtype=np.float64)
+    if args.series and lat.size:
+        # Per second of source time: count, p50, max (a growing backlog shows up here).
+        sec = (np.array(src_of) - since) // 1000
+        for s in np.unique(sec):
+            m = lat[sec == s]
+            log(f"  +{int(s):3d}s n={m.size:6d} p50={np.percentile(m, 50):7.1f} "
+                f"p99={np.percentile(m, 99):7.1f} max={m.max():7.1f} ms")
+    out = {
+        "what": "latency",
+        "system": args.system,
+        "run": args.run,
+        "rate": args.rate,
+        "fraction": args.fraction,
+        "source_records": len(src),
+        "measured": int(lat.size),
+        "source_in_window": in_window_src,
+        "unmatched": unmatched,
+    }
+    if lat.size:
+        out.update(percentiles(lat))
+    print(json.dumps(out), flush=True)
+    if lat.size < in_window_src:
+        log(f"warning: {in_window_src - lat.size} source records in the window have no prediction")
+
+
+def cmd_compare(args) -> None:
+    def load(topic):
+        out = {}
+        for _, _, _, _, v in read_all(args.brokers, topic, values=True):
+            d = json.loads(v)
+            out[(d["tail"], d["source_event_id"])] = d["prediction"]
+        return out
+
+    a, b = load(args.a), load(args.b)
+    common = sorted(set(a) & set(b))
+    # Both are float32 model outputs; fleetscore writes the shortest decimal of the f32, the
+    # peer the f64 it widened to, so compare them as f32.
+    fa = np.array([a[k] for k in common], dtype=np.float32)
+    fb = np.array([b[k] for k in common], dtype=np.float32)
+    diff = np.abs(fa.astype(np.float64) - fb.astype(np.float64))
+    ref = np.abs(fa.astype(np.float64))
+    out = {
+        "what": "compare",
+        "a": args.a,
+        "b": args.b,
+        "a_count": len(a),
+        "b_count": len(b),
+        "common": len(common),
+        "max_abs_diff": float(diff.max()) if diff.size else None,
+        "mean_abs_diff": float(diff.mean()) if diff.size else None,
+        "within_1e-3": int((diff <= 1e-3).sum()),
+        "identical_f32": int((diff == 0).sum()),
+        "max_rel_diff": float((diff / np.maximum(ref, 1e-12)).max()) if diff.size else None,
+    }
+    worst = sorted(zip(diff, common), reverse=True)[:3]
+    out["worst"] = [[k[0], k[1], a[k], b[k]] for _, k in worst]
+    print(json.dumps(out), flush=True)
+
+
+def cmd_cpu(args) -> None:
+    """CPU use between two run.sh snapshots: 'wall_s sut_ticks broker_ticks busy_ticks total'."""
+    a, b = ([float(x) for x in snap.split()] for snap in (args.before, args.after))
+    wall = b[0] - a[0]
+    sut, broker = (b[1] - a[1]) / args.hz, (b[2] - a[2]) / args.hz
+    busy = (b[3] - a[3]) / (b[4] - a[4]) * args.ncpu  # cores busy on average, whole machine
+    lg = args.loadgen_cpu_s
+    out = {
+        "what": "cpu",
+        "system": args.system,
+        "name": args.name,
+        "phase": args.phase,
+        "events": args.events,
+        "wall_s": round(wall, 2),
+        "sut_cpu_us_per_event": round(sut * 1e6 / max(args.events, 1), 1),
+        "sut_cores": round(sut / wall, 2),
+        "broker_cores": round(broker / wall, 2),
+        "loadgen_cores": round(lg / wall, 2),
+        "machine_busy_cores": round(busy, 2),
+        "others_cores": round(busy - (sut + broker + lg) / wall, 2),
+    }
+    print(json.dumps(out), flush=True)
+
+
+# -------------------------------------------------------------------------------- report
+
+
+def cmd_report(args) -> None:
+    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line]
+    med = statistics.median
+    cpu_keys = ["sut_cpu_us_per_event", "sut_cores", "broker_cores", "loadgen_cores",
+                "machine_busy_cores", "others_cores"]
+    summary = {}
+    for s in ["fleetscore", "peer", "peer-quix-defaults"]:
+        tp = [r["events_per_s"] for r in rows if r["what"] == "throughput" and r["system"] == s]
+        la = [r for r in rows if r["what"] == "latency" and r["system"] == s and r.get("measured")]
+        cpu = [r for r in rows if r["what"] == "cpu" and r["system"] == s]
+        if not tp and not la:
+            continue
+        d = {}
+        if tp:
+            d.update(throughput_runs=tp, events_per_s=med(tp))
+        d["latency"] = {}
+        for f in sorted({r.get("fraction", 0.5) for r in la}, reverse=True):
+            runs = [r for r in la if r.get("fraction", 0.5) == f]
+            e = {"rate": runs[0]["rate"], "runs": len(runs),
+                 "measured_per_run": [r["measured"] for r in runs]}
+            for k in ["p50_ms", "p90_ms", "p99_ms", "max_ms"]:
+                e[k] = med(r[k] for r in runs)
+                e[k + "_runs"] = [r[k] for r in runs]
+            d["latency"][str(f)] = e
+        d["cpu"] = {}
+        for phase in sorted({r["phase"] for r in cpu}, key=lambda x: (x != "tput", x)):
+            rs = [r for r in cpu if r["phase"] == phase]
+            d["cpu"][phase] = {k: med(r[k] for r in rs) for k in cpu_keys}
+        summary[s] = d
+    fs, py = summary.get("fleetscore", {}), summary.get("peer", {})
+    if fs.get("events_per_s") and py.get("events_per_s"):
+        summary["ratio"] = round(fs["events_per_s"] / py["events_per_s"], 2)
+        c_fs, c_py = fs["cpu"].get("tput"), py["cpu"].get("tput")
+        if c_fs and c_py:
+            summary["cpu_per_event_ratio"] = round(
+                c_py["sut_cpu_us_per_event"] / c_fs["sut_cpu_us_per_event"], 2
+            )
+    if summary.get("peer-quix-defaults", {}).get("events_per_s") and fs.get("events_per_s"):
+        summary["ratio_vs_quix_defaults"] = round(
+            fs["events_per_s"] / summary["peer-quix-defaults"]["events_per_s"], 2
+        )
+    summary["compare"] = next((r for r in rows if r["what"] == "compare"), None)
+    if not args.markdown:
+        print(json.dumps(summary, indent=2))
+        return
+
+    names = {
+        "fleetscore": "fleetscore",
+        "peer": "Quix Streams peer",
+        "peer-quix-defaults": "Quix Streams peer, Quix defaults",
+    }
+    print("| system | sustained events/s (median) | runs | latency at | p50 | p90 | p99 | max |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key, d in summary.items():
+        if key not in names:
+            continue
+        tput = f"{d['events_per_s']:,.0f}" if "events_per_s" in d else "n/a"
+        runs = ", ".join(f"{x:,.0f}" for x in d.get("throughput_runs", []))
+        lat = list(d["latency"].items()) or [(None, None)]
+        for i, (f, e) in enumerate(lat):
+            head = f"| {names[key]} | {tput} | {runs} |" if i == 0 else "| | | |"
+            if e is None:
+                print(head + " n/a | | | | |")
+                continue
+            print(
+                f"{head} {e['rate']:,.0f}/s ({float(f):g} × max) | {e['p50_ms']:.0f} ms | "
+                f"{e['p90_ms']:.0f} ms | {e['p99_ms']:.0f} ms | {e['max_ms']:.0f} ms |"
+            )
+    if "ratio" in summary:
+        print(f"\nthroughput ratio fleetscore/peer: {summary['ratio']}x", end="")
+        if "ratio_vs_quix_defaults" in summary:
+            print(f" (vs the peer on Quix defaults: {summary['ratio_vs_quix_defaults']}x)", end="")
+        print()
+    if "cpu_per_event_ratio" in summary:
+        print(f"CPU time per event, peer/fleetscore (backlog runs): {summary['cpu_per_event_ratio']}x")
+    print("\nCPU (medians; cores = CPU-seconds per second of the measured window; 'other' = "
+          "the rest of the machine: other processes and the kernel):\n")
+    print("| system | phase | CPU µs/event (system) | system cores | broker cores | "
+          "load generator cores | machine busy cores | other |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for key, d in summary.items():
+        if key not in names:
+            continue
+        for phase, c in d["cpu"].items():
+            label = "backlog" if phase == "tput" else f"fixed rate ({int(phase[3:] or 50) / 100:g} × max)"
+            print(
+                f"| {names[key]} | {label} | {c['sut_cpu_us_per_event']:.1f} | "
+                f"{c['sut_cores']:.2f} | {c['broker_cores']:.2f} | {c['loadgen_cores']:.2f} | "
+                f"{c['machine_busy_cores']:.2f} | {c['others_cores']:.2f} |"
+            )
+    cmp = summary["compare"]
+    if cmp:
+        print(
+            f"\npeer vs fleetscore predictions for the same events: {cmp['common']:,} compared, "
+            f"{cmp['identical_f32']:,} identical as float32, max |diff| {cmp['max_abs_diff']}"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("topics")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--partitions", type=int, default=3)
+    s.add_argument("--log-append-time", action="store_true")
+    s.add_argument("names", nargs="+")
+    s.set_defaults(func=cmd_topics)
+
+    s = sub.add_parser("produce")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--events", type=Path, required=True, help="C-MAPSS event file (JSONL)")
+    s.add_argument("--tag", required=True, help="tail prefix stem; copy k gets TAGkkk-")
+    s.add_argument("--count", type=int, default=0)
+    s.add_argument("--seconds", type=float, default=0)
+    s.add_argument("--rate", type=float, default=0, help="events/s; 0 = as fast as possible")
+    s.add_argument("--linger-ms", default="1")
+    s.set_defaults(func=cmd_produce)
+
+    s = sub.add_parser("wait")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--timeout", type=float, default=120)
+    s.add_argument("--interval", type=float, default=0.25)
+    s.add_argument("--print", action="store_true", help="print the count reached on stdout")
+    s.set_defaults(func=cmd_wait)
+
+    s = sub.add_parser("throughput")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--run", type=int, default=0)
+    s.add_argument("--expect", type=int, default=0)
+    s.set_defaults(func=cmd_throughput)
+
+    s = sub.add_parser("latency")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--source-topic", required=True)
+    s.add_argument("--pred-topic", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--run", type=int, default=0)
+    s.add_argument("--rate", type=float, default=0)
+    s.add_argument("--fraction", type=float, default=0.5, help="rate / sustained maximum")
+    s.add_argument("--since-ms", type=int, required=True, help="start of the rate phase")
+    s.add_argument("--warmup-s", type=float, default=3)
+    s.add_argument("--series", action="store_true", help="per-second latency on stderr")
+    s.set_defaults(func=cmd_latency)
+
+    s = sub.add_parser("compare")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--a", required=True)
+    s.add_argument("--b", required=True)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("cpu")
+    for a in ["--system", "--name", "--phase", "--before", "--after"]:
+        s.add_argument(a, required=True)
+    s.add_argument("--events", type=int, required=True)
+    s.add_argument("--loadgen-cpu-s", type=float, default=0)
+    s.add_argument("--hz", type=int, default=100)
+    s.add_argument("--ncpu", type=int, default=2)
+    s.set_defaults(func=cmd_cpu)
+
+    s = sub.add_parser("report")
+    s.add_argument("results", help="JSON lines file")
+    s.add_argument("--markdown", action="store_true")
+    s.set_defaults(func=cmd_report)
+
+    args = p.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

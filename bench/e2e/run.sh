@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on a real local Kafka broker: fleetscore vs the same job in Python with
+# Quix Streams + onnxruntime (bench/e2e/peer.py), on the same broker, data and machine, in one run.
+#
+#   bench/e2e/run.sh [--out DIR]
+#
+# A fresh single-node broker (scripts/kafka-broker.sh), warmed up for WARM_SECONDS with
+# unmeasured traffic; then for each system (fleetscore first, then the peer), on topic sets of
+# its own (3 partitions each):
+#   1. sustained throughput: pre-produce N real C-MAPSS FD001 telemetry events (20,631 events of
+#      100 engines, repeated with a distinct tail prefix per copy), start the system on the
+#      backlog, wait for all N predictions; events/s = (N-1) / (last - first prediction's
+#      append time). RUNS runs, each a fresh process and consumer group; the median is reported.
+#   2. latency at half that median (LAT_FRACTIONS): a fresh process, caught up (one probe event
+#      scored), then a producer at the fixed rate for LAT_WARMUP + LAT_SECONDS s; latency per
+#      event = the prediction's append time at the broker minus the source record's timestamp
+#      (set by the load producer when it hands the record to its client), matched by the
+#      fleet.source.partition/offset headers; the warm-up is left out. RUNS runs; medians of
+#      p50/p90/p99/max. Prediction topics use message.timestamp.type=LogAppendTime, so a
+#      prediction counts when the broker has it (what a consumer of predictions can see), not
+#      when the system handed it to its Kafka client.
+#   3. the peer's predictions are compared with fleetscore's for the same events.
+# CPU use of the system, the broker, the load generator and the rest of the machine is recorded
+# for every measured window (so a run on a busy shared machine shows it).
+#
+# Environment (defaults):
+#   FS_EVENTS=206310      events for fleetscore's throughput runs (10 copies of FD001)
+#   PEER_EVENTS=41262     the same for the peer (the first 2 copies of the same sequence)
+#   RUNS=3  LAT_SECONDS=20  LAT_WARMUP=3
+#   FS_BATCH_MAX_RECORDS, FS_BATCH_MAX_MS   fleetscore [kafka] batch settings (service defaults
+#                         when unset: 512 records, 5 ms)
+#   FS_CONSUMER, FS_PRODUCER   "key=value,key=value" for [kafka.consumer] / [kafka.producer]
+#   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
+#                         persisted, as fleetscore keeps it. When not empty, the peer's
+#                         throughput is also measured with Quix Streams' defaults (RocksDB state
+#                         plus changelog topics) unless PEER_DEFAULTS_TOO=0.
+#   FLEETSCORE_BIN        (target/release/fleetscore; copied at start so a rebuild mid-run
+#                         changes nothing)
+#   FLEETSCORE_DATA_DIR   (../shared/data; needs cmapss/train_FD001.txt)
+#   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
+#   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
+#   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
+#   FS_MAX_RATE, PEER_MAX_RATE   the maximum to take instead of the measured median (needed
+#                         when PHASES has no tput)
+#   MAX_SECONDS=1200      the whole run is stopped after this long
+#   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
+#                         (broker, systems, load) run at this nice level, so that other work on a
+#                         shared machine disturbs the measurement less
+# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binary.
+# All traffic goes to the broker on 127.0.0.1. Writes results.jsonl (one JSON object per
+# measurement), summary.json, summary.md and every log to DIR (default
+# bench/e2e/results/<UTC time>).
+set -euo pipefail
+
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+repo="$(cd -- "$here/../.." && pwd -P)"
+
+out=""
+while (($#)); do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+FS_EVENTS="${FS_EVENTS:-206310}"
+PEER_EVENTS="${PEER_EVENTS:-41262}"
+RUNS="${RUNS:-3}"
+LAT_SECONDS="${LAT_SECONDS:-20}"
+LAT_WARMUP="${LAT_WARMUP:-3}"
+LAT_FRACTIONS="${LAT_FRACTIONS:-0.5}"
+WARM_SECONDS="${WARM_SECONDS:-30}"
+WARM_RATE="${WARM_RATE:-20000}"
+PEER_ARGS="${PEER_ARGS---store memory --no-changelog}"
+MAX_SECONDS="${MAX_SECONDS:-1200}"
+FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
+data_dir="${FLEETSCORE_DATA_DIR:-$repo/../shared/data}"
+models_dir="${MODELS_DIR:-$repo/models}"
+out="${out:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+out="$(cd -- "$out" && pwd -P)"
+results="$out/results.jsonl"
+: >"$results"
+
+log() { printf '[%s] run.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if [[ -n "${BENCH_NICE:-}" ]]; then
+  renice -n "$BENCH_NICE" -p $$ >/dev/null || die "renice -n $BENCH_NICE failed"
+fi
+
+# The service must read only what this script configures.
+unset FLEETSCORE_MODELS_DIR FLEETSCORE_KAFKA_BROKERS FLEETSCORE_HTTP_ADDR FLEETSCORE_ADMIN_TOKEN
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/fleetscore-e2e.XXXXXX")"
+kafka_dir="$tmp/kafka"
+broker_started=0
+sut_pid=""
+watchdog=""
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n "$watchdog" ]]; then kill "$watchdog" 2>/dev/null || true; fi
+  if [[ -n "$sut_pid" ]] && kill -0 "$sut_pid" 2>/dev/null; then
+    kill -KILL "$sut_pid" 2>/dev/null || true
+  fi
+  if ((broker_started)); then
+    "$repo/scripts/kafka-broker.sh" stop --dir "$kafka_dir" >/dev/null 2>&1 || true
+  fi
+  rm -rf -- "$tmp"
+  ((rc == 0)) || log "failed (exit $rc); logs in $out"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' INT TERM
+
+# Watchdog: polls in short sleeps so that nothing of it outlives the run by more than 2 s.
+(
+  end=$(($(date +%s) + MAX_SECONDS))
+  while (($(date +%s) < end)); do sleep 2; done
+  log "still running after ${MAX_SECONDS}s: stopping"
+  kill -TERM $$
+) &
+watchdog=$!
+
+# ------------------------------------------------------------------------------ set-up
+
+eval "$("$here/env.sh" --print)" # BENCH_PYTHON, ORT_DYLIB_PATH (also fleetscore's ONNX Runtime)
+py() { "$BENCH_PYTHON" "$here/measure.py" "$@"; }
+
+for _ in $(seq 60); do [[ -x "$FLEETSCORE_BIN" ]] && break; sleep 2; done
+[[ -x "$FLEETSCORE_BIN" ]] || die "no $FLEETSCORE_BIN (cargo build --release -p fleetscore)"
+cp -- "$FLEETSCORE_BIN" "$tmp/fleetscore"
+fs="$tmp/fleetscore"
+[[ -f "$data_dir/cmapss/train_FD001.txt" ]] || die "no $data_dir/cmapss/train_FD001.txt"
+
+events="$tmp/fd001.jsonl"
+"$fs" import cmapss "$data_dir/cmapss/train_FD001.txt" --output "$events" 2>"$out/import.log"
+"$fs" feature-sets >"$tmp/feature-sets.json"
+
+# The engine-rul version both systems score with: the greatest published one, pinned in fleetscore.
+rul_version="$(find "$models_dir/engine-rul" -mindepth 2 -maxdepth 2 -name manifest.json -printf '%h\n' |
+  xargs -n1 basename | sort -V | tail -n1)"
+[[ -n "$rul_version" ]] || die "no published engine-rul model under $models_dir/engine-rul"
+rul_dir="$models_dir/engine-rul/$rul_version"
+
+log "starting a fresh Kafka broker"
+broker_started=1
+bootstrap="$("$repo/scripts/kafka-broker.sh" start --dir "$kafka_dir" 2>"$out/broker-start.log" |
+  sed -n 's/^BOOTSTRAP=//p')"
+[[ "$bootstrap" == 127.0.0.1:* ]] || die "broker did not start (see $out/broker-start.log)"
+log "broker at $bootstrap"
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "cpu: $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "kernel: $(uname -r)"
+  echo "kafka: ${KAFKA_VERSION:-4.4.0} (scripts/kafka-broker.sh, 1 KRaft node, $(java -version 2>&1 | head -n1))"
+  echo "python: $("$BENCH_PYTHON" -c 'import sys, quixstreams, confluent_kafka, onnxruntime, numpy; print(sys.version.split()[0], "quixstreams", quixstreams.__version__, "confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)')"
+  echo "fleetscore: $("$fs" --version) ($(sha256sum "$fs" | cut -c1-12), binary from $(date -u -r "$FLEETSCORE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
+  echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
+  echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE"
+  echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-}"
+  echo "peer: PEER_ARGS=$PEER_ARGS"
+  echo "nice: $(ps -o ni= -p $$ | tr -d ' ')"
+  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$out/machine.txt"
+cat "$out/machine.txt" >&2
+
+# ------------------------------------------------------------------- systems under test
+
+free_port() { "$BENCH_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+toml_table() { # "k=v,k=v" -> TOML lines "k" = "v"
+  local IFS=, kv
+  for kv in $1; do
+    if [[ -n "$kv" ]]; then printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; fi
+  done
+}
+
+# start_system KIND NAME TELEMETRY_TOPIC PREDICTIONS_TOPIC [PEER ARGS...]: in the background.
+start_system() {
+  local kind=$1 name=$2 tel=$3 pred=$4
+  shift 4
+  if [[ "$kind" == fleetscore ]]; then
+    http_port="$(free_port)"
+    {
+      echo "[models]"
+      echo "dir = \"$models_dir\""
+      echo "pins = { \"engine-rul\" = \"$rul_version\" }"
+      echo "[http]"
+      echo "addr = \"127.0.0.1:$http_port\""
+      echo "[kafka]"
+      echo "brokers = \"$bootstrap\""
+      echo "group_id = \"$name\""
+      echo "telemetry_topic = \"$tel\""
+      echo "schedule_topic = \"fs.schedule\""
+      echo "predictions_topic = \"$pred\""
+      echo "deadletter_topic = \"fs.deadletter\""
+      if [[ -n "${FS_BATCH_MAX_RECORDS:-}" ]]; then echo "batch_max_records = $FS_BATCH_MAX_RECORDS"; fi
+      if [[ -n "${FS_BATCH_MAX_MS:-}" ]]; then echo "batch_max_ms = $FS_BATCH_MAX_MS"; fi
+      echo "[kafka.consumer]"
+      toml_table "${FS_CONSUMER:-}"
+      echo "[kafka.producer]"
+      toml_table "${FS_PRODUCER:-}"
+    } >"$out/$name.toml"
+    "$fs" serve --config "$out/$name.toml" >"$out/$name.log" 2>&1 &
+  else
+    "$BENCH_PYTHON" "$here/peer.py" --brokers "$bootstrap" --input-topic "$tel" \
+      --output-topic "$pred" --group "$name" --model-dir "$rul_dir" \
+      --feature-sets "$tmp/feature-sets.json" --state-dir "$tmp/quix-state" \
+      --loglevel INFO "$@" >"$out/$name.log" 2>&1 &
+  fi
+  sut_pid=$!
+}
+
+# CPU snapshot: wall seconds, CPU ticks of the system under test and of the broker, busy and
+# total ticks of the whole machine (/proc/stat; idle and iowait are not busy).
+snap() {
+  local sut broker
+  sut="$(awk '{ print $14 + $15 }' "/proc/$sut_pid/stat")"
+  broker="$(awk '{ print $14 + $15 }' "/proc/$broker_pid/stat")"
+  printf '%s %s %s %s\n' "$(date +%s.%N)" "$sut" "$broker" \
+    "$(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat)"
+}
+
+# cpu_record SYSTEM NAME PHASE EVENTS SNAP_BEFORE SNAP_AFTER [LOADGEN_CPU_S]
+cpu_record() {
+  py cpu --system "$1" --name "$2" --phase "$3" --events "$4" --before "$5" --after "$6" \
+    --loadgen-cpu-s "${7:-0}" --hz "$(getconf CLK_TCK)" --ncpu "$(nproc)" >>"$results"
+}
+
+# stop_system KIND NAME: SIGTERM, bounded wait (fleetscore's /metrics saved first).
+stop_system() {
+  local kind=$1 name=$2
+  if [[ "$kind" == fleetscore ]]; then
+    curl -sf --max-time 5 "http://127.0.0.1:$http_port/metrics" >"$out/$name.metrics" || true
+  fi
+  kill -TERM "$sut_pid" 2>/dev/null || true
+  for _ in $(seq 300); do kill -0 "$sut_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$sut_pid" 2>/dev/null; then
+    log "$name did not stop within 30 s: SIGKILL"
+    kill -KILL "$sut_pid" 2>/dev/null || true
+  fi
+  wait "$sut_pid" 2>/dev/null || true
+  sut_pid=""
+}
+
+alive_or_die() {
+  kill -0 "$sut_pid" 2>/dev/null || die "$1 exited early (see $out/$1.log)"
+}
+
+# wait_for NAME TOPIC COUNT TIMEOUT: until TOPIC holds COUNT records, while the system runs;
+# prints how many it holds.
+wait_for() {
+  local name=$1 topic=$2 count=$3 timeout=$4 deadline=$((SECONDS + $4))
+  while ((SECONDS < deadline)); do
+    alive_or_die "$name"
+    if py wait --brokers "$bootstrap" --topic "$topic" --count "$count" --timeout 5 --print 2>/dev/null; then
+      return 0
+    fi
+  done
+  die "$name: $topic has fewer than $count records after ${timeout}s (see $out/$name.log)"
+}
+
+median_tput() { # SYSTEM
+  "$BENCH_PYTHON" -c '
+import json, statistics, sys
+v = [r["events_per_s"] for r in map(json.loads, open(sys.argv[1])) if r["what"] == "throughput" and r["system"] == sys.argv[2]]
+print(statistics.median(v))' "$results" "$1"
+}
+
+json_field() { "$BENCH_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# --------------------------------------------------------------------------- the runs
+
+# throughput_runs SYSTEM KIND PREFIX INPUT_TOPIC EVENTS [PEER ARGS...]
+throughput_runs() {
+  local system=$1 kind=$2 p=$3 input=$4 n=$5 r name first a b
+  shift 5
+  for r in $(seq "$RUNS"); do
+    name="$p-tput-$r"
+    log "$system: throughput run $r/$RUNS"
+    py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$p.pred.t$r"
+    start_system "$kind" "$name" "$input" "$p.pred.t$r" "$@"
+    first="$(wait_for "$name" "$p.pred.t$r" 1 300)"
+    a="$(snap)"
+    wait_for "$name" "$p.pred.t$r" "$n" 600 >/dev/null
+    b="$(snap)"
+    stop_system "$kind" "$name"
+    cpu_record "$system" "$name" tput "$((n - first))" "$a" "$b"
+    py throughput --brokers "$bootstrap" --topic "$p.pred.t$r" --system "$system" --run "$r" \
+      --expect "$n" | tee -a "$results" >&2
+  done
+}
+
+# latency_runs SYSTEM KIND PREFIX [PEER ARGS...]: RUNS runs at each of LAT_FRACTIONS × max.
+latency_runs() {
+  local system=$1 kind=$2 p=$3 r f pct name max rate sent since a b tel pred
+  shift 3
+  local override="${system^^}_MAX_RATE"
+  override="${override/FLEETSCORE/FS}"
+  if [[ -n "${!override:-}" ]]; then max="${!override}"; else max="$(median_tput "$system")"; fi
+  for f in $LAT_FRACTIONS; do
+    pct="$(awk -v f="$f" 'BEGIN { printf "%d", f * 100 }')"
+    rate="$(awk -v m="$max" -v f="$f" 'BEGIN { printf "%d", m * f }')"
+    for r in $(seq "$RUNS"); do
+      name="$p-lat$pct-$r"
+      tel="$p.tel.l$pct.$r"
+      pred="$p.pred.l$pct.$r"
+      log "$system: latency run $r/$RUNS at $rate events/s ($f × $max)"
+      py topics --brokers "$bootstrap" --partitions 3 "$tel"
+      py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$pred"
+      start_system "$kind" "$name" "$tel" "$pred" "$@"
+      # Caught up: one probe event scored before the measured load starts.
+      py produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "P$r" \
+        --count 1 >/dev/null
+      wait_for "$name" "$pred" 1 120 >/dev/null
+      a="$(snap)"
+      py produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "L$r" \
+        --rate "$rate" --seconds "$((LAT_WARMUP + LAT_SECONDS))" >"$tmp/produce.json"
+      cat "$tmp/produce.json" >>"$results"
+      sent="$(json_field "$tmp/produce.json" sent)"
+      since="$(json_field "$tmp/produce.json" start_ms)"
+      wait_for "$name" "$pred" "$((sent + 1))" 180 >/dev/null
+      b="$(snap)"
+      stop_system "$kind" "$name"
+      cpu_record "$system" "$name" "lat$pct" "$sent" "$a" "$b" "$(json_field "$tmp/produce.json" cpu_s)"
+      py latency --brokers "$bootstrap" --source-topic "$tel" --pred-topic "$pred" \
+        --system "$system" --run "$r" --rate "$rate" --fraction "$f" --since-ms "$since" \
+        --warmup-s "$LAT_WARMUP" --series 2>>"$out/$name.series" | tee -a "$results" >&2
+    done
+  done
+}
+
+broker_pid="$(cat "$kafka_dir/node-1/kafka.pid")"
+t0=$SECONDS
+py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput fs.schedule fs.deadletter
+log "pre-producing $FS_EVENTS events for fleetscore and $PEER_EVENTS for the peer"
+if [[ " ${SYSTEMS:-fleetscore peer} " == *" fleetscore "* ]]; then
+  py produce --brokers "$bootstrap" --topic fs.tel.tput --events "$events" --tag R \
+    --count "$FS_EVENTS" --linger-ms 5 >>"$results"
+fi
+if [[ " ${SYSTEMS:-fleetscore peer} " == *" peer "* ]]; then
+  py produce --brokers "$bootstrap" --topic py.tel.tput --events "$events" --tag R \
+    --count "$PEER_EVENTS" --linger-ms 5 >>"$results"
+fi
+
+# A fresh broker's JVM is cold: its first heavy minute (JIT compilation, heap growth) costs it
+# up to a core more than later and backed up the first latency run by seconds in trials. Warm it
+# with the real traffic pattern first (fleetscore at a fixed rate); nothing of this is measured.
+if ((WARM_SECONDS > 0)); then
+  log "warming the broker up: fleetscore at $WARM_RATE events/s for $WARM_SECONDS s (not measured)"
+  py topics --brokers "$bootstrap" --partitions 3 warm.tel warm.pred
+  start_system fleetscore warm warm.tel warm.pred
+  py produce --brokers "$bootstrap" --topic warm.tel --events "$events" --tag W \
+    --rate "$WARM_RATE" --seconds "$WARM_SECONDS" >/dev/null
+  stop_system fleetscore warm
+fi
+
+read -r -a peer_args <<<"$PEER_ARGS"
+SYSTEMS="${SYSTEMS:-fleetscore peer}"
+PHASES="${PHASES:-tput lat}"
+has() { [[ " $1 " == *" $2 "* ]]; }
+if has "$SYSTEMS" fleetscore; then
+  if has "$PHASES" tput; then throughput_runs fleetscore fleetscore fs fs.tel.tput "$FS_EVENTS"; fi
+  if has "$PHASES" lat; then latency_runs fleetscore fleetscore fs; fi
+fi
+if has "$SYSTEMS" peer; then
+  if has "$PHASES" tput; then throughput_runs peer peer py py.tel.tput "$PEER_EVENTS" "${peer_args[@]}"; fi
+  if has "$PHASES" lat; then latency_runs peer peer py "${peer_args[@]}"; fi
+  if has "$PHASES" tput && ((${#peer_args[@]})) && [[ "${PEER_DEFAULTS_TOO:-1}" == 1 ]]; then
+    # The same peer with Quix Streams' own defaults (RocksDB state, changelog topics): throughput.
+    throughput_runs peer-quix-defaults peer pyd py.tel.tput "$PEER_EVENTS"
+  fi
+fi
+if has "$SYSTEMS" fleetscore && has "$SYSTEMS" peer && has "$PHASES" tput; then
+  log "comparing the peer's predictions with fleetscore's (throughput run 1, same events)"
+  py compare --brokers "$bootstrap" --a fs.pred.t1 --b py.pred.t1 | tee -a "$results" >&2
+fi
+
+echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
+py report "$results" >"$out/summary.json"
+py report "$results" --markdown >"$out/summary.md"
+log "done in $((SECONDS - t0)) s; results in $out"
+cat "$out/summary.md"
