@@ -13,12 +13,12 @@
 #      append time). RUNS runs, each a fresh process and consumer group; the median is reported.
 #   2. latency at half that median (LAT_FRACTIONS): a fresh process, caught up (one probe event
 #      scored), then a producer at the fixed rate for LAT_WARMUP + LAT_SECONDS s; latency per
-#      event = the prediction's append time at the broker minus the source record's timestamp
-#      (set by the load producer when it hands the record to its client), matched by the
+#      event = the prediction's append time at the broker minus its source event's append time
+#      (both topics use message.timestamp.type=LogAppendTime: one clock, the broker's; what is
+#      measured is the time an event spends between being in Kafka and its prediction being in
+#      Kafka, which a consumer of predictions can see), matched by the
 #      fleet.source.partition/offset headers; the warm-up is left out. RUNS runs; medians of
-#      p50/p90/p99/max. Prediction topics use message.timestamp.type=LogAppendTime, so a
-#      prediction counts when the broker has it (what a consumer of predictions can see), not
-#      when the system handed it to its Kafka client.
+#      p50/p90/p99/max.
 #   3. the peer's predictions are compared with fleetscore's for the same events.
 # CPU use of the system, the broker, the load generator and the rest of the machine is recorded
 # for every measured window (so a run on a busy shared machine shows it).
@@ -26,9 +26,10 @@
 # Environment (defaults):
 #   FS_EVENTS=206310      events for fleetscore's throughput runs (10 copies of FD001)
 #   PEER_EVENTS=41262     the same for the peer (the first 2 copies of the same sequence)
-#   RUNS=3  LAT_SECONDS=20  LAT_WARMUP=3
+#   RUNS=3  LAT_SECONDS=20  LAT_WARMUP=10 (seconds at the rate before the measured window:
+#                         a freshly started process catches up for a few seconds first)
 #   FS_BATCH_MAX_RECORDS, FS_BATCH_MAX_MS   fleetscore [kafka] batch settings (service defaults
-#                         when unset: 512 records, 5 ms)
+#                         when unset: 512 records, 0 ms)
 #   FS_CONSUMER, FS_PRODUCER   "key=value,key=value" for [kafka.consumer] / [kafka.producer]
 #   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
@@ -42,6 +43,13 @@
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
 #   FS_MAX_RATE, PEER_MAX_RATE   the maximum to take instead of the measured median (needed
 #                         when PHASES has no tput)
+#   KAFKA_HEAP_OPTS="-Xms6g -Xmx6g"  KAFKA_JVM_OPTS="-XX:MetaspaceSize=96m
+#                         -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35"
+#                         the broker's JVM as Kafka's documentation recommends for production
+#                         (section "Java Version"; G1 with MaxGCPauseMillis=20 comes from
+#                         scripts/kafka-broker.sh). With the test script's 512 MB heap the
+#                         broker pauses for a young collection every second.
+#   MODELS_DIR=models     the published models to score with (engine-rul: greatest version)
 #   MAX_SECONDS=1200      the whole run is stopped after this long
 #   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
 #                         (broker, systems, load) run at this nice level, so that other work on a
@@ -68,12 +76,14 @@ FS_EVENTS="${FS_EVENTS:-206310}"
 PEER_EVENTS="${PEER_EVENTS:-41262}"
 RUNS="${RUNS:-3}"
 LAT_SECONDS="${LAT_SECONDS:-20}"
-LAT_WARMUP="${LAT_WARMUP:-3}"
+LAT_WARMUP="${LAT_WARMUP:-10}"
 LAT_FRACTIONS="${LAT_FRACTIONS:-0.5}"
 WARM_SECONDS="${WARM_SECONDS:-30}"
 WARM_RATE="${WARM_RATE:-20000}"
 PEER_ARGS="${PEER_ARGS---store memory --no-changelog}"
 MAX_SECONDS="${MAX_SECONDS:-1200}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms6g -Xmx6g}"
+KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35}"
 FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
 data_dir="${FLEETSCORE_DATA_DIR:-$repo/../shared/data}"
 models_dir="${MODELS_DIR:-$repo/models}"
@@ -165,6 +175,7 @@ log "broker at $bootstrap"
   echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE"
   echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
+  echo "broker JVM: $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS"
   echo "nice: $(ps -o ni= -p $$ | tr -d ' ')"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/machine.txt"
@@ -312,7 +323,7 @@ latency_runs() {
       tel="$p.tel.l$pct.$r"
       pred="$p.pred.l$pct.$r"
       log "$system: latency run $r/$RUNS at $rate events/s ($f × $max)"
-      py topics --brokers "$bootstrap" --partitions 3 "$tel"
+      py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$tel"
       py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$pred"
       start_system "$kind" "$name" "$tel" "$pred" "$@"
       # Caught up: one probe event scored before the measured load starts.

@@ -82,7 +82,7 @@ impl Default for KafkaConfig {
             predictions_topic: "fleet.predictions.v1".to_owned(),
             deadletter_topic: "fleet.deadletter.v1".to_owned(),
             batch_max_records: 512,
-            batch_max_ms: 2,
+            batch_max_ms: 0,
             max_in_flight_batches: 64,
             shutdown_timeout_ms: 20_000,
             consumer: BTreeMap::new(),

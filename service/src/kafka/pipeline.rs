@@ -1,8 +1,8 @@
 //! The streaming loop: one thread, one consumer, micro-batches.
 //!
 //! ```text
-//! poll ≤ batch_max_records or batch_max_ms ─> decode ─(bad)──────────────> dead letter ─┐
-//!                                             └─> TailState::apply ─> features ─> batch  │
+//! poll what is queued (≤ batch_max_records) ─> decode ─(bad)───────────> dead letter ─┐
+//!                                                └─> TailState::apply ─> features ─> batch  │
 //! flush: one scoring call per model ─> prediction (or dead letter on NaN/Inf) ───────────┤
 //! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
 //! ```
