@@ -24,7 +24,8 @@
 # for every measured window (so a run on a busy shared machine shows it).
 #
 # Environment (defaults):
-#   FS_EVENTS=206310      events for fleetscore's throughput runs (10 copies of FD001)
+#   FS_EVENTS=412620      events for fleetscore's throughput runs (20 copies of FD001: about as
+#                         many seconds of work as the peer's)
 #   PEER_EVENTS=41262     the same for the peer (the first 2 copies of the same sequence)
 #   RUNS=3  LAT_SECONDS=20  LAT_WARMUP=10 (seconds at the rate before the measured window:
 #                         a freshly started process catches up for a few seconds first)
@@ -72,7 +73,7 @@ while (($#)); do
   esac
 done
 
-FS_EVENTS="${FS_EVENTS:-206310}"
+FS_EVENTS="${FS_EVENTS:-412620}"
 PEER_EVENTS="${PEER_EVENTS:-41262}"
 RUNS="${RUNS:-3}"
 LAT_SECONDS="${LAT_SECONDS:-20}"

@@ -7,6 +7,12 @@
 //! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
 //! ```
 //!
+//! Two threads: the pipeline thread polls, decodes, applies and builds features; a scoring
+//! thread scores each finished batch, builds the prediction records and produces them, so that
+//! the next batch is decoded while this one is scored. A batch is registered as in flight (with
+//! the number of outputs it will have: one per row, plus its dead letters) before it is handed
+//! over, so revocation and shutdown wait for batches that are still being scored.
+//!
 //! Offsets are stored (and then committed by librdkafka's auto-commit, or synchronously on
 //! revocation and shutdown) only after every output of their batch is acknowledged, in batch
 //! order. A failed delivery stops the pipeline with an error and without storing the batch's
@@ -195,7 +201,7 @@ type InputConsumer = BaseConsumer<RebalanceContext>;
 pub struct Pipeline {
     ctx: Arc<AppContext>,
     config: KafkaConfig,
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
     in_flight: Arc<InFlight>,
     assigned: Arc<Mutex<HashSet<(String, i32)>>>,
     batcher: Batcher<Meta>,
@@ -203,6 +209,29 @@ pub struct Pipeline {
     offsets: HashMap<(String, i32), i64>,
     vector: Vec<f32>,
     stats: Arc<PipelineStats>,
+    /// Batches to the scoring thread (capacity 1: at most one waits while one is scored).
+    work: Option<mpsc::SyncSender<Work>>,
+    /// Emptied batchers coming back, to be reused.
+    spare: mpsc::Receiver<Batcher<Meta>>,
+    scorer: Option<JoinHandle<()>>,
+}
+
+/// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
+/// tracker already registered in flight for all of its outputs.
+struct Work {
+    batcher: Batcher<Meta>,
+    outputs: Vec<Output>,
+    tracker: Arc<BatchTracker>,
+}
+
+/// The scoring thread: scores batches in the order they come, produces their outputs.
+struct Scorer {
+    ctx: Arc<AppContext>,
+    predictions_topic: String,
+    deadletter_topic: String,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    stats: Arc<PipelineStats>,
+    spare: mpsc::Sender<Batcher<Meta>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -241,6 +270,21 @@ impl Pipeline {
         consumer
             .subscribe(&[&config.telemetry_topic, &config.schedule_topic])
             .context("subscribing")?;
+        let producer = Arc::new(producer);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Work>(1);
+        let (spare_tx, spare_rx) = mpsc::channel();
+        let scorer = Scorer {
+            ctx: Arc::clone(&ctx),
+            predictions_topic: config.predictions_topic.clone(),
+            deadletter_topic: config.deadletter_topic.clone(),
+            producer: Arc::clone(&producer),
+            stats: Arc::clone(&stats),
+            spare: spare_tx,
+        };
+        let scorer = std::thread::Builder::new()
+            .name("kafka-scorer".to_owned())
+            .spawn(move || scorer.run(&work_rx))
+            .context("starting the scoring thread")?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline {
             batcher: Batcher::new(Arc::clone(&ctx.registry)),
@@ -253,6 +297,9 @@ impl Pipeline {
             offsets: HashMap::new(),
             vector: Vec::new(),
             stats: Arc::clone(&stats),
+            work: Some(work_tx),
+            spare: spare_rx,
+            scorer: Some(scorer),
         };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -419,26 +466,97 @@ impl Pipeline {
         class: &str,
         message: &str,
     ) {
-        metrics::counter!("fleetscore_dead_letters_total", "class" => class.to_owned())
-            .increment(1);
-        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
-        self.outputs.push(Output::DeadLetter {
-            key,
-            value,
-            headers: headers::dead_letter(original, source, class, message),
-        });
+        let output = dead_letter(&self.stats, key, value, original, source, class, message);
+        self.outputs.push(output);
     }
 
-    /// Scores the batch, produces every output with the batch's tracker, queues the offsets.
+    /// Registers the batch in flight (offsets and a tracker for all its outputs), then hands
+    /// it to the scoring thread.
     fn dispatch(&mut self) -> anyhow::Result<()> {
         if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(());
         }
-        let rows = self.batcher.len();
+        // One output per row (a prediction or a dead letter), plus the decoding dead letters.
+        let tracker = BatchTracker::new(self.outputs.len() + self.batcher.len());
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.push(Pending {
+            tracker: Arc::clone(&tracker),
+            offsets: std::mem::take(&mut self.offsets),
+        });
+        if self.outputs.is_empty() && self.batcher.is_empty() {
+            return Ok(()); // only duplicates and late events: nothing to produce
+        }
+        let spare = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Batcher::new(Arc::clone(&self.ctx.registry)));
+        let work = Work {
+            batcher: std::mem::replace(&mut self.batcher, spare),
+            outputs: std::mem::take(&mut self.outputs),
+            tracker,
+        };
+        self.work
+            .as_ref()
+            .context("the scoring thread was already stopped")?
+            .send(work)
+            .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"))
+    }
+
+    /// Lets the scoring thread finish what it was given, and joins it.
+    fn stop_scorer(&mut self) {
+        self.work = None;
+        if let Some(scorer) = self.scorer.take()
+            && scorer.join().is_err()
+        {
+            tracing::error!("the scoring thread panicked");
+        }
+    }
+
+    /// Produces what is buffered, waits (bounded) for acknowledgements, stores and commits.
+    fn shut_down(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
+        let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
+        let started = Instant::now();
+        let dispatched = self.dispatch();
+        self.stop_scorer();
+        let _ = self.producer.flush(timeout);
+        let drained = self
+            .in_flight
+            .drain(consumer, timeout.saturating_sub(started.elapsed()));
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "final commit failed"),
+        }
+        tracing::info!(
+            consumed = self.stats.consumed.load(Ordering::Relaxed),
+            predictions = self.stats.predictions.load(Ordering::Relaxed),
+            dead_letters = self.stats.dead_letters.load(Ordering::Relaxed),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pipeline drained and committed"
+        );
+        dispatched.and(drained)
+    }
+}
+
+impl Scorer {
+    fn run(self, work: &mpsc::Receiver<Work>) {
+        while let Ok(work) = work.recv() {
+            self.score(work);
+        }
+    }
+
+    /// Scores a batch, builds its predictions (or dead letters) and produces every output with
+    /// the batch's tracker.
+    fn score(&self, work: Work) {
+        let Work {
+            mut batcher,
+            mut outputs,
+            tracker,
+        } = work;
+        let rows = batcher.len();
+        let expected = outputs.len() + rows;
         let mut scored = Vec::new();
         let mut failures = Vec::new();
-        self.batcher.flush(Utc::now(), |outcome| match outcome {
+        batcher.flush(Utc::now(), |outcome| match outcome {
             Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
             Outcome::NonFinite {
                 meta, model, value, ..
@@ -456,15 +574,17 @@ impl Pipeline {
                 failures.push((meta, "scoring_failed", error.to_string()))
             }
         });
+        let _ = self.spare.send(batcher);
         for (meta, class, message) in failures {
-            self.dead_letter(
+            outputs.push(dead_letter(
+                &self.stats,
                 meta.key,
                 meta.value,
                 meta.headers.as_ref(),
                 &meta.source,
                 class,
                 &message,
-            );
+            ));
         }
         for (prediction, meta) in scored {
             let traceparent = meta
@@ -484,7 +604,7 @@ impl Pipeline {
             self.ctx
                 .store
                 .with_entry(&tail, |entry| entry.predictions[slot] = Some(prediction));
-            self.outputs.push(Output::Prediction {
+            outputs.push(Output::Prediction {
                 tail,
                 value,
                 headers,
@@ -493,9 +613,12 @@ impl Pipeline {
         if rows > 0 {
             metrics::histogram!("fleetscore_batch_rows").record(rows as f64);
         }
-
-        let tracker = BatchTracker::new(self.outputs.len());
-        for output in self.outputs.drain(..) {
+        // Every row gives one outcome; should one ever be missing, the batch fails rather than
+        // waiting for an acknowledgement that cannot come.
+        for _ in outputs.len()..expected {
+            tracker.abandon("a row of the batch produced no output".to_owned());
+        }
+        for output in outputs {
             // Headers move into the record; key and value are copied by librdkafka on send.
             let (topic, key, value, headers) = match output {
                 Output::Prediction {
@@ -503,7 +626,7 @@ impl Pipeline {
                     value,
                     headers,
                 } => (
-                    self.config.predictions_topic.as_str(),
+                    self.predictions_topic.as_str(),
                     Some(tail.into_bytes()),
                     value,
                     headers,
@@ -512,7 +635,7 @@ impl Pipeline {
                     key,
                     value,
                     headers,
-                } => (self.config.deadletter_topic.as_str(), key, value, headers),
+                } => (self.deadletter_topic.as_str(), key, value, headers),
             };
             let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
                 .payload(&value)
@@ -535,34 +658,25 @@ impl Pipeline {
                 }
             }
         }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.push(Pending {
-            tracker,
-            offsets: std::mem::take(&mut self.offsets),
-        });
-        Ok(())
     }
+}
 
-    /// Produces what is buffered, waits (bounded) for acknowledgements, stores and commits.
-    fn shut_down(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
-        let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
-        let started = Instant::now();
-        self.dispatch()?;
-        let _ = self.producer.flush(timeout);
-        let drained = self
-            .in_flight
-            .drain(consumer, timeout.saturating_sub(started.elapsed()));
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final commit failed"),
-        }
-        tracing::info!(
-            consumed = self.stats.consumed.load(Ordering::Relaxed),
-            predictions = self.stats.predictions.load(Ordering::Relaxed),
-            dead_letters = self.stats.dead_letters.load(Ordering::Relaxed),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "pipeline drained and committed"
-        );
-        drained
+/// A dead-letter record: the original key, value and headers plus the Connect error headers.
+fn dead_letter(
+    stats: &PipelineStats,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    original: Option<&OwnedHeaders>,
+    source: &SourceRef,
+    class: &str,
+    message: &str,
+) -> Output {
+    metrics::counter!("fleetscore_dead_letters_total", "class" => class.to_owned()).increment(1);
+    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
+    Output::DeadLetter {
+        key,
+        value,
+        headers: headers::dead_letter(original, source, class, message),
     }
 }
