@@ -41,7 +41,10 @@ impl Event {
                 format!("{} bytes, the limit is {MAX_EVENT_BYTES}", bytes.len()),
             ));
         }
-        let event: Event = serde_json::from_slice(bytes).map_err(DecodeError::from_json)?;
+        let event = match decode_tagged_first(bytes) {
+            Some(event) => event,
+            None => serde_json::from_slice::<Event>(bytes).map_err(DecodeError::from_json)?,
+        };
         event.validate()?;
         Ok(event)
     }
@@ -81,6 +84,36 @@ impl Event {
             Event::Schedule(s) => s.event_time.timestamp_millis(),
         }
     }
+}
+
+/// The common case, fast: an event whose first member is its schema tag (as [`Event::encode`]
+/// and every producer in this repository write it) is parsed straight into its struct. serde's
+/// internally tagged enums otherwise buffer every field into an intermediate tree before
+/// building the struct, which was half of the decoding time. Anything else, and any error,
+/// returns `None` so that the general path decides, and reports errors the same way. Both
+/// structs deny unknown fields, so a second `schema` member cannot slip through here.
+fn decode_tagged_first(bytes: &[u8]) -> Option<Event> {
+    const TELEMETRY: &[u8] = br#"{"schema":"fleet.telemetry.v1","#;
+    const SCHEDULE: &[u8] = br#"{"schema":"fleet.schedule.v1","#;
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let (rest, telemetry) = if let Some(rest) = bytes.strip_prefix(TELEMETRY) {
+        (rest, true)
+    } else {
+        (bytes.strip_prefix(SCHEDULE)?, false)
+    };
+    BUFFER.with_borrow_mut(|buffer| {
+        // The same object without its first member.
+        buffer.clear();
+        buffer.push(b'{');
+        buffer.extend_from_slice(rest);
+        if telemetry {
+            serde_json::from_slice(buffer).ok().map(Event::Telemetry)
+        } else {
+            serde_json::from_slice(buffer).ok().map(Event::Schedule)
+        }
+    })
 }
 
 /// Tail numbers: 2 to 16 characters of `A-Z`, `0-9` and `-` (e.g. `N14228`, `CMAPSS-7`).

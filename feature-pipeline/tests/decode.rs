@@ -196,3 +196,57 @@ fn oversized_events_are_rejected_before_parsing() {
         RejectReason::TooLarge
     );
 }
+
+/// Moves the leading `"schema"` member of an encoded event to the end of the object.
+fn schema_last(encoded: &[u8]) -> String {
+    let text = std::str::from_utf8(encoded).unwrap();
+    let rest = text.strip_prefix("{\"schema\":\"").unwrap();
+    let (schema, rest) = rest.split_once("\",").unwrap();
+    let body = rest.strip_suffix('}').unwrap();
+    format!("{{{body},\"schema\":\"{schema}\"}}")
+}
+
+#[test]
+fn schema_first_and_schema_elsewhere_decode_alike() {
+    // Encoded events lead with their schema (the fast path); elsewhere, serde's general path.
+    let mut events = vec![
+        common::telemetry("CMAPSS-1", 2, 3, 641.0),
+        common::telemetry("N14228", 1, 7, 500.25),
+    ];
+    events.extend(common::flight(
+        "N14228",
+        1545,
+        common::ny(2013, 1, 1, 5, 15),
+        180,
+        2,
+        11,
+    ));
+    for event in events {
+        let fast = event.encode();
+        assert!(fast.starts_with(b"{\"schema\":\"fleet."));
+        let slow = schema_last(&fast);
+        assert_eq!(Event::decode(&fast).unwrap(), event);
+        assert_eq!(Event::decode(slow.as_bytes()).unwrap(), event, "{slow}");
+
+        // A second schema member is refused either way.
+        let twice = format!(
+            "{},\"schema\":\"fleet.telemetry.v1\"}}",
+            std::str::from_utf8(&fast)
+                .unwrap()
+                .strip_suffix('}')
+                .unwrap()
+        );
+        assert!(Event::decode(twice.as_bytes()).is_err(), "{twice}");
+    }
+    // The same mistake gets the same reason whichever member comes first.
+    let fast = common::telemetry("N14228", 1, 7, 500.0).encode();
+    let broken = String::from_utf8(fast)
+        .unwrap()
+        .replace("\"cycle\":7", "\"cycle\":\"7\"");
+    assert_eq!(
+        Event::decode(broken.as_bytes()).unwrap_err().reason,
+        Event::decode(schema_last(broken.as_bytes()).as_bytes())
+            .unwrap_err()
+            .reason
+    );
+}
