@@ -74,6 +74,17 @@ fn every_cmapss_event_is_scored_once_and_equals_replay() {
         Duration::from_secs(120),
         &service,
     );
+    // The streaming path's own metrics, from the running service.
+    let metrics = kafka::http_get(&service, "/metrics");
+    for name in [
+        "fleetscore_events_consumed_total",
+        "fleetscore_predictions_total",
+        "fleetscore_batch_rows_count",
+        "fleetscore_scoring_batch_seconds_count",
+        "fleetscore_pipeline_handover_wait_seconds_count",
+    ] {
+        assert!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
+    }
     service.signal("-TERM");
     let status = service.wait(Duration::from_secs(30));
     assert!(

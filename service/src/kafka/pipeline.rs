@@ -495,11 +495,17 @@ impl Pipeline {
             outputs: std::mem::take(&mut self.outputs),
             tracker,
         };
-        self.work
+        let waiting = Instant::now();
+        let sent = self
+            .work
             .as_ref()
             .context("the scoring thread was already stopped")?
             .send(work)
-            .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"))
+            .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"));
+        // Time spent waiting for the scoring thread: high when scoring is the bottleneck.
+        metrics::histogram!("fleetscore_pipeline_handover_wait_seconds")
+            .record(waiting.elapsed().as_secs_f64());
+        sent
     }
 
     /// Lets the scoring thread finish what it was given, and joins it.
@@ -547,6 +553,7 @@ impl Scorer {
     /// Scores a batch, builds its predictions (or dead letters) and produces every output with
     /// the batch's tracker.
     fn score(&self, work: Work) {
+        let started = Instant::now();
         let Work {
             mut batcher,
             mut outputs,
@@ -658,6 +665,9 @@ impl Scorer {
                 }
             }
         }
+        // Scoring, building and handing the batch's records to the producer.
+        metrics::histogram!("fleetscore_scoring_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
     }
 }
 

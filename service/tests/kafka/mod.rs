@@ -253,6 +253,30 @@ impl Drop for Service {
     }
 }
 
+/// `GET path` from the running service's HTTP API (its address is in its log); the body.
+pub fn http_get(service: &Service, path: &str) -> String {
+    use std::io::{Read, Write};
+    service.wait_for_log("HTTP listening addr=", Duration::from_secs(30));
+    let log = service.log_text();
+    let addr: String = log
+        .split("HTTP listening addr=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
 /// Messages in a topic (sum of high watermarks of a fresh topic).
 pub fn count(bootstrap: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
