@@ -3,6 +3,7 @@
 //! cluster, in this process; the built `fleetscore` binary talks to it over loopback. A real
 //! broker cannot be made to refuse one topic this way without an authorizer set up.
 
+mod common;
 mod kafka;
 
 use std::time::Duration;
@@ -16,41 +17,6 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const GOOD_BEFORE: usize = 30;
 const GOOD_AFTER: usize = 30;
-
-fn config(dir: &std::path::Path, bootstrap: &str, topics: &Topics) -> std::path::PathBuf {
-    let path = dir.join("fleetscore.toml");
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
-    let text = format!(
-        r#"
-[models]
-dir = "{models}"
-
-[http]
-addr = "127.0.0.1:0"
-
-[kafka]
-brokers = "{bootstrap}"
-group_id = "{group}"
-telemetry_topic = "{t}"
-schedule_topic = "{s}"
-predictions_topic = "{p}"
-deadletter_topic = "{d}"
-batch_max_records = 8
-shutdown_timeout_ms = 10000
-
-[kafka.producer]
-"message.timeout.ms" = "5000"
-"#,
-        models = models.display(),
-        group = topics.group,
-        t = topics.telemetry,
-        s = topics.schedule,
-        p = topics.predictions,
-        d = topics.deadletter,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// The group's committed offset of telemetry partition 0 (`None`: nothing committed).
 fn committed(bootstrap: &str, topics: &Topics) -> Option<i64> {
@@ -120,7 +86,14 @@ fn a_dead_letter_that_cannot_be_written_keeps_its_offset_uncommitted() {
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
     )
     .unwrap();
-    let config = config(dir.path(), &bootstrap, &topics);
+    let config = kafka::config_with_kafka(
+        dir.path(),
+        &bootstrap,
+        &topics,
+        &common::fixtures(),
+        "",
+        "batch_max_records = 8\n[kafka.producer]\n\"message.timeout.ms\" = \"5000\"",
+    );
     let mut service = Service::start(&config, &dir.path().join("serve-1.log"));
     let status = service.wait(Duration::from_secs(60));
     let log = service.log_text();

@@ -396,14 +396,15 @@ impl Pipeline {
         let event = match Event::decode(payload) {
             Ok(event) => event,
             Err(e) => {
-                self.dead_letter(
+                self.outputs.push(dead_letter(
+                    &self.stats,
                     message.key().map(<[u8]>::to_vec),
                     payload.to_vec(),
                     message.headers().map(|h| h.detach()).as_ref(),
                     &source,
                     e.reason.as_str(),
                     &e.to_string(),
-                );
+                ));
                 return;
             }
         };
@@ -455,19 +456,6 @@ impl Pipeline {
             };
             self.batcher.push(set.id(), &self.vector, info, meta);
         }
-    }
-
-    fn dead_letter(
-        &mut self,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-        original: Option<&OwnedHeaders>,
-        source: &SourceRef,
-        class: &str,
-        message: &str,
-    ) {
-        let output = dead_letter(&self.stats, key, value, original, source, class, message);
-        self.outputs.push(output);
     }
 
     /// Registers the batch in flight (offsets and a tracker for all its outputs), then hands

@@ -123,8 +123,21 @@ pub fn create_topics(bootstrap: &str, topics: &Topics) {
     }
 }
 
-/// Writes a service config for these topics and models.
+/// Writes a service config for these topics and models; `extra` goes into `[models]`.
 pub fn config(dir: &Path, bootstrap: &str, topics: &Topics, models: &Path, extra: &str) -> PathBuf {
+    config_with_kafka(dir, bootstrap, topics, models, extra, "")
+}
+
+/// [`config`], with `kafka_extra` appended to the `[kafka]` table (it may open sub-tables such
+/// as `[kafka.producer]`).
+pub fn config_with_kafka(
+    dir: &Path,
+    bootstrap: &str,
+    topics: &Topics,
+    models: &Path,
+    extra: &str,
+    kafka_extra: &str,
+) -> PathBuf {
     let path = dir.join("fleetscore.toml");
     let text = format!(
         r#"
@@ -143,6 +156,7 @@ schedule_topic = "{s}"
 predictions_topic = "{p}"
 deadletter_topic = "{d}"
 shutdown_timeout_ms = 15000
+{kafka_extra}
 "#,
         models = models.display(),
         group = topics.group,
