@@ -38,16 +38,7 @@ log() { echo "http-checks.sh: $*" >&2; }
 # --- tools ---------------------------------------------------------------------------------
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 venv="${FLEETSCORE_CHECKS_VENV:-$target_dir/venv-http-checks}"
-req="$repo/tests/http/requirements.txt"
-want="$(sha256sum -- "$req")"; want="${want%% *}"
-stamp="$venv/.requirements.sha256"
-if [[ ! -x "$venv/bin/schemathesis" || ! -f "$stamp" || "$(<"$stamp")" != "$want" ]]; then
-  base="$(command -v python3.11 || command -v python3)"
-  log "installing $req into $venv"
-  "$base" -m venv --clear "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-  echo "$want" >"$stamp"
-fi
+scripts/venv.sh "$repo/tests/http/requirements.txt" "$venv"
 
 eval "$(scripts/python-env.sh --print)"
 bin="${FLEETSCORE_BIN:-}"

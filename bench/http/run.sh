@@ -33,13 +33,7 @@ command -v wrk >/dev/null || { log "wrk is missing: apt-get install -y wrk"; exi
 
 # Python peer's virtualenv (pinned, apart from training/).
 venv="${FLEETSCORE_BENCH_VENV:-$repo/target/venv-bench-http}"
-want="$(sha256sum bench/http/requirements.txt)"; want="${want%% *}"
-if [[ ! -x "$venv/bin/uvicorn" || "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
-  log "installing bench/http/requirements.txt into $venv"
-  "$(command -v python3.11 || command -v python3)" -m venv --clear "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r bench/http/requirements.txt
-  echo "$want" >"$venv/.requirements.sha256"
-fi
+scripts/venv.sh bench/http/requirements.txt "$venv"
 
 eval "$(scripts/python-env.sh --print)"
 cargo build --release -p fleetscore --quiet
