@@ -210,7 +210,7 @@ def test_wheel_ships_loadable_ort_dylib():
 
 def test_python_env_print_points_at_this_venv():
     """`scripts/python-env.sh --print` (fast path) exports paths inside the running venv."""
-    stamp = Path(sys.prefix) / ".fleetscore-requirements.sha256"
+    stamp = Path(sys.prefix) / ".requirements.sha256"  # written by scripts/venv.sh
     want = hashlib.sha256((REPO / "training" / "requirements.txt").read_bytes()).hexdigest()
     if not stamp.is_file() or stamp.read_text().strip() != want:
         pytest.skip("not running inside an up-to-date venv made by scripts/python-env.sh")
