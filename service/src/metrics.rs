@@ -7,10 +7,13 @@
 //! are rendered from the registry at each scrape (`fleetscore_model_info`), so a removed
 //! version disappears instead of lingering.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::model::Registry;
@@ -88,11 +91,64 @@ fn escape(value: &str) -> String {
 }
 
 /// Records one HTTP request: a count by method, route and status, and its latency.
+///
+/// The series' handles are looked up in the recorder once per thread and kept: a lookup
+/// hashes every label, which costs more than the recording itself.
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    ::metrics::counter!("fleetscore_http_requests_total",
-        "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
-    .increment(1);
-    ::metrics::histogram!("fleetscore_http_request_duration_seconds",
-        "method" => method.to_owned(), "route" => route.to_owned())
-    .record(elapsed.as_secs_f64());
+    REQUEST_SERIES.with_borrow_mut(|by_route| {
+        let series = match by_route.get_mut(route) {
+            Some(series) => series,
+            None => by_route.entry(route.to_owned()).or_default(),
+        };
+        let found = series
+            .iter()
+            .position(|s| s.status == status && s.method == method);
+        let index = found.unwrap_or_else(|| {
+            series.push(RequestSeries::new(method, route, status));
+            series.len() - 1
+        });
+        let s = &series[index];
+        s.count.increment(1);
+        s.duration.record(elapsed.as_secs_f64());
+    });
+}
+
+/// Records the number of rows one HTTP scoring request had, by model.
+pub fn record_score_rows(model: &str, rows: usize) {
+    SCORE_ROWS.with_borrow_mut(|by_model| {
+        let histogram = match by_model.get(model) {
+            Some(histogram) => histogram,
+            None => by_model.entry(model.to_owned()).or_insert_with(
+                || ::metrics::histogram!("fleetscore_http_score_rows", "model" => model.to_owned()),
+            ),
+        };
+        histogram.record(rows as f64);
+    });
+}
+
+struct RequestSeries {
+    method: String,
+    status: u16,
+    count: Counter,
+    duration: Histogram,
+}
+
+impl RequestSeries {
+    fn new(method: &str, route: &str, status: u16) -> Self {
+        Self {
+            method: method.to_owned(),
+            status,
+            count: ::metrics::counter!("fleetscore_http_requests_total",
+                "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string()),
+            duration: ::metrics::histogram!("fleetscore_http_request_duration_seconds",
+                "method" => method.to_owned(), "route" => route.to_owned()),
+        }
+    }
+}
+
+thread_local! {
+    /// Route -> the series of that route seen by this thread.
+    static REQUEST_SERIES: RefCell<HashMap<String, Vec<RequestSeries>>> = RefCell::new(HashMap::new());
+    /// Model -> its `fleetscore_http_score_rows` histogram.
+    static SCORE_ROWS: RefCell<HashMap<String, Histogram>> = RefCell::new(HashMap::new());
 }

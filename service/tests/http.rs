@@ -126,6 +126,90 @@ async fn feature_mistakes_are_422s_that_name_the_features() {
     );
 }
 
+/// Rows are parsed while the body is read when `model` comes first, and kept raw until the
+/// model is known when it comes after them: both orders give the same answers and errors.
+#[tokio::test]
+async fn rows_before_or_after_the_model_name_are_read_alike() {
+    let service = Service::new(|c| c.http.max_batch_rows = 3);
+    let app = service.app();
+    let (rows, want) = golden_rows("engine-rul", "2");
+    let row = |i: usize| rows[i].to_string();
+    let mut missing = rows[1].clone();
+    missing.as_object_mut().unwrap().remove("T24_mean");
+    let mut wrong_type = rows[0].clone();
+    wrong_type["Nc_max"] = json!("9046.2");
+    let mut huge = rows[0].clone();
+    huge["Nc_max"] = json!(1e39);
+    let cases = [
+        (format!("[{},{},{}]", row(0), row(1), row(2)), 200, ""),
+        (format!("[{},{}]", row(0), missing), 422, "feature_mismatch"),
+        (format!("[{}]", wrong_type), 422, "invalid_request"),
+        (format!("[{}]", huge), 422, "not_finite"),
+        (
+            format!("[{},{}]", row(0), row(0).replace("{", "{\"cycle\": 1,")),
+            422,
+            "invalid_request",
+        ),
+        (
+            format!("[{0},{0},{0},{0},[1]]", row(0)),
+            413,
+            "batch_too_large",
+        ),
+        ("[]".to_owned(), 422, "empty_batch"),
+        ("[[1, 2]]".to_owned(), 422, "invalid_request"),
+        ("null".to_owned(), 422, "invalid_request"),
+        (format!("[{}", row(0)), 400, "malformed_json"),
+        (
+            format!("[{}]", row(0).replacen(',', ",,", 1)),
+            400,
+            "malformed_json",
+        ),
+    ];
+    for (rows_json, status, code) in cases {
+        let mut replies = Vec::new();
+        for body in [
+            format!(r#"{{"model": "engine-rul", "rows": {rows_json}}}"#),
+            format!(r#"{{"rows": {rows_json}, "model": "engine-rul"}}"#),
+        ] {
+            let request = Request::post("/score")
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let reply = send(&app, request).await;
+            assert_eq!(
+                (reply.status.as_u16(), reply.code()),
+                (status, code),
+                "{}: {}",
+                body.chars().take(120).collect::<String>(),
+                reply.text
+            );
+            replies.push(reply);
+        }
+        let [first, second] = &replies[..] else {
+            unreachable!()
+        };
+        for key in ["row", "field", "missing", "unknown", "limit"] {
+            assert_eq!(first.json[key], second.json[key], "{key}: {}", first.text);
+        }
+        if status == 200 {
+            assert_close(&first.json["predictions"], &want[..3]);
+            assert_eq!(first.json["predictions"], second.json["predictions"]);
+        }
+    }
+
+    let twice = r#"{"model": "engine-rul", "model": "engine-rul", "rows": []}"#;
+    let request = Request::post("/score")
+        .header("content-type", "application/json")
+        .body(Body::from(twice))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+    assert!(reply.text.contains("duplicate field"), "{}", reply.text);
+}
+
 #[tokio::test]
 async fn request_mistakes_get_their_own_status_and_code() {
     let service = Service::new(|c| {

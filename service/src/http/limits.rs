@@ -7,12 +7,13 @@
 //! scorer): a request that times out answers 503 at once, but its permit is only released when
 //! that work ends, so abandoned work still counts against the limit and cannot pile up.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
@@ -43,16 +44,20 @@ pub struct Permit(#[allow(dead_code)] Arc<Held>);
 #[derive(Debug)]
 pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
 
+/// `fleetscore_http_in_flight`, looked up once (the recorder is installed before the first
+/// request).
+static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("fleetscore_http_in_flight"));
+
 impl Held {
     fn new(permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("fleetscore_http_in_flight").increment(1.0);
+        IN_FLIGHT.increment(1.0);
         Held(permit)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        metrics::gauge!("fleetscore_http_in_flight").decrement(1.0);
+        IN_FLIGHT.decrement(1.0);
     }
 }
 

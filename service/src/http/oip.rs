@@ -232,8 +232,7 @@ pub async fn infer(
             row,
         });
     }
-    metrics::histogram!("fleetscore_http_score_rows", "model" => model.name().to_owned())
-        .record(rows as f64);
+    crate::metrics::record_score_rows(model.name(), rows);
     Ok(json::ok(&InferResponse {
         model_name: model.name().to_owned(),
         model_version: model.version().to_owned(),

@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, TimeZone, Utc};
 use fleet_features::{ApplyOutcome, Event, FeatureSet, FeatureSetId, TailState};
+use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -73,19 +74,187 @@ pub enum ScoreRequest {
     Tail(TailRequest),
 }
 
-/// What `POST /score` parses; all optional so that each mistake gets its own message.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScoreWire<'a> {
+/// A `POST /score` body, read in one pass. When `model` comes before `rows` (as clients write
+/// it), the rows are parsed straight into the model's feature order while the body is read;
+/// otherwise they are kept raw and parsed once the model is known.
+struct Wire<'a> {
     model: String,
-    #[serde(borrow, default)]
-    rows: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
+    /// The serving models of `model`, looked up as soon as it was read (`None`: not serving).
+    serving: Option<ServingSet>,
+    rows: Option<Rows<'a>>,
     tail: Option<String>,
-    #[serde(borrow, default)]
     event: Option<&'a RawValue>,
-    #[serde(default)]
     engine: Option<u8>,
+}
+
+enum Rows<'a> {
+    /// Rows parsed in the model's feature order, row-major.
+    Parsed { values: Vec<f32>, count: usize },
+    /// More rows than allowed (the count); the rest were skipped unparsed.
+    TooMany(usize),
+    /// Rows that came before `model`.
+    Raw(Vec<&'a RawValue>),
+}
+
+const WIRE_FIELDS: &[&str] = &["model", "rows", "tail", "event", "engine"];
+
+/// Reads a [`Wire`]. A row's problem is put in `row_error`, more precise than the serde error
+/// that stops the parse.
+struct WireSeed<'c> {
+    ctx: &'c AppContext,
+    row_error: &'c mut Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for WireSeed<'_> {
+    type Value = Wire<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Wire<'de>, D::Error> {
+        d.deserialize_struct("ScoreRequest", WIRE_FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for WireSeed<'_> {
+    type Value = Wire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scoring request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let WireSeed { ctx, row_error } = self;
+        let mut model: Option<String> = None;
+        let mut serving: Option<ServingSet> = None;
+        let mut rows: Option<Option<Rows<'de>>> = None;
+        let mut tail: Option<Option<String>> = None;
+        let mut event: Option<Option<&'de RawValue>> = None;
+        let mut engine: Option<Option<u8>> = None;
+        while let Some(Key(key)) = map.next_key_seed(KeySeed)? {
+            let fresh = match &*key {
+                "model" => {
+                    let name: String = map.next_value()?;
+                    serving = ctx.registry.serving_by_name(&name);
+                    model.replace(name).is_none()
+                }
+                "rows" => {
+                    let value = match &serving {
+                        Some(s) => map.next_value_seed(RowsSeed {
+                            set: s.serving.feature_set,
+                            max: ctx.config.http.max_batch_rows,
+                            row_error: &mut *row_error,
+                        })?,
+                        None => map.next_value::<Option<Vec<_>>>()?.map(Rows::Raw),
+                    };
+                    rows.replace(value).is_none()
+                }
+                "tail" => tail.replace(map.next_value()?).is_none(),
+                "event" => event.replace(map.next_value()?).is_none(),
+                "engine" => engine.replace(map.next_value()?).is_none(),
+                other => return Err(de::Error::unknown_field(other, WIRE_FIELDS)),
+            };
+            if !fresh {
+                let field = WIRE_FIELDS
+                    .iter()
+                    .find(|f| **f == key)
+                    .expect("matched above");
+                return Err(de::Error::duplicate_field(field));
+            }
+        }
+        let model = model.ok_or_else(|| de::Error::missing_field("model"))?;
+        Ok(Wire {
+            model,
+            serving,
+            rows: rows.flatten(),
+            tail: tail.flatten(),
+            event: event.flatten(),
+            engine: engine.flatten(),
+        })
+    }
+}
+
+/// Reads `rows` (or `null`) into the feature order of `set`, at most `max` of them.
+struct RowsSeed<'c> {
+    set: &'static FeatureSet,
+    max: usize,
+    row_error: &'c mut Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowsSeed<'_> {
+    type Value = Option<Rows<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowsSeed<'_> {
+    type Value = Option<Rows<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of rows")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let width = self.set.len();
+        let mut values = Vec::with_capacity(width);
+        let mut count = 0;
+        loop {
+            if count == self.max {
+                let mut total = count;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    total += 1;
+                }
+                if total > self.max {
+                    return Ok(Some(Rows::TooMany(total)));
+                }
+                break;
+            }
+            let start = values.len();
+            values.resize(start + width, 0.0);
+            let row = RowSeed {
+                set: self.set,
+                i: count,
+                out: &mut values[start..],
+                row_error: &mut *self.row_error,
+            };
+            if seq.next_element_seed(row)?.is_none() {
+                values.truncate(start);
+                break;
+            }
+            count += 1;
+        }
+        Ok(Some(Rows::Parsed { values, count }))
+    }
+}
+
+/// Reads row `i` into `out`; what was wrong with it goes to `row_error`.
+struct RowSeed<'c> {
+    set: &'static FeatureSet,
+    i: usize,
+    out: &'c mut [f32],
+    row_error: &'c mut Option<ApiError>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        read_row(self.set, d, self.i, self.out).map_err(|(problem, e)| {
+            *self.row_error = Some(problem);
+            e.unwrap_or_else(|| de::Error::custom("invalid row"))
+        })
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -262,8 +431,22 @@ struct Context {
 }
 
 fn prepare(ctx: &AppContext, body: &[u8]) -> Result<Prepared, ApiError> {
-    let wire: ScoreWire<'_> = json::parse(body)?;
-    let serving = serving(ctx, &wire.model)?;
+    let mut row_error = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let wire = WireSeed {
+        ctx,
+        row_error: &mut row_error,
+    }
+    .deserialize(&mut de)
+    .and_then(|wire| de.end().map(|()| wire));
+    let wire = wire.map_err(|e| match row_error {
+        Some(problem) if e.classify() == serde_json::error::Category::Data => problem,
+        _ => json::classify(e),
+    })?;
+    let serving = match wire.serving {
+        Some(serving) => serving,
+        None => serving(ctx, &wire.model)?,
+    };
     match (wire.rows, wire.tail) {
         (Some(rows), None) => {
             if wire.event.is_some() || wire.engine.is_some() {
@@ -276,7 +459,7 @@ fn prepare(ctx: &AppContext, body: &[u8]) -> Result<Prepared, ApiError> {
                     },
                 ));
             }
-            prepare_rows(ctx, serving, &rows)
+            prepare_rows(ctx, serving, rows)
         }
         (None, Some(tail)) => prepare_tail(ctx, serving, tail, wire.event, wire.engine),
         (Some(_), Some(_)) => Err(invalid("give either `rows` or `tail`, not both", "rows")),
@@ -314,31 +497,38 @@ pub fn serving(ctx: &AppContext, name: &str) -> Result<ServingSet, ApiError> {
 fn prepare_rows(
     ctx: &AppContext,
     serving: ServingSet,
-    rows: &[&RawValue],
+    rows: Rows<'_>,
 ) -> Result<Prepared, ApiError> {
     let max = ctx.config.http.max_batch_rows;
-    if rows.len() > max {
-        return Err(ApiError::BatchTooLarge {
-            rows: rows.len(),
-            max,
-        });
-    }
-    if rows.is_empty() {
+    let (values, count) = match rows {
+        Rows::Parsed { values, count } => (values, count),
+        Rows::TooMany(rows) => return Err(ApiError::BatchTooLarge { rows, max }),
+        Rows::Raw(rows) => {
+            if rows.len() > max {
+                return Err(ApiError::BatchTooLarge {
+                    rows: rows.len(),
+                    max,
+                });
+            }
+            let set = serving.serving.feature_set;
+            let mut values = vec![0f32; rows.len() * set.len()];
+            for (i, (row, out)) in rows
+                .iter()
+                .zip(values.chunks_exact_mut(set.len()))
+                .enumerate()
+            {
+                parse_row(set, row.get(), i, out)?;
+            }
+            (values, rows.len())
+        }
+    };
+    if count == 0 {
         return Err(ApiError::EmptyBatch);
-    }
-    let set = serving.serving.feature_set;
-    let mut values = vec![0f32; rows.len() * set.len()];
-    for (i, (row, out)) in rows
-        .iter()
-        .zip(values.chunks_exact_mut(set.len()))
-        .enumerate()
-    {
-        parse_row(set, row.get(), i, out)?;
     }
     Ok(Prepared {
         serving,
         values,
-        rows: rows.len(),
+        rows: count,
         context: Context::default(),
     })
 }
@@ -422,8 +612,7 @@ fn respond(output: Output, context: Context) -> Result<ScoreResponse, ApiError> 
             row,
         });
     }
-    metrics::histogram!("fleetscore_http_score_rows", "model" => model.name().to_owned())
-        .record(predictions.len() as f64);
+    crate::metrics::record_score_rows(model.name(), predictions.len());
     Ok(ScoreResponse {
         model: model.name().to_owned(),
         model_version: model.version().to_owned(),
@@ -446,8 +635,9 @@ fn valid_tail(tail: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Feature name -> position, per feature set.
-static INDEX: LazyLock<[HashMap<&'static str, usize>; 2]> = LazyLock::new(|| {
+/// Feature name -> position, per feature set (FxHash: the keys are our own names, and a
+/// lookup is on the path of every feature of every row).
+static INDEX: LazyLock<[FxHashMap<&'static str, usize>; 2]> = LazyLock::new(|| {
     [FeatureSetId::EngineHealth, FeatureSetId::DelayRisk].map(|id| {
         FeatureSet::get(id)
             .names()
@@ -458,7 +648,7 @@ static INDEX: LazyLock<[HashMap<&'static str, usize>; 2]> = LazyLock::new(|| {
     })
 });
 
-fn index_of(set: &FeatureSet) -> &'static HashMap<&'static str, usize> {
+fn index_of(set: &FeatureSet) -> &'static FxHashMap<&'static str, usize> {
     match set.id() {
         FeatureSetId::EngineHealth => &INDEX[0],
         FeatureSetId::DelayRisk => &INDEX[1],
@@ -467,6 +657,18 @@ fn index_of(set: &FeatureSet) -> &'static HashMap<&'static str, usize> {
 
 /// Parses one row object (`{"T24_mean": 642.1, ...}`) into `out`, in the set's order.
 pub fn parse_row(set: &FeatureSet, row: &str, i: usize, out: &mut [f32]) -> Result<(), ApiError> {
+    let mut de = serde_json::Deserializer::from_str(row);
+    read_row(set, &mut de, i, out).map_err(|(problem, _)| problem)
+}
+
+/// Reads one row object from `d` into `out`, in the set's order. On failure, what was wrong
+/// with the row, and the deserializer's error when it stopped reading.
+fn read_row<'de, D: Deserializer<'de>>(
+    set: &FeatureSet,
+    d: D,
+    i: usize,
+    out: &mut [f32],
+) -> Result<(), (ApiError, Option<D::Error>)> {
     let mut seen = vec![false; set.len()];
     let mut unknown = Vec::new();
     let mut failed_on: Option<String> = None;
@@ -479,16 +681,16 @@ pub fn parse_row(set: &FeatureSet, row: &str, i: usize, out: &mut [f32]) -> Resu
         failed_on: &mut failed_on,
         non_finite: &mut non_finite,
     };
-    let mut de = serde_json::Deserializer::from_str(row);
-    if let Err(e) = de.deserialize_map(visitor) {
-        return Err(ApiError::InvalidRequest {
+    if let Err(e) = d.deserialize_map(visitor) {
+        let problem = ApiError::InvalidRequest {
             message: match &failed_on {
                 Some(feature) => format!("row {i}: feature `{feature}`: {e}"),
                 None => format!("row {i}: {e}"),
             },
             field: failed_on,
             row: Some(i),
-        });
+        };
+        return Err((problem, Some(e)));
     }
     let missing: Vec<String> = set
         .names()
@@ -498,24 +700,26 @@ pub fn parse_row(set: &FeatureSet, row: &str, i: usize, out: &mut [f32]) -> Resu
         .map(|(n, _)| n.clone())
         .collect();
     if !missing.is_empty() || !unknown.is_empty() {
-        return Err(ApiError::FeatureMismatch {
+        let problem = ApiError::FeatureMismatch {
             row: i,
             missing,
             unknown,
-        });
+        };
+        return Err((problem, None));
     }
     if let Some((feature, value)) = non_finite {
-        return Err(ApiError::NotFinite {
+        let problem = ApiError::NotFinite {
             row: i,
             feature,
             value,
-        });
+        };
+        return Err((problem, None));
     }
     Ok(())
 }
 
 struct RowVisitor<'s> {
-    index: &'static HashMap<&'static str, usize>,
+    index: &'static FxHashMap<&'static str, usize>,
     out: &'s mut [f32],
     seen: &'s mut [bool],
     unknown: &'s mut Vec<String>,

@@ -99,6 +99,7 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut pending: Vec<Job> = Vec::new();
     let mut scratch = Vec::new();
     let mut out = Vec::new();
+    let batch_rows = metrics::histogram!("fleetscore_http_batch_rows");
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.count;
         pending.push(first);
@@ -118,12 +119,17 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
                 .drain(..)
                 .partition(|job| Arc::ptr_eq(&job.serving.serving, &model));
             pending = rest;
-            score_batch(batch, &mut scratch, &mut out);
+            score_batch(batch, &mut scratch, &mut out, &batch_rows);
         }
     }
 }
 
-fn score_batch(batch: Vec<Job>, scratch: &mut Vec<f32>, out: &mut Vec<f32>) {
+fn score_batch(
+    batch: Vec<Job>,
+    scratch: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+    batch_rows: &metrics::Histogram,
+) {
     let serving = batch[0].serving.clone();
     let result = if batch.len() == 1 {
         catch_unwind(AssertUnwindSafe(|| serving.score(&batch[0].rows, out)))
@@ -139,7 +145,7 @@ fn score_batch(batch: Vec<Job>, scratch: &mut Vec<f32>, out: &mut Vec<f32>) {
         Err(ModelError::Scoring("the backend panicked".to_owned()))
     });
     let total: usize = batch.iter().map(|j| j.count).sum();
-    metrics::histogram!("fleetscore_http_batch_rows").record(total as f64);
+    batch_rows.record(total as f64);
     match result {
         Ok(scored) => {
             if let Some(shadow) = &scored.shadow
