@@ -12,7 +12,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::Permit;
@@ -100,7 +102,8 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut scratch = Vec::new();
     let mut out = Vec::new();
     let batch_rows = metrics::histogram!("fleetscore_http_batch_rows");
-    while let Some(first) = rx.blocking_recv() {
+    let mut busy = false;
+    while let Some(first) = next_job(&mut rx, &mut busy) {
         let mut rows = first.count;
         pending.push(first);
         while rows < MAX_COALESCED_ROWS {
@@ -122,6 +125,31 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
             score_batch(batch, &mut scratch, &mut out, &batch_rows);
         }
     }
+}
+
+/// How long the thread looks for the next job before it sleeps, while requests come fast.
+const LINGER: Duration = Duration::from_micros(50);
+
+/// The next job, or `None` once the channel is closed. While requests come less than
+/// [`LINGER`] apart (`busy`), the thread keeps looking for up to that long, yielding the core
+/// meanwhile, instead of sleeping: being woken costs each request a futex call and a context
+/// switch. When they come slower, it sleeps at once and idles at no cost.
+fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, busy: &mut bool) -> Option<Job> {
+    if *busy {
+        let deadline = Instant::now() + LINGER;
+        loop {
+            match rx.try_recv() {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if Instant::now() < deadline => std::thread::yield_now(),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+    }
+    let asleep = Instant::now();
+    let job = rx.blocking_recv();
+    *busy = asleep.elapsed() < LINGER;
+    job
 }
 
 fn score_batch(
