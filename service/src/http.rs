@@ -91,7 +91,6 @@ pub fn app(ctx: Arc<AppContext>) -> Router {
         .fallback(no_route)
         .layer(Extension(scorer))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(ctx)
@@ -146,12 +145,13 @@ fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
     ApiError::Internal(format!("handler panicked: {detail}")).into_response()
 }
 
-/// Counts every request by method, route (the pattern, not the path) and status, and times it.
+/// Counts every request by method, route (the pattern, not the path) and status, and times it;
+/// gives every error response a JSON body ([`json_errors`]).
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
+    let response = json_errors(next.run(req).await).await;
     crate::metrics::record_request(
         method.as_str(),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),

@@ -675,6 +675,7 @@ fn read_row<'de, D: Deserializer<'de>>(
     let mut non_finite: Option<(String, f64)> = None;
     let visitor = RowVisitor {
         index: index_of(set),
+        names: set.names(),
         out,
         seen: &mut seen,
         unknown: &mut unknown,
@@ -720,6 +721,9 @@ fn read_row<'de, D: Deserializer<'de>>(
 
 struct RowVisitor<'s> {
     index: &'static FxHashMap<&'static str, usize>,
+    /// The set's names in order: clients tend to send them so, and checking the name after the
+    /// previous one costs less than a lookup.
+    names: &'s [String],
     out: &'s mut [f32],
     seen: &'s mut [bool],
     unknown: &'s mut Vec<String>,
@@ -735,8 +739,15 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut next = 0;
         while let Some(Key(key)) = map.next_key_seed(KeySeed)? {
-            let Some(&i) = self.index.get(&*key) else {
+            let expected = self.names.get(next).is_some_and(|name| *name == *key);
+            let found = if expected {
+                Some(next)
+            } else {
+                self.index.get(&*key).copied()
+            };
+            let Some(i) = found else {
                 map.next_value::<IgnoredAny>()?;
                 if self.unknown.len() < 100 {
                     self.unknown.push(key.chars().take(100).collect());
@@ -755,6 +766,7 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
                 return Err(de::Error::custom("given twice"));
             }
             self.seen[i] = true;
+            next = i + 1;
             let narrowed = value as f32;
             if !narrowed.is_finite() && self.non_finite.is_none() {
                 *self.non_finite = Some((key.into_owned(), value));
