@@ -197,6 +197,17 @@ async fn rows_before_or_after_the_model_name_are_read_alike() {
         }
     }
 
+    let not_utf8 = Request::post("/score")
+        .header("content-type", "application/json")
+        .body(Body::from(b"{\"model\": \"engine-\xff\"}".to_vec()))
+        .unwrap();
+    let reply = send(&app, not_utf8).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+    assert!(reply.text.contains("UTF-8"), "{}", reply.text);
+
     let twice = r#"{"model": "engine-rul", "model": "engine-rul", "rows": []}"#;
     let request = Request::post("/score")
         .header("content-type", "application/json")

@@ -257,18 +257,20 @@ impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
     }
 }
 
+/// The predictions, and the model and data that produced them.
+// Borrows from the model that scored: built and serialized in one go.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ScoreResponse {
-    pub model: String,
-    pub model_version: String,
+pub struct ScoreResponse<'a> {
+    pub model: &'a str,
+    pub model_version: &'a str,
     /// SHA-256 of the model file that produced the predictions.
-    pub model_sha256: String,
-    pub feature_set: String,
-    pub feature_set_version: String,
+    pub model_sha256: &'a str,
+    pub feature_set: &'a str,
+    pub feature_set_version: &'a str,
     /// One value per row, in the order of `rows` (one value for a tail).
-    pub predictions: Vec<f32>,
+    pub predictions: &'a [f32],
     /// What a prediction means, from the model's manifest.
-    pub output: OutputInfo,
+    pub output: OutputInfo<'a>,
     /// The tail scored (tail requests only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tail: Option<String>,
@@ -282,22 +284,22 @@ pub struct ScoreResponse {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct OutputInfo {
+pub struct OutputInfo<'a> {
     /// The graph output the value is taken from.
-    pub name: String,
+    pub name: &'a str,
     #[schema(example = "remaining useful life")]
-    pub meaning: String,
+    pub meaning: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<&'a str>,
 }
 
-impl OutputInfo {
-    pub fn of(model: &LoadedModel) -> Self {
+impl<'a> OutputInfo<'a> {
+    pub fn of(model: &'a LoadedModel) -> Self {
         let output = &model.manifest.output;
         Self {
-            name: output.name.clone(),
-            meaning: output.meaning.clone(),
-            unit: output.unit.clone(),
+            name: &output.name,
+            meaning: &output.meaning,
+            unit: output.unit.as_deref(),
         }
     }
 }
@@ -375,7 +377,7 @@ pub struct HypotheticalInfo {
     tag = "scoring",
     request_body(content = ScoreRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "Predictions", body = ScoreResponse),
+        (status = 200, description = "Predictions", body = ScoreResponse<'_>),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 404, description = "No such model is serving, or the tail is not known", body = ErrorBody),
         (status = 409, description = "The tail has no history for the model's feature set", body = ErrorBody),
@@ -409,7 +411,7 @@ pub async fn score(
         .score(serving, values, rows, permit)
         .await
         .map_err(ApiError::Scoring)?;
-    Ok(json::ok(&respond(output, context)?))
+    respond(output, context)
 }
 
 /// Bodies up to this size are parsed on the async worker (a one-row body is about 3 KiB).
@@ -432,7 +434,10 @@ struct Context {
 
 fn prepare(ctx: &AppContext, body: &[u8]) -> Result<Prepared, ApiError> {
     let mut row_error = None;
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // Checked as UTF-8 once here rather than string by string by the parser.
+    let body = std::str::from_utf8(body)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(body);
     let wire = WireSeed {
         ctx,
         row_error: &mut row_error,
@@ -604,7 +609,7 @@ fn prepare_tail(
     })
 }
 
-fn respond(output: Output, context: Context) -> Result<ScoreResponse, ApiError> {
+fn respond(output: Output, context: Context) -> Result<Response, ApiError> {
     let Output { predictions, model } = output;
     if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
         return Err(ApiError::NonFiniteOutput {
@@ -613,19 +618,19 @@ fn respond(output: Output, context: Context) -> Result<ScoreResponse, ApiError> 
         });
     }
     crate::metrics::record_score_rows(model.name(), predictions.len());
-    Ok(ScoreResponse {
-        model: model.name().to_owned(),
-        model_version: model.version().to_owned(),
-        model_sha256: model.sha256.clone(),
-        feature_set: model.feature_set.name().to_owned(),
-        feature_set_version: model.feature_set.version().to_owned(),
-        predictions,
+    Ok(json::ok(&ScoreResponse {
+        model: model.name(),
+        model_version: model.version(),
+        model_sha256: &model.sha256,
+        feature_set: model.feature_set.name(),
+        feature_set_version: model.feature_set.version(),
+        predictions: &predictions,
         output: OutputInfo::of(&model),
         tail: context.tail,
         state: context.state,
         hypothetical: context.hypothetical,
         scored_at: Utc::now(),
-    })
+    }))
 }
 
 fn valid_tail(tail: &str) -> bool {
