@@ -30,6 +30,8 @@
 #   KAFKA_START_TIMEOUT  seconds to wait for the cluster (default 90)
 #   KAFKA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 30)
 #   KAFKA_HEAP_OPTS      broker heap (default "-Xms128m -Xmx512m")
+#   KAFKA_GC_OPTS        the brokers' collector (default "-XX:+UseG1GC -XX:MaxGCPauseMillis=20",
+#                        as Kafka's own start script)
 #   KAFKA_JVM_OPTS       extra JVM options for the brokers
 # Needs Java 17+ and (first run only) mvn with access to Maven Central.
 # Progress goes to stderr; only BOOTSTRAP=... goes to stdout.
@@ -278,7 +280,7 @@ launch_node() {
   local i="$1" ndir pid
   ndir="$(node_dir "$i")"
   # shellcheck disable=SC2086  # heap/JVM opts are word lists
-  nohup "$JAVA" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+  nohup "$JAVA" $HEAP_OPTS ${KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$RUN_DIR/log4j2.properties" -Dkafka.logs.dir="$ndir/logs" \
     ${KAFKA_JVM_OPTS:-} \

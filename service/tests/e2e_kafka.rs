@@ -85,6 +85,19 @@ fn every_cmapss_event_is_scored_once_and_equals_replay() {
     ] {
         assert!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
     }
+    // One lag observation per event taken from the consumer and per prediction produced.
+    for stage in ["consumed", "produced"] {
+        let series = format!("fleetscore_event_lag_seconds_count{{stage=\"{stage}\"}} ");
+        let count: Option<u64> = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .and_then(|n| n.trim().parse().ok());
+        assert_eq!(
+            count,
+            Some(ALL_CMAPSS as u64),
+            "{series}in /metrics:\n{metrics}"
+        );
+    }
     service.signal("-TERM");
     let status = service.wait(Duration::from_secs(30));
     assert!(

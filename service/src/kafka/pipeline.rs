@@ -22,11 +22,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
+use metrics::Histogram;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
@@ -176,6 +177,8 @@ impl InFlight {
 #[derive(Debug)]
 struct Meta {
     source: SourceRef,
+    /// The source record's Kafka timestamp (ms).
+    timestamp_ms: Option<i64>,
     key: Option<Vec<u8>>,
     value: Vec<u8>,
     headers: Option<OwnedHeaders>,
@@ -214,6 +217,8 @@ pub struct Pipeline {
     /// Emptied batchers coming back, to be reused.
     spare: mpsc::Receiver<Batcher<Meta>>,
     scorer: Option<JoinHandle<()>>,
+    /// `fleetscore_event_lag_seconds{stage="consumed"}`.
+    lag_consumed: Histogram,
 }
 
 /// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
@@ -232,6 +237,8 @@ struct Scorer {
     producer: Arc<ThreadedProducer<DeliveryContext>>,
     stats: Arc<PipelineStats>,
     spare: mpsc::Sender<Batcher<Meta>>,
+    /// `fleetscore_event_lag_seconds{stage="produced"}`.
+    lag_produced: Histogram,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -245,6 +252,7 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Connects, subscribes and starts the loop on a thread of its own.
     pub fn start(ctx: Arc<AppContext>) -> anyhow::Result<PipelineHandle> {
+        crate::metrics::install(); // before the metric handles below are taken
         let config = ctx.config.kafka.clone();
         let stats = Arc::new(PipelineStats::default());
         let assigned = Arc::new(Mutex::new(HashSet::new()));
@@ -280,6 +288,7 @@ impl Pipeline {
             producer: Arc::clone(&producer),
             stats: Arc::clone(&stats),
             spare: spare_tx,
+            lag_produced: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "produced"),
         };
         let scorer = std::thread::Builder::new()
             .name("kafka-scorer".to_owned())
@@ -298,6 +307,7 @@ impl Pipeline {
             vector: Vec::new(),
             stats: Arc::clone(&stats),
             work: Some(work_tx),
+            lag_consumed: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "consumed"),
             spare: spare_rx,
             scorer: Some(scorer),
         };
@@ -392,6 +402,10 @@ impl Pipeline {
             partition,
             offset,
         };
+        let timestamp_ms = message.timestamp().to_millis();
+        if let Some(lag) = lag_since(timestamp_ms) {
+            self.lag_consumed.record(lag);
+        }
         let payload = message.payload().unwrap_or_default();
         let event = match Event::decode(payload) {
             Ok(event) => event,
@@ -450,6 +464,7 @@ impl Pipeline {
             };
             let meta = Meta {
                 source,
+                timestamp_ms,
                 key: message.key().map(<[u8]>::to_vec),
                 value: payload.to_vec(),
                 headers: message.headers().map(|h| h.detach()),
@@ -591,6 +606,9 @@ impl Scorer {
             metrics::counter!("fleetscore_predictions_total", "model" => prediction.model.clone())
                 .increment(1);
             self.stats.predictions.fetch_add(1, Ordering::Relaxed);
+            if let Some(lag) = lag_since(meta.timestamp_ms) {
+                self.lag_produced.record(lag);
+            }
             let tail = prediction.tail.clone();
             let slot = match prediction.feature_set.as_str() {
                 "delay-risk" => 1,
@@ -657,6 +675,13 @@ impl Scorer {
         metrics::histogram!("fleetscore_scoring_batch_seconds")
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
+fn lag_since(timestamp_ms: Option<i64>) -> Option<f64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let lag_ms = now.as_millis() as i64 - timestamp_ms?;
+    Some(lag_ms.max(0) as f64 / 1000.0)
 }
 
 /// A dead-letter record: the original key, value and headers plus the Connect error headers.
