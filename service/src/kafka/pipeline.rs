@@ -7,9 +7,10 @@
 //! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
 //! ```
 //!
-//! Two threads: the pipeline thread polls, decodes, applies and builds features; a scoring
-//! thread scores each finished batch, builds the prediction records and produces them, so that
-//! the next batch is decoded while this one is scored. A batch is registered as in flight (with
+//! Three threads: the pipeline thread polls, decodes, applies and builds features; a scoring
+//! thread scores each finished batch; an output thread builds the prediction records and
+//! produces them. Batch k+1 is decoded while batch k is scored and batch k-1 produced, each
+//! stage in batch order (channels of capacity 1 between them). A batch is registered as in flight (with
 //! the number of outputs it will have: one per row, plus its dead letters) before it is handed
 //! over, so revocation and shutdown wait for batches that are still being scored.
 //!
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
@@ -40,6 +41,7 @@ use super::rebalance::RebalanceContext;
 use super::settings;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
+use crate::prediction::Prediction;
 use crate::scoring::{Batcher, Outcome, RowInfo};
 use crate::store::{SourceRef, TailEntry};
 
@@ -219,6 +221,8 @@ pub struct Pipeline {
     scorer: Option<JoinHandle<()>>,
     /// `fleetscore_event_lag_seconds{stage="consumed"}`.
     lag_consumed: Histogram,
+    /// `fleetscore_events_consumed_total` by topic.
+    consumed_counters: Vec<(String, Counter)>,
 }
 
 /// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
@@ -229,16 +233,36 @@ struct Work {
     tracker: Arc<BatchTracker>,
 }
 
-/// The scoring thread: scores batches in the order they come, produces their outputs.
+/// The scoring thread: scores batches in the order they come and hands the results to the
+/// output thread.
 struct Scorer {
+    spare: mpsc::Sender<Batcher<Meta>>,
+    emitter: Emitter,
+}
+
+/// A scored batch for the output thread.
+struct Scored {
+    scored: Vec<(Prediction, Meta)>,
+    failures: Vec<(Meta, &'static str, String)>,
+    /// The batch's decoding dead letters.
+    outputs: Vec<Output>,
+    tracker: Arc<BatchTracker>,
+    rows: usize,
+}
+
+/// The output thread: builds the records of scored batches (prediction JSON, headers, dead
+/// letters), updates the aircraft's latest predictions and produces the records, in batch
+/// order, so that the scoring thread only scores.
+struct Emitter {
     ctx: Arc<AppContext>,
     predictions_topic: String,
     deadletter_topic: String,
     producer: Arc<ThreadedProducer<DeliveryContext>>,
     stats: Arc<PipelineStats>,
-    spare: mpsc::Sender<Batcher<Meta>>,
     /// `fleetscore_event_lag_seconds{stage="produced"}`.
     lag_produced: Histogram,
+    /// `fleetscore_predictions_total` by model.
+    predictions_counters: Vec<(String, Counter)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -282,13 +306,16 @@ impl Pipeline {
         let (work_tx, work_rx) = mpsc::sync_channel::<Work>(1);
         let (spare_tx, spare_rx) = mpsc::channel();
         let scorer = Scorer {
-            ctx: Arc::clone(&ctx),
-            predictions_topic: config.predictions_topic.clone(),
-            deadletter_topic: config.deadletter_topic.clone(),
-            producer: Arc::clone(&producer),
-            stats: Arc::clone(&stats),
             spare: spare_tx,
-            lag_produced: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "produced"),
+            emitter: Emitter {
+                ctx: Arc::clone(&ctx),
+                predictions_topic: config.predictions_topic.clone(),
+                deadletter_topic: config.deadletter_topic.clone(),
+                producer: Arc::clone(&producer),
+                stats: Arc::clone(&stats),
+                lag_produced: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "produced"),
+                predictions_counters: Vec::new(),
+            },
         };
         let scorer = std::thread::Builder::new()
             .name("kafka-scorer".to_owned())
@@ -308,6 +335,7 @@ impl Pipeline {
             stats: Arc::clone(&stats),
             work: Some(work_tx),
             lag_consumed: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "consumed"),
+            consumed_counters: Vec::new(),
             spare: spare_rx,
             scorer: Some(scorer),
         };
@@ -389,14 +417,25 @@ impl Pipeline {
         let offset = message.offset();
         {
             let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-            if !assigned.contains(&(topic.to_owned(), partition)) {
+            if !assigned.iter().any(|(t, p)| *p == partition && t == topic) {
                 return; // revoked while buffered: the new owner has it
             }
         }
-        self.offsets.insert((topic.to_owned(), partition), offset);
+        match self
+            .offsets
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic)
+        {
+            Some((_, stored)) => *stored = offset,
+            None => {
+                self.offsets.insert((topic.to_owned(), partition), offset);
+            }
+        }
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("fleetscore_events_consumed_total", "topic" => topic.to_owned())
-            .increment(1);
+        labelled(&mut self.consumed_counters, topic, |topic| {
+            metrics::counter!("fleetscore_events_consumed_total", "topic" => topic.to_owned())
+        })
+        .increment(1);
         let source = SourceRef {
             topic: topic.to_owned(),
             partition,
@@ -547,44 +586,95 @@ impl Pipeline {
 }
 
 impl Scorer {
+    /// Scores until the pipeline closes the channel, then lets the output thread finish.
     fn run(self, work: &mpsc::Receiver<Work>) {
+        let Scorer { spare, emitter } = self;
+        // Capacity 1: at most one scored batch waits while one is being produced.
+        let (scored_tx, scored_rx) = mpsc::sync_channel::<Scored>(1);
+        let output = std::thread::Builder::new()
+            .name("kafka-output".to_owned())
+            .spawn(move || emitter.run(&scored_rx));
+        let mut output = match output {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the output thread");
+                return;
+            }
+        };
         while let Ok(work) = work.recv() {
-            self.score(work);
+            let scored = score(work, &spare);
+            if scored_tx.send(scored).is_err() {
+                tracing::error!("the output thread has stopped");
+                break;
+            }
+        }
+        drop(scored_tx);
+        if let Some(thread) = output.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the output thread panicked");
+        }
+    }
+}
+
+/// Scores a batch (one backend call per model) and returns the batcher for reuse.
+fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
+    let started = Instant::now();
+    let Work {
+        mut batcher,
+        outputs,
+        tracker,
+    } = work;
+    let rows = batcher.len();
+    let mut scored = Vec::with_capacity(rows);
+    let mut failures = Vec::new();
+    batcher.flush(Utc::now(), |outcome| match outcome {
+        Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
+        Outcome::NonFinite {
+            meta, model, value, ..
+        } => failures.push((
+            meta,
+            "non_finite_prediction",
+            format!("model {model} returned {value}"),
+        )),
+        Outcome::NoModel { meta, info } => failures.push((
+            meta,
+            "no_model",
+            format!("no model serves the features of event {}", info.event_id),
+        )),
+        Outcome::Failed { meta, error, .. } => {
+            failures.push((meta, "scoring_failed", error.to_string()))
+        }
+    });
+    let _ = spare.send(batcher);
+    metrics::histogram!("fleetscore_scoring_batch_seconds").record(started.elapsed().as_secs_f64());
+    Scored {
+        scored,
+        failures,
+        outputs,
+        tracker,
+        rows,
+    }
+}
+
+impl Emitter {
+    fn run(mut self, scored: &mpsc::Receiver<Scored>) {
+        while let Ok(batch) = scored.recv() {
+            self.emit(batch);
         }
     }
 
-    /// Scores a batch, builds its predictions (or dead letters) and produces every output with
-    /// the batch's tracker.
-    fn score(&self, work: Work) {
-        let started = Instant::now();
-        let Work {
-            mut batcher,
+    /// Builds a scored batch's predictions and dead letters and produces every output with the
+    /// batch's tracker.
+    fn emit(&mut self, batch: Scored) {
+        let Scored {
+            scored,
+            failures,
             mut outputs,
             tracker,
-        } = work;
-        let rows = batcher.len();
+            rows,
+        } = batch;
         let expected = outputs.len() + rows;
-        let mut scored = Vec::new();
-        let mut failures = Vec::new();
-        batcher.flush(Utc::now(), |outcome| match outcome {
-            Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
-            Outcome::NonFinite {
-                meta, model, value, ..
-            } => failures.push((
-                meta,
-                "non_finite_prediction",
-                format!("model {model} returned {value}"),
-            )),
-            Outcome::NoModel { meta, info } => failures.push((
-                meta,
-                "no_model",
-                format!("no model serves the features of event {}", info.event_id),
-            )),
-            Outcome::Failed { meta, error, .. } => {
-                failures.push((meta, "scoring_failed", error.to_string()))
-            }
-        });
-        let _ = self.spare.send(batcher);
         for (meta, class, message) in failures {
             outputs.push(dead_letter(
                 &self.stats,
@@ -603,8 +693,10 @@ impl Scorer {
                 .and_then(|h| headers::find(h, headers::TRACEPARENT));
             let headers = headers::prediction(&prediction, &meta.source, traceparent);
             let value = serde_json::to_vec(&prediction).expect("predictions serialize");
-            metrics::counter!("fleetscore_predictions_total", "model" => prediction.model.clone())
-                .increment(1);
+            labelled(&mut self.predictions_counters, &prediction.model, |model| {
+                metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned())
+            })
+            .increment(1);
             self.stats.predictions.fetch_add(1, Ordering::Relaxed);
             if let Some(lag) = lag_since(meta.timestamp_ms) {
                 self.lag_produced.record(lag);
@@ -671,10 +763,24 @@ impl Scorer {
                 }
             }
         }
-        // Scoring, building and handing the batch's records to the producer.
-        metrics::histogram!("fleetscore_scoring_batch_seconds")
-            .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// The handle of the series labelled `label` among `series` (looked up in the recorder once:
+/// a lookup per record would hash its labels every time).
+fn labelled<'a, T>(
+    series: &'a mut Vec<(String, T)>,
+    label: &str,
+    make: impl FnOnce(&str) -> T,
+) -> &'a T {
+    let index = match series.iter().position(|(l, _)| l == label) {
+        Some(index) => index,
+        None => {
+            series.push((label.to_owned(), make(label)));
+            series.len() - 1
+        }
+    };
+    &series[index].1
 }
 
 /// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
