@@ -171,11 +171,7 @@ async fn rows_before_or_after_the_model_name_are_read_alike() {
             format!(r#"{{"model": "engine-rul", "rows": {rows_json}}}"#),
             format!(r#"{{"rows": {rows_json}, "model": "engine-rul"}}"#),
         ] {
-            let request = Request::post("/score")
-                .header("content-type", "application/json")
-                .body(Body::from(body.clone()))
-                .unwrap();
-            let reply = send(&app, request).await;
+            let reply = post_raw(&app, body.clone()).await;
             assert_eq!(
                 (reply.status.as_u16(), reply.code()),
                 (status, code),
@@ -197,11 +193,7 @@ async fn rows_before_or_after_the_model_name_are_read_alike() {
         }
     }
 
-    let not_utf8 = Request::post("/score")
-        .header("content-type", "application/json")
-        .body(Body::from(b"{\"model\": \"engine-\xff\"}".to_vec()))
-        .unwrap();
-    let reply = send(&app, not_utf8).await;
+    let reply = post_raw(&app, b"{\"model\": \"engine-\xff\"}".to_vec()).await;
     assert_eq!(
         (reply.status, reply.code()),
         (StatusCode::BAD_REQUEST, "malformed_json")
@@ -209,16 +201,21 @@ async fn rows_before_or_after_the_model_name_are_read_alike() {
     assert!(reply.text.contains("UTF-8"), "{}", reply.text);
 
     let twice = r#"{"model": "engine-rul", "model": "engine-rul", "rows": []}"#;
-    let request = Request::post("/score")
-        .header("content-type", "application/json")
-        .body(Body::from(twice))
-        .unwrap();
-    let reply = send(&app, request).await;
+    let reply = post_raw(&app, twice).await;
     assert_eq!(
         (reply.status, reply.code()),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
     );
     assert!(reply.text.contains("duplicate field"), "{}", reply.text);
+}
+
+/// `POST /score` with `body` as it is (JSON content type).
+async fn post_raw(app: &axum::Router, body: impl Into<Body>) -> Reply {
+    let request = Request::post("/score")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    send(app, request).await
 }
 
 #[tokio::test]
