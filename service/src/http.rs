@@ -5,7 +5,8 @@
 //!
 //! - [`score`]: `POST /score`, explicit feature rows or a tail's live state (with an optional
 //!   hypothetical event).
-//! - [`oip`]: the Open Inference Protocol v2 (`/v2`, `/v2/models/{name}[/ready|/infer]`).
+//! - [`oip`]: the Open Inference Protocol v2 (`/v2`, `/v2/models/{name}[/ready|/infer]`, and
+//!   the same under `/v2/models/{name}/versions/{version}`).
 //! - [`tails`]: `GET /tails/{tail}`; [`models`]: `GET /models`; [`admin`]: promote, pin, roll
 //!   back (bearer token).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
@@ -71,6 +72,9 @@ pub fn app(ctx: Arc<AppContext>) -> Router {
         .routes(routes!(oip::model_metadata))
         .routes(routes!(oip::model_ready))
         .routes(routes!(oip::infer))
+        .routes(routes!(oip::model_version_metadata))
+        .routes(routes!(oip::model_version_ready))
+        .routes(routes!(oip::infer_version))
         .routes(routes!(tails::tail))
         .routes(routes!(models::models))
         .layer(middleware::from_fn_with_state(limits, limits::guard));

@@ -614,7 +614,12 @@ async fn open_inference_protocol_metadata_and_infer() {
 
     let meta = get(&app, "/v2/models/engine-rul").await;
     assert_eq!(meta.status, StatusCode::OK);
-    assert_eq!(meta.json["versions"], json!(["2"]));
+    assert_eq!(meta.json["version"], "2", "the serving version");
+    assert_eq!(
+        meta.json["versions"],
+        json!(["2", "1"]),
+        "every valid version"
+    );
     assert_eq!(meta.json["platform"], "onnxruntime_onnx");
     assert_eq!(
         meta.json["inputs"],
@@ -660,6 +665,79 @@ async fn open_inference_protocol_metadata_and_infer() {
     let reply = post(&app, "/v2/models/delay-risk/infer", &body).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_close(&reply.json["outputs"][0]["data"], &want);
+}
+
+/// Any valid version can be asked for by number, alone (no shadow), to compare versions on the
+/// same inputs; unknown and rejected versions are told apart.
+#[tokio::test]
+async fn open_inference_protocol_versions() {
+    let service = Service::new(|_| {});
+    let app = service.app();
+    for version in ["1", "2"] {
+        let manifest = common::read_json(
+            &common::fixtures()
+                .join("engine-rul")
+                .join(version)
+                .join("manifest.json"),
+        );
+        let base = format!("/v2/models/engine-rul/versions/{version}");
+        let meta = get(&app, &base).await;
+        assert_eq!(meta.status, StatusCode::OK, "{}", meta.text);
+        assert_eq!(meta.json["version"], version);
+        assert_eq!(meta.json["parameters"]["model_sha256"], manifest["sha256"]);
+        let ready = get(&app, &format!("{base}/ready")).await;
+        assert_eq!(ready.json, json!({"name": "engine-rul", "ready": true}));
+
+        let (flat, want) = golden_flat("engine-rul", version);
+        let body = json!({"inputs": [{"name": "input", "shape": [want.len(), 100], "datatype": "FP32", "data": flat}]});
+        let reply = post(&app, &format!("{base}/infer"), &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.json["model_version"], version);
+        assert_close(&reply.json["outputs"][0]["data"], &want);
+    }
+    let (flat, want) = golden_flat("engine-rul", "1");
+    let body = json!({"inputs": [{"name": "input", "shape": [want.len(), 100], "datatype": "FP32", "data": flat}]});
+    let unversioned = post(&app, "/v2/models/engine-rul/infer", &body).await;
+    assert_eq!(
+        unversioned.json["model_version"], "2",
+        "unversioned calls use the serving version"
+    );
+
+    for (uri, status, code) in [
+        ("/v2/models/engine-rul/versions/9", 404, "unknown_version"),
+        (
+            "/v2/models/engine-rul/versions/9/ready",
+            404,
+            "unknown_version",
+        ),
+        ("/v2/models/no-such-model/versions/1", 404, "unknown_model"),
+        ("/v2/models/nan-model/versions/1", 409, "version_not_valid"),
+        (
+            "/v2/models/nan-model/versions/1/ready",
+            409,
+            "version_not_valid",
+        ),
+    ] {
+        let reply = get(&app, uri).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.code()),
+            (status, code),
+            "{uri}: {}",
+            reply.text
+        );
+        if status == 409 {
+            assert!(
+                reply.json["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "{}",
+                reply.text
+            );
+        }
+    }
+    let reply = post(&app, "/v2/models/nan-model/versions/1/infer", &body).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "version_not_valid")
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::model::ModelError;
-use crate::model::registry::PinError;
+use crate::model::registry::VersionError;
 
 /// The body of every error response. `error` is a sentence for people (and the Open Inference
 /// Protocol's error field); `code` is for programs.
@@ -58,12 +58,6 @@ pub enum ApiError {
     },
     #[error("no model named `{name}` is serving")]
     UnknownModel { name: String, serving: Vec<String> },
-    #[error("version `{version}` of model `{name}` is not serving (version {serving} is)")]
-    VersionNotServing {
-        name: String,
-        version: String,
-        serving: String,
-    },
     #[error("tail `{0}` is not known to this instance (no event for it was applied here)")]
     UnknownTail(String),
     #[error("row {row}: {} missing and {} unknown feature names", missing.len(), unknown.len())]
@@ -103,7 +97,7 @@ pub enum ApiError {
     #[error("admin calls are disabled: no admin token is configured (http.admin_token)")]
     AdminDisabled,
     #[error(transparent)]
-    Pin(PinError),
+    Version(VersionError),
     #[error("{0}")]
     Conflict(String),
     #[error("the service is at its concurrency limit ({0} requests in flight); retry shortly")]
@@ -131,13 +125,13 @@ impl ApiError {
             | InvalidEvent(_)
             | TailMismatch { .. }
             | NonFiniteOutput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            UnknownModel { .. } | VersionNotServing { .. } | UnknownTail(_) | NoRoute { .. } => {
+            UnknownModel { .. } | UnknownTail(_) | NoRoute { .. } => StatusCode::NOT_FOUND,
+            Version(VersionError::UnknownModel(_) | VersionError::UnknownVersion { .. }) => {
                 StatusCode::NOT_FOUND
             }
-            Pin(PinError::UnknownModel(_) | PinError::UnknownVersion { .. }) => {
-                StatusCode::NOT_FOUND
+            Version(VersionError::NotValid { .. }) | Conflict(_) | NoHistory { .. } => {
+                StatusCode::CONFLICT
             }
-            Pin(PinError::NotValid { .. }) | Conflict(_) | NoHistory { .. } => StatusCode::CONFLICT,
             BatchTooLarge { .. } | BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Scoring(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unauthorized => StatusCode::UNAUTHORIZED,
@@ -154,7 +148,6 @@ impl ApiError {
             UnsupportedMediaType(_) => "unsupported_media_type",
             InvalidRequest { .. } => "invalid_request",
             UnknownModel { .. } => "unknown_model",
-            VersionNotServing { .. } => "version_not_serving",
             UnknownTail(_) => "unknown_tail",
             FeatureMismatch { .. } => "feature_mismatch",
             NotFinite { .. } => "not_finite",
@@ -168,9 +161,9 @@ impl ApiError {
             Internal(_) => "internal",
             Unauthorized => "unauthorized",
             AdminDisabled => "admin_disabled",
-            Pin(PinError::UnknownModel(_)) => "unknown_model",
-            Pin(PinError::UnknownVersion { .. }) => "unknown_version",
-            Pin(PinError::NotValid { .. }) => "version_not_valid",
+            Version(VersionError::UnknownModel(_)) => "unknown_model",
+            Version(VersionError::UnknownVersion { .. }) => "unknown_version",
+            Version(VersionError::NotValid { .. }) => "version_not_valid",
             Conflict(_) => "conflict",
             Overloaded(_) => "overloaded",
             Timeout(_) => "timeout",
@@ -221,7 +214,9 @@ impl ApiError {
                 body.reason = Some(e.reason.as_str().to_owned());
                 body.field = e.field.map(|f| format!("event.{f}"));
             }
-            ApiError::Pin(PinError::NotValid { reason, .. }) => body.reason = Some(reason.clone()),
+            ApiError::Version(VersionError::NotValid { reason, .. }) => {
+                body.reason = Some(reason.clone())
+            }
             _ => {}
         }
         body
@@ -289,8 +284,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<PinError> for ApiError {
-    fn from(e: PinError) -> Self {
-        ApiError::Pin(e)
+impl From<VersionError> for ApiError {
+    fn from(e: VersionError) -> Self {
+        ApiError::Version(e)
     }
 }

@@ -1,8 +1,11 @@
 //! The Open Inference Protocol (KServe v2, also spoken by Triton clients): server and model
 //! metadata, readiness, and `infer` on a `[N, width]` FP32 tensor in the model's feature order.
 //!
-//! Only the JSON tensor form is supported (no binary-data extension). The model's one output
-//! column is returned as `[N, 1]` under the manifest's output name.
+//! Unversioned calls address the serving version (and its shadow, as everywhere); the
+//! versioned ones (`/v2/models/{name}/versions/{version}[/ready|/infer]`) any valid version,
+//! alone, so that versions can be compared on the same inputs. Only the JSON tensor form is
+//! supported (no binary-data extension). The model's one output column is returned as
+//! `[N, 1]` under the manifest's output name.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,12 +20,12 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
 use super::limits::{Permit, blocking};
-use super::path::PathParam as ModelName;
+use super::path::{ModelVersion, PathParam as ModelName};
 use super::score::serving;
 use super::scorer::Scorer;
 use crate::app::AppContext;
-use crate::model::BackendKind;
 use crate::model::registry::ServingSet;
+use crate::model::{BackendKind, LoadedModel};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerMetadata {
@@ -53,7 +56,10 @@ pub struct TensorMetadata {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelMetadata {
     pub name: String,
-    /// The version that serves (the only one `infer` uses).
+    /// The version these metadata describe (for the unversioned call: the serving one).
+    pub version: String,
+    /// Every valid version, greatest first: each can be asked for with
+    /// `/v2/models/{name}/versions/{version}/...`.
     pub versions: Vec<String>,
     #[schema(example = "onnxruntime_onnx")]
     pub platform: String,
@@ -86,11 +92,33 @@ pub async fn model_metadata(
     ModelName(name): ModelName,
 ) -> Result<Response, ApiError> {
     let set = serving(&ctx, &name)?;
-    let model = &set.serving;
+    Ok(json::ok(&metadata(&ctx, &set.serving)))
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "open-inference",
+    params(
+        ("name" = String, Path, description = "Model name"),
+        ("version" = String, Path, description = "Model version"),
+    ),
+    responses(
+        (status = 200, description = "Metadata of that version", body = ModelMetadata),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 409, description = "The version was rejected (`reason`)", body = ErrorBody),
+    ))]
+pub async fn model_version_metadata(
+    State(ctx): State<Arc<AppContext>>,
+    path: ModelVersion,
+) -> Result<Response, ApiError> {
+    let model = ctx.registry.version(&path.name, &path.version)?;
+    Ok(json::ok(&metadata(&ctx, &model)))
+}
+
+fn metadata(ctx: &AppContext, model: &LoadedModel) -> ModelMetadata {
     let width = model.width() as i64;
-    Ok(json::ok(&ModelMetadata {
+    ModelMetadata {
         name: model.name().to_owned(),
-        versions: vec![model.version().to_owned()],
+        version: model.version().to_owned(),
+        versions: ctx.registry.valid_versions(model.name()),
         platform: match model.backend.kind() {
             BackendKind::Ort => "onnxruntime_onnx",
             BackendKind::Tract => "tract_onnx",
@@ -114,7 +142,7 @@ pub async fn model_metadata(
             output_unit: model.manifest.output.unit.clone(),
             model_sha256: model.sha256.clone(),
         },
-    }))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,6 +164,27 @@ pub async fn model_ready(
     let set = serving(&ctx, &name)?;
     Ok(json::ok(&ModelReady {
         name: set.serving.name().to_owned(),
+        ready: true,
+    }))
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "open-inference",
+    params(
+        ("name" = String, Path, description = "Model name"),
+        ("version" = String, Path, description = "Model version"),
+    ),
+    responses(
+        (status = 200, description = "The version is loaded and valid", body = ModelReady),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 409, description = "The version was rejected (`reason`)", body = ErrorBody),
+    ))]
+pub async fn model_version_ready(
+    State(ctx): State<Arc<AppContext>>,
+    path: ModelVersion,
+) -> Result<Response, ApiError> {
+    let model = ctx.registry.version(&path.name, &path.version)?;
+    Ok(json::ok(&ModelReady {
+        name: model.name().to_owned(),
         ready: true,
     }))
 }
@@ -212,13 +261,69 @@ pub async fn infer(
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    run_infer(ctx, &scorer, Target::Serving(name), permit, body).await
+}
+
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "open-inference",
+    params(
+        ("name" = String, Path, description = "Model name"),
+        ("version" = String, Path, description = "Model version"),
+    ),
+    request_body(content = InferRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One output, `[N, 1]`, from that version alone", body = InferResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 404, description = "No such model or version", body = ErrorBody),
+        (status = 409, description = "The version was rejected (`reason`)", body = ErrorBody),
+        (status = 413, description = "Too many rows or too large a body", body = ErrorBody),
+        (status = 415, description = "Not a JSON content type", body = ErrorBody),
+        (status = 422, description = "Wrong tensor name, type, shape or values", body = ErrorBody),
+        (status = 503, description = "Overloaded or timed out; retry", body = ErrorBody),
+    ))]
+pub async fn infer_version(
+    State(ctx): State<Arc<AppContext>>,
+    Extension(scorer): Extension<Arc<Scorer>>,
+    path: ModelVersion,
+    permit: Option<Extension<Permit>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    run_infer(ctx, &scorer, Target::Version(path), permit, body).await
+}
+
+/// The model an `infer` call addresses.
+enum Target {
+    /// The serving version (with its shadow).
+    Serving(String),
+    /// One valid version, alone.
+    Version(ModelVersion),
+}
+
+impl Target {
+    fn resolve(&self, ctx: &AppContext) -> Result<ServingSet, ApiError> {
+        match self {
+            Target::Serving(name) => serving(ctx, name),
+            Target::Version(v) => Ok(ServingSet {
+                serving: ctx.registry.version(&v.name, &v.version)?,
+                shadow: None,
+            }),
+        }
+    }
+}
+
+async fn run_infer(
+    ctx: Arc<AppContext>,
+    scorer: &Scorer,
+    target: Target,
+    permit: Option<Extension<Permit>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let permit = permit.map(|p| p.0);
     // A big body is parsed off the async workers; a small one costs less than the hand-off.
     let prepared = if body.len() > INLINE_PARSE_BYTES {
         let ctx = Arc::clone(&ctx);
-        blocking(permit.clone(), move || prepare(&ctx, &name, &body)).await?
+        blocking(permit.clone(), move || prepare(&ctx, &target, &body)).await?
     } else {
-        prepare(&ctx, &name, &body)?
+        prepare(&ctx, &target, &body)?
     };
     let (serving, values, rows, id) = prepared;
     let output = scorer
@@ -259,11 +364,11 @@ fn bad(message: String, field: &str) -> ApiError {
 /// The request checked against the serving model: its rows, ready for the scorer.
 fn prepare(
     ctx: &AppContext,
-    name: &str,
+    target: &Target,
     body: &[u8],
 ) -> Result<(ServingSet, Vec<f32>, usize, Option<String>), ApiError> {
     let request: InferRequest = json::parse(body)?;
-    let set = serving(ctx, name)?;
+    let set = target.resolve(ctx)?;
     let model = &set.serving;
     let width = model.width();
     let [input] = request.inputs.as_slice() else {

@@ -23,3 +23,25 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
         }
     }
 }
+
+/// The model name and version of a versioned route (`/v2/models/{name}/versions/{version}`).
+#[derive(Debug)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ModelVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(Path((name, version))) => Ok(ModelVersion { name, version }),
+            Err(rejection) => Err(ApiError::InvalidRequest {
+                message: rejection.body_text(),
+                field: None,
+                row: None,
+            }),
+        }
+    }
+}

@@ -138,6 +138,8 @@ pub struct ModelStatus {
 #[derive(Debug, Default)]
 struct Snapshot {
     by_name: BTreeMap<String, ServingSet>,
+    /// Every valid (loaded) version, by name and version.
+    valid: BTreeMap<(String, String), Arc<LoadedModel>>,
     routes: [Option<ServingSet>; 2],
     statuses: Vec<ModelStatus>,
 }
@@ -162,9 +164,9 @@ pub struct Registry {
     pins: Mutex<BTreeMap<String, String>>,
 }
 
-/// Why a pin was refused.
+/// Why a version cannot be pinned or asked for by name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PinError {
+pub enum VersionError {
     #[error("no version of model `{0}` is known")]
     UnknownModel(String),
     #[error("model `{name}` has no version `{version}`")]
@@ -211,6 +213,50 @@ impl Registry {
     }
 
     /// Every version seen, with its state.
+    /// One version of a model, if it is valid (serving, shadow or standby): what the Open
+    /// Inference Protocol's versioned calls use.
+    pub fn version(&self, name: &str, version: &str) -> Result<Arc<LoadedModel>, VersionError> {
+        let current = self.current.load();
+        if let Some(model) = current.valid.get(&(name.to_owned(), version.to_owned())) {
+            return Ok(Arc::clone(model));
+        }
+        let mut of_name = current
+            .statuses
+            .iter()
+            .filter(|s| s.name == name)
+            .peekable();
+        if of_name.peek().is_none() {
+            return Err(VersionError::UnknownModel(name.to_owned()));
+        }
+        match of_name.find(|s| s.version == version) {
+            Some(status) => Err(VersionError::NotValid {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                reason: status
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| status.state.to_owned()),
+            }),
+            None => Err(VersionError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            }),
+        }
+    }
+
+    /// The valid versions of a model, greatest first.
+    pub fn valid_versions(&self, name: &str) -> Vec<String> {
+        let current = self.current.load();
+        let mut versions: Vec<String> = current
+            .valid
+            .keys()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect();
+        versions.sort_by(|a, b| natural_cmp(b, a));
+        versions
+    }
+
     pub fn statuses(&self) -> Vec<ModelStatus> {
         self.current.load().statuses.clone()
     }
@@ -224,15 +270,15 @@ impl Registry {
     /// the greatest valid version with stage `serving` serves again), and swaps the resulting
     /// choice in at once. Waits for a scan in progress to finish. Lasts until the process
     /// ends; `[models.pins]` in the configuration is the persistent form.
-    pub fn set_pin(&self, name: &str, version: Option<&str>) -> Result<(), PinError> {
+    pub fn set_pin(&self, name: &str, version: Option<&str>) -> Result<(), VersionError> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(version) = version {
             if !known.keys().any(|(n, _)| n == name) {
-                return Err(PinError::UnknownModel(name.to_owned()));
+                return Err(VersionError::UnknownModel(name.to_owned()));
             }
             match known.get(&(name.to_owned(), version.to_owned())) {
                 None => {
-                    return Err(PinError::UnknownVersion {
+                    return Err(VersionError::UnknownVersion {
                         name: name.to_owned(),
                         version: version.to_owned(),
                     });
@@ -241,7 +287,7 @@ impl Registry {
                     outcome: Err((class, _)),
                     ..
                 }) => {
-                    return Err(PinError::NotValid {
+                    return Err(VersionError::NotValid {
                         name: name.to_owned(),
                         version: version.to_owned(),
                         reason: class.clone(),
@@ -498,8 +544,18 @@ impl Registry {
                 .cmp(&b.name)
                 .then_with(|| natural_cmp(&b.version, &a.version))
         });
+        let valid = known
+            .iter()
+            .filter_map(|(key, k)| {
+                k.outcome
+                    .as_ref()
+                    .ok()
+                    .map(|m| (key.clone(), Arc::clone(m)))
+            })
+            .collect();
         Snapshot {
             by_name,
+            valid,
             routes,
             statuses,
         }
@@ -690,7 +746,7 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
-    use super::{PinError, Registry, RegistryConfig, natural_cmp};
+    use super::{Registry, RegistryConfig, VersionError, natural_cmp};
     use std::cmp::Ordering::*;
     use std::path::Path;
     use std::time::{Duration, SystemTime};
@@ -759,16 +815,16 @@ mod tests {
 
         let err = registry.set_pin("engine-rul-mlp", Some("3")).unwrap_err();
         assert!(
-            matches!(&err, PinError::NotValid { reason, .. } if reason == "manifest"),
+            matches!(&err, VersionError::NotValid { reason, .. } if reason == "manifest"),
             "{err}"
         );
         assert!(matches!(
             registry.set_pin("engine-rul-mlp", Some("9")),
-            Err(PinError::UnknownVersion { .. })
+            Err(VersionError::UnknownVersion { .. })
         ));
         assert!(matches!(
             registry.set_pin("nope", Some("1")),
-            Err(PinError::UnknownModel(_))
+            Err(VersionError::UnknownModel(_))
         ));
         assert_eq!(serving(&registry), "1", "a refused pin changes nothing");
 
