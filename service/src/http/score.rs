@@ -475,6 +475,13 @@ fn prepare(ctx: &AppContext, body: &[u8]) -> Result<Prepared, ApiError> {
     }
 }
 
+/// Parses a `POST /score` body as the handler does, up to the rows for the scorer: the values,
+/// row-major in the model's feature order, and the number of rows. For benchmarks.
+#[doc(hidden)]
+pub fn parse_body(ctx: &AppContext, body: &[u8]) -> Result<(Vec<f32>, usize), ApiError> {
+    prepare(ctx, body).map(|p| (p.values, p.rows))
+}
+
 fn invalid(message: &str, field: &str) -> ApiError {
     ApiError::InvalidRequest {
         message: message.to_owned(),
