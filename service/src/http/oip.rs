@@ -96,10 +96,7 @@ pub async fn model_metadata(
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "open-inference",
-    params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = String, Path, description = "Model version"),
-    ),
+    params(ModelVersion),
     responses(
         (status = 200, description = "Metadata of that version", body = ModelMetadata),
         (status = 404, description = "No such model or version", body = ErrorBody),
@@ -169,10 +166,7 @@ pub async fn model_ready(
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "open-inference",
-    params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = String, Path, description = "Model version"),
-    ),
+    params(ModelVersion),
     responses(
         (status = 200, description = "The version is loaded and valid", body = ModelReady),
         (status = 404, description = "No such model or version", body = ErrorBody),
@@ -265,10 +259,7 @@ pub async fn infer(
 }
 
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "open-inference",
-    params(
-        ("name" = String, Path, description = "Model name"),
-        ("version" = String, Path, description = "Model version"),
-    ),
+    params(ModelVersion),
     request_body(content = InferRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "One output, `[N, 1]`, from that version alone", body = InferResponse),

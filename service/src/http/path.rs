@@ -25,9 +25,12 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
 }
 
 /// The model name and version of a versioned route (`/v2/models/{name}/versions/{version}`).
-#[derive(Debug)]
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct ModelVersion {
+    /// Model name
     pub name: String,
+    /// Model version
     pub version: String,
 }
 
