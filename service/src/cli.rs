@@ -3,6 +3,7 @@
 #[cfg(feature = "lake")]
 pub mod backfill;
 pub mod demo;
+pub mod events;
 pub mod features;
 pub mod import;
 pub mod model;

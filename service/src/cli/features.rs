@@ -1,15 +1,16 @@
 //! `fleetscore features`: run an event file through the online state and feature code and
 //! write one feature row per scored event (CSV), with a summary of what was applied.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use fleet_features::{ApplyOutcome, Event, FeatureSet, TailState};
+use fleet_features::FeatureSet;
+
+use super::events::{self, Tails};
 
 #[derive(Debug, Args)]
 pub struct FeaturesArgs {
@@ -25,27 +26,10 @@ pub struct FeaturesArgs {
     pub output: PathBuf,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    lines: u64,
-    invalid: u64,
-    applied: u64,
-    duplicates: u64,
-    late: u64,
-    rows: u64,
-    no_history: u64,
-}
-
 impl FeaturesArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let set = FeatureSet::by_name(&self.feature_set)?;
-        let input: Box<dyn BufRead> = if self.input.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let file = File::open(&self.input)
-                .with_context(|| format!("opening {}", self.input.display()))?;
-            Box::new(BufReader::with_capacity(1 << 20, file))
-        };
+        let input = events::open(&self.input)?;
         let out = File::create(&self.output)
             .with_context(|| format!("creating {}", self.output.display()))?;
         let mut out = BufWriter::with_capacity(1 << 20, out);
@@ -56,38 +40,16 @@ impl FeaturesArgs {
         writeln!(out)?;
 
         let started = Instant::now();
-        let mut states: HashMap<String, TailState> = HashMap::new();
-        let mut counts = Counts::default();
+        let mut tails = Tails::default();
+        let (mut rows, mut no_history) = (0u64, 0u64);
         let mut vector = Vec::with_capacity(set.len());
-        for line in input.lines() {
-            let line = line.context("reading events")?;
-            counts.lines += 1;
-            let event = match Event::decode(line.as_bytes()) {
-                Ok(event) => event,
-                Err(e) => {
-                    counts.invalid += 1;
-                    tracing::warn!(line = counts.lines, error = %e, "invalid event skipped");
-                    continue;
-                }
-            };
-            let state = states.entry(event.tail().to_owned()).or_default();
-            match state.apply(&event) {
-                ApplyOutcome::Applied => counts.applied += 1,
-                ApplyOutcome::Duplicate => {
-                    counts.duplicates += 1;
-                    continue;
-                }
-                ApplyOutcome::Late(_) => {
-                    counts.late += 1;
-                    continue;
-                }
-            }
-            if FeatureSet::for_event(&event).is_none_or(|s| s.id() != set.id()) {
-                continue;
+        tails.apply_all(input, "skipped", |event, state| {
+            if FeatureSet::for_event(event).is_none_or(|s| s.id() != set.id()) {
+                return Ok(());
             }
             if set.compute(state, &mut vector).is_err() {
-                counts.no_history += 1;
-                continue;
+                no_history += 1;
+                return Ok(());
             }
             write!(
                 out,
@@ -101,10 +63,12 @@ impl FeaturesArgs {
                 write!(out, ",{v}")?;
             }
             writeln!(out)?;
-            counts.rows += 1;
-        }
+            rows += 1;
+            Ok(())
+        })?;
         out.flush()?;
         let elapsed = started.elapsed();
+        let counts = &tails.counts;
         eprintln!(
             "{} lines: {} applied, {} invalid, {} duplicates, {} late; {} tails",
             counts.lines,
@@ -112,11 +76,14 @@ impl FeaturesArgs {
             counts.invalid,
             counts.duplicates,
             counts.late,
-            states.len()
+            tails.states.len()
         );
+        if no_history > 0 {
+            eprintln!("{no_history} events of the set had no history for it yet (no row)");
+        }
         eprintln!(
             "wrote {} {} rows (feature-set version {}) to {} in {:.2} s ({:.0} events/s)",
-            counts.rows,
+            rows,
             set.name(),
             set.version(),
             self.output.display(),

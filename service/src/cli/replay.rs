@@ -2,9 +2,8 @@
 //! models, micro-batches) without Kafka, writing exactly the prediction records the service
 //! publishes. Data scientists compare a candidate model against the serving one this way.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +11,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::Args;
-use fleet_features::{ApplyOutcome, Event, FeatureSet, TailState};
+use fleet_features::FeatureSet;
+
+use super::events::{self, Tails};
 
 use crate::config::Config;
 use crate::model::Registry;
@@ -45,10 +46,6 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Default)]
 struct Counts {
-    lines: u64,
-    invalid: u64,
-    duplicates: u64,
-    late: u64,
     predictions: u64,
     non_finite: u64,
     no_model: u64,
@@ -110,13 +107,7 @@ impl ReplayArgs {
             }
         }
 
-        let input: Box<dyn BufRead> = if self.input.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            let file = File::open(&self.input)
-                .with_context(|| format!("opening {}", self.input.display()))?;
-            Box::new(BufReader::with_capacity(1 << 20, file))
-        };
+        let input = events::open(&self.input)?;
         let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
             Box::new(std::io::stdout().lock())
         } else {
@@ -129,7 +120,7 @@ impl ReplayArgs {
 
         let started = Instant::now();
         let mut counts = Counts::default();
-        let mut states: HashMap<String, TailState> = HashMap::new();
+        let mut tails = Tails::default();
         let mut batcher: Batcher<()> = Batcher::new(Arc::clone(&registry));
         let mut vector = Vec::new();
         let mut write_error = None;
@@ -155,34 +146,12 @@ impl ReplayArgs {
                 }
             });
         };
-        for line in input.lines() {
-            let line = line.context("reading events")?;
-            counts.lines += 1;
-            let event = match Event::decode(line.as_bytes()) {
-                Ok(event) => event,
-                Err(e) => {
-                    counts.invalid += 1;
-                    tracing::warn!(line = counts.lines, error = %e, "invalid event (dead letter)");
-                    continue;
-                }
-            };
-            let state = states.entry(event.tail().to_owned()).or_default();
-            match state.apply(&event) {
-                ApplyOutcome::Applied => {}
-                ApplyOutcome::Duplicate => {
-                    counts.duplicates += 1;
-                    continue;
-                }
-                ApplyOutcome::Late(_) => {
-                    counts.late += 1;
-                    continue;
-                }
-            }
-            let Some(set) = FeatureSet::for_event(&event) else {
-                continue;
+        tails.apply_all(input, "dead letter", |event, state| {
+            let Some(set) = FeatureSet::for_event(event) else {
+                return Ok(());
             };
             if set.compute(state, &mut vector).is_err() {
-                continue;
+                return Ok(());
             }
             let info = RowInfo {
                 tail: event.tail().to_owned(),
@@ -194,7 +163,8 @@ impl ReplayArgs {
             if batcher.len() >= self.batch.max(1) {
                 drain(&mut batcher, &mut counts);
             }
-        }
+            Ok(())
+        })?;
         drain(&mut batcher, &mut counts);
         if let Some(e) = write_error {
             return Err(e).context("writing predictions");
@@ -204,16 +174,16 @@ impl ReplayArgs {
         eprintln!(
             "{} events: {} predictions, {} invalid, {} duplicates, {} late, {} non-finite, \
              {} without a model, {} failed; {:.2} s ({:.0} events/s)",
-            counts.lines,
+            tails.counts.lines,
             counts.predictions,
-            counts.invalid,
-            counts.duplicates,
-            counts.late,
+            tails.counts.invalid,
+            tails.counts.duplicates,
+            tails.counts.late,
             counts.non_finite,
             counts.no_model,
             counts.failed,
             secs,
-            counts.lines as f64 / secs.max(1e-9)
+            tails.counts.lines as f64 / secs.max(1e-9)
         );
         Ok(())
     }
