@@ -116,14 +116,29 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
 /// Records the number of rows one HTTP scoring request had, by model.
 pub fn record_score_rows(model: &str, rows: usize) {
     SCORE_ROWS.with_borrow_mut(|by_model| {
-        let histogram = match by_model.get(model) {
-            Some(histogram) => histogram,
-            None => by_model.entry(model.to_owned()).or_insert_with(
-                || ::metrics::histogram!("fleetscore_http_score_rows", "model" => model.to_owned()),
-            ),
-        };
-        histogram.record(rows as f64);
+        cached(by_model, model, |model| {
+            ::metrics::histogram!("fleetscore_http_score_rows", "model" => model.to_owned())
+        })
+        .record(rows as f64);
     });
+}
+
+/// The handle of the series labelled `label` among `series`, created with `make` the first
+/// time: a recorder lookup hashes every label, which costs more than the recording itself, so
+/// hot paths keep their handles (a few labels each: a linear search).
+pub fn cached<'a, T>(
+    series: &'a mut Vec<(String, T)>,
+    label: &str,
+    make: impl FnOnce(&str) -> T,
+) -> &'a T {
+    let index = match series.iter().position(|(l, _)| l == label) {
+        Some(index) => index,
+        None => {
+            series.push((label.to_owned(), make(label)));
+            series.len() - 1
+        }
+    };
+    &series[index].1
 }
 
 struct RequestSeries {
@@ -150,5 +165,5 @@ thread_local! {
     /// Route -> the series of that route seen by this thread.
     static REQUEST_SERIES: RefCell<HashMap<String, Vec<RequestSeries>>> = RefCell::new(HashMap::new());
     /// Model -> its `fleetscore_http_score_rows` histogram.
-    static SCORE_ROWS: RefCell<HashMap<String, Histogram>> = RefCell::new(HashMap::new());
+    static SCORE_ROWS: RefCell<Vec<(String, Histogram)>> = const { RefCell::new(Vec::new()) };
 }

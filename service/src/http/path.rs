@@ -2,6 +2,7 @@
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
@@ -13,14 +14,23 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(PathParam(value)),
-            Err(rejection) => Err(ApiError::InvalidRequest {
-                message: rejection.body_text(),
-                field: None,
-                row: None,
-            }),
-        }
+        extract(parts, state).await.map(PathParam)
+    }
+}
+
+/// The route's path parameters as `T`, or a JSON 422 saying why not.
+async fn extract<T, S>(parts: &mut Parts, state: &S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    match Path::<T>::from_request_parts(parts, state).await {
+        Ok(Path(value)) => Ok(value),
+        Err(rejection) => Err(ApiError::InvalidRequest {
+            message: rejection.body_text(),
+            field: None,
+            row: None,
+        }),
     }
 }
 
@@ -38,13 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ModelVersion {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<(String, String)>::from_request_parts(parts, state).await {
-            Ok(Path((name, version))) => Ok(ModelVersion { name, version }),
-            Err(rejection) => Err(ApiError::InvalidRequest {
-                message: rejection.body_text(),
-                field: None,
-                row: None,
-            }),
-        }
+        let (name, version) = extract(parts, state).await?;
+        Ok(ModelVersion { name, version })
     }
 }

@@ -432,7 +432,7 @@ impl Pipeline {
             }
         }
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        labelled(&mut self.consumed_counters, topic, |topic| {
+        crate::metrics::cached(&mut self.consumed_counters, topic, |topic| {
             metrics::counter!("fleetscore_events_consumed_total", "topic" => topic.to_owned())
         })
         .increment(1);
@@ -693,7 +693,7 @@ impl Emitter {
                 .and_then(|h| headers::find(h, headers::TRACEPARENT));
             let headers = headers::prediction(&prediction, &meta.source, traceparent);
             let value = serde_json::to_vec(&prediction).expect("predictions serialize");
-            labelled(&mut self.predictions_counters, &prediction.model, |model| {
+            crate::metrics::cached(&mut self.predictions_counters, &prediction.model, |model| {
                 metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned())
             })
             .increment(1);
@@ -764,23 +764,6 @@ impl Emitter {
             }
         }
     }
-}
-
-/// The handle of the series labelled `label` among `series` (looked up in the recorder once:
-/// a lookup per record would hash its labels every time).
-fn labelled<'a, T>(
-    series: &'a mut Vec<(String, T)>,
-    label: &str,
-    make: impl FnOnce(&str) -> T,
-) -> &'a T {
-    let index = match series.iter().position(|(l, _)| l == label) {
-        Some(index) => index,
-        None => {
-            series.push((label.to_owned(), make(label)));
-            series.len() - 1
-        }
-    };
-    &series[index].1
 }
 
 /// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
