@@ -38,6 +38,11 @@
 #                         plus changelog topics) unless PEER_DEFAULTS_TOO=0.
 #   FLEETSCORE_BIN        (target/release/fleetscore; copied at start so a rebuild mid-run
 #                         changes nothing)
+#   LOADGEN=rust          who produces the load: rust = bench/loadgen (target/release/
+#                         fleet-loadgen, LOADGEN_BIN; on schedule, ~0.05 core at 30k events/s),
+#                         python = measure.py produce (the generator of runs before
+#                         2026-11-25 04:00; a third of a core at 30k/s, and it fell behind by up
+#                         to 25 ms, then sent the backlog in a burst)
 #   FLEETSCORE_DATA_DIR   (../shared/data; needs cmapss/train_FD001.txt)
 #   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
@@ -55,7 +60,7 @@
 #   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
 #                         (broker, systems, load) run at this nice level, so that other work on a
 #                         shared machine disturbs the measurement less
-# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binary.
+# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binaries (cargo build --release -p fleetscore -p fleet-loadgen).
 # All traffic goes to the broker on 127.0.0.1. Writes results.jsonl (one JSON object per
 # measurement), summary.json, summary.md and every log to DIR (default
 # bench/e2e/results/<UTC time>).
@@ -86,6 +91,8 @@ MAX_SECONDS="${MAX_SECONDS:-1200}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms6g -Xmx6g}"
 export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35}"
 FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
+LOADGEN="${LOADGEN:-rust}"
+LOADGEN_BIN="${LOADGEN_BIN:-$repo/target/release/fleet-loadgen}"
 data_dir="${FLEETSCORE_DATA_DIR:-$repo/../shared/data}"
 models_dir="${MODELS_DIR:-$repo/models}"
 out="${out:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -145,6 +152,15 @@ for _ in $(seq 60); do [[ -x "$FLEETSCORE_BIN" ]] && break; sleep 2; done
 [[ -x "$FLEETSCORE_BIN" ]] || die "no $FLEETSCORE_BIN (cargo build --release -p fleetscore)"
 cp -- "$FLEETSCORE_BIN" "$tmp/fleetscore"
 fs="$tmp/fleetscore"
+case "$LOADGEN" in
+  rust)
+    [[ -x "$LOADGEN_BIN" ]] || die "no $LOADGEN_BIN (cargo build --release -p fleet-loadgen)"
+    cp -- "$LOADGEN_BIN" "$tmp/fleet-loadgen"
+    produce() { "$tmp/fleet-loadgen" "$@"; }
+    ;;
+  python) produce() { py produce "$@"; } ;;
+  *) die "LOADGEN must be rust or python, not $LOADGEN" ;;
+esac
 [[ -f "$data_dir/cmapss/train_FD001.txt" ]] || die "no $data_dir/cmapss/train_FD001.txt"
 
 events="$tmp/fd001.jsonl"
@@ -174,6 +190,7 @@ log "broker at $bootstrap"
   echo "fleetscore: $("$fs" --version) ($(sha256sum "$fs" | cut -c1-12), binary from $(date -u -r "$FLEETSCORE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
   echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
   echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE"
+  echo "load generator: $LOADGEN"
   echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
   echo "broker JVM: $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS"
@@ -328,11 +345,11 @@ latency_runs() {
       py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$pred"
       start_system "$kind" "$name" "$tel" "$pred" "$@"
       # Caught up: one probe event scored before the measured load starts.
-      py produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "P$r" \
+      produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "P$r" \
         --count 1 >/dev/null
       wait_for "$name" "$pred" 1 120 >/dev/null
       a="$(snap)"
-      py produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "L$r" \
+      produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "L$r" \
         --rate "$rate" --seconds "$((LAT_WARMUP + LAT_SECONDS))" >"$tmp/produce.json"
       cat "$tmp/produce.json" >>"$results"
       sent="$(json_field "$tmp/produce.json" sent)"
@@ -353,11 +370,11 @@ t0=$SECONDS
 py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput fs.schedule fs.deadletter
 log "pre-producing $FS_EVENTS events for fleetscore and $PEER_EVENTS for the peer"
 if [[ " ${SYSTEMS:-fleetscore peer} " == *" fleetscore "* ]]; then
-  py produce --brokers "$bootstrap" --topic fs.tel.tput --events "$events" --tag R \
+  produce --brokers "$bootstrap" --topic fs.tel.tput --events "$events" --tag R \
     --count "$FS_EVENTS" --linger-ms 5 >>"$results"
 fi
 if [[ " ${SYSTEMS:-fleetscore peer} " == *" peer "* ]]; then
-  py produce --brokers "$bootstrap" --topic py.tel.tput --events "$events" --tag R \
+  produce --brokers "$bootstrap" --topic py.tel.tput --events "$events" --tag R \
     --count "$PEER_EVENTS" --linger-ms 5 >>"$results"
 fi
 
@@ -368,7 +385,7 @@ if ((WARM_SECONDS > 0)); then
   log "warming the broker up: fleetscore at $WARM_RATE events/s for $WARM_SECONDS s (not measured)"
   py topics --brokers "$bootstrap" --partitions 3 warm.tel warm.pred
   start_system fleetscore warm warm.tel warm.pred
-  py produce --brokers "$bootstrap" --topic warm.tel --events "$events" --tag W \
+  produce --brokers "$bootstrap" --topic warm.tel --events "$events" --tag W \
     --rate "$WARM_RATE" --seconds "$WARM_SECONDS" >/dev/null
   stop_system fleetscore warm
 fi
