@@ -6,7 +6,10 @@ Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Su
   topics      create topics (3 partitions by default)
   produce     produce events keyed by tail, as fast as possible or at a fixed rate, for a
               count or a duration; events are the lines of an event file (real C-MAPSS FD001
-              from `fleetscore import cmapss`), repeated with a distinct tail prefix per copy
+              from `fleetscore import cmapss`), repeated with a distinct tail prefix per copy.
+              run.sh uses the Rust generator bench/loadgen (the same events and output) unless
+              LOADGEN=python: at 30k events/s this one needs a third of a core and falls
+              behind its schedule by up to 25 ms, then sends the backlog in a burst
   wait        wait until a topic holds at least N records (high watermarks; bounded)
   throughput  read a predictions topic: events/s from the first to the last prediction
               (their Kafka timestamps, set by the system's producer)

@@ -39,9 +39,9 @@
 #   FLEETSCORE_BIN        (target/release/fleetscore; copied at start so a rebuild mid-run
 #                         changes nothing)
 #   LOADGEN=rust          who produces the load: rust = bench/loadgen (target/release/
-#                         fleet-loadgen, LOADGEN_BIN; on schedule, ~0.05 core at 30k events/s),
-#                         python = measure.py produce (the generator of runs before
-#                         2026-11-25 04:00; a third of a core at 30k/s, and it fell behind by up
+#                         fleet-loadgen, LOADGEN_BIN; 1 ms ticks, 0.11 core at 30k events/s),
+#                         python = measure.py produce (the generator of all runs before
+#                         2026-11-25 03:20 UTC; a third of a core at 30k/s; it fell behind by up
 #                         to 25 ms, then sent the backlog in a burst)
 #   FLEETSCORE_DATA_DIR   (../shared/data; needs cmapss/train_FD001.txt)
 #   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
@@ -60,7 +60,8 @@
 #   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
 #                         (broker, systems, load) run at this nice level, so that other work on a
 #                         shared machine disturbs the measurement less
-# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binaries (cargo build --release -p fleetscore -p fleet-loadgen).
+# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binaries
+# (cargo build --release -p fleetscore -p fleet-loadgen).
 # All traffic goes to the broker on 127.0.0.1. Writes results.jsonl (one JSON object per
 # measurement), summary.json, summary.md and every log to DIR (default
 # bench/e2e/results/<UTC time>).
