@@ -18,11 +18,9 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-use crate::app::{AppContext, Readiness};
+use crate::app::AppContext;
 use crate::config::Config;
 use crate::kafka::{Pipeline, PipelineStats};
-use crate::model::Registry;
-use crate::store::StateStore;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -167,30 +165,12 @@ async fn demo(
     rate: f64,
     every: Duration,
 ) -> anyhow::Result<()> {
-    let mut registry_config = config.models.registry()?;
-    registry_config.settle = Duration::ZERO;
-    let registry = Arc::new(Registry::new(registry_config));
-    let watcher = registry
-        .watch(Duration::from_secs(config.models.rescan_seconds.max(1)))
-        .context("watching the models directory")?;
-    let ctx = Arc::new(AppContext {
-        registry,
-        store: Arc::new(StateStore::new()),
-        readiness: Arc::new(Readiness::new(true)),
-        config,
-    });
-    let shutdown = crate::shutdown::on_signal();
-    let listener = tokio::net::TcpListener::bind(&ctx.config.http.addr)
-        .await
-        .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
-    let http = tokio::spawn(crate::http::serve(
-        Arc::clone(&ctx),
-        listener,
-        shutdown.clone(),
-    ));
-
+    let mut registry = config.models.registry()?;
+    registry.settle = Duration::ZERO;
+    let running = super::serve::Running::start(config, registry, true).await?;
+    let (ctx, shutdown) = (Arc::clone(&running.ctx), running.shutdown.clone());
     if !super::serve::wait_for_models(&ctx, &shutdown).await {
-        return Ok(());
+        return running.stop().await;
     }
     let pipeline = Pipeline::start(Arc::clone(&ctx))?;
     let stats = Arc::clone(&pipeline.stats);
@@ -238,9 +218,7 @@ async fn demo(
         stats.predictions.load(Ordering::Relaxed),
         stats.dead_letters.load(Ordering::Relaxed)
     );
-    shutdown.cancel();
-    http.await.context("HTTP task")??;
-    watcher.stop();
+    running.stop().await?;
     result
 }
 

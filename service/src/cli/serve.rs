@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppContext, Readiness};
 use crate::config::Config;
 use crate::kafka::Pipeline;
-use crate::model::Registry;
+use crate::model::registry::Watcher;
+use crate::model::{Registry, RegistryConfig};
 use crate::store::StateStore;
 
 #[derive(Debug, Args)]
@@ -44,39 +46,78 @@ impl ServeArgs {
     }
 }
 
-async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::new(config.models.registry()?));
-    let watcher = registry
-        .watch(Duration::from_secs(config.models.rescan_seconds.max(1)))
-        .context("watching the models directory")?;
-    let ctx = Arc::new(AppContext {
-        registry,
-        store: Arc::new(StateStore::new()),
-        readiness: Arc::new(Readiness::new(kafka)),
-        config,
-    });
-    let shutdown = crate::shutdown::on_signal();
+/// What `serve` and `demo` run alike: the model registry and its directory watcher, the shared
+/// state, the signal handler and the HTTP server, listening.
+pub(crate) struct Running {
+    pub(crate) ctx: Arc<AppContext>,
+    /// Cancelled by SIGINT/SIGTERM, or by [`Running::stop`].
+    pub(crate) shutdown: CancellationToken,
+    watcher: Watcher,
+    http: JoinHandle<std::io::Result<()>>,
+}
 
-    let listener = tokio::net::TcpListener::bind(&ctx.config.http.addr)
-        .await
-        .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
-    let http = tokio::spawn(crate::http::serve(
-        Arc::clone(&ctx),
-        listener,
-        shutdown.clone(),
-    ));
-
-    let mut result = Ok(());
-    if kafka {
-        result = run_pipeline(&ctx, &shutdown).await;
-        // The pipeline ended (stop or failure): take the HTTP server down with it.
-        shutdown.cancel();
-    } else {
-        shutdown.cancelled().await;
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
     }
-    http.await.context("HTTP task")??;
-    watcher.stop();
+}
+
+impl Running {
+    /// Starts everything but the Kafka pipeline. `kafka`: readiness also waits for the
+    /// pipeline's first assignment.
+    pub(crate) async fn start(
+        config: Config,
+        registry: RegistryConfig,
+        kafka: bool,
+    ) -> anyhow::Result<Self> {
+        let registry = Arc::new(Registry::new(registry));
+        let watcher = registry
+            .watch(Duration::from_secs(config.models.rescan_seconds.max(1)))
+            .context("watching the models directory")?;
+        let ctx = Arc::new(AppContext {
+            registry,
+            store: Arc::new(StateStore::new()),
+            readiness: Arc::new(Readiness::new(kafka)),
+            config,
+        });
+        let shutdown = crate::shutdown::on_signal();
+        let listener = tokio::net::TcpListener::bind(&ctx.config.http.addr)
+            .await
+            .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
+        tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+        let http = tokio::spawn(crate::http::serve(
+            Arc::clone(&ctx),
+            listener,
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            ctx,
+            shutdown,
+            watcher,
+            http,
+        })
+    }
+
+    /// Takes the HTTP server down (draining open requests) and stops the watcher.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.http.await.context("HTTP task")??;
+        self.watcher.stop();
+        Ok(())
+    }
+}
+
+async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
+    let registry = config.models.registry()?;
+    let running = Running::start(config, registry, kafka).await?;
+    let result = if kafka {
+        // When the pipeline ends (stop or failure), the HTTP server goes down with it.
+        run_pipeline(&running.ctx, &running.shutdown).await
+    } else {
+        running.shutdown.cancelled().await;
+        Ok(())
+    };
+    running.stop().await?;
     tracing::info!("stopped");
     result
 }
