@@ -1,6 +1,7 @@
 //! End to end on a real Apache Kafka broker with the built binary: every event scored once,
 //! equal to `fleetscore replay`; bad input dead-lettered exactly once with its provenance;
-//! SIGTERM and kill -9 mid-stream lose nothing.
+//! SIGTERM and kill -9 mid-stream lose nothing; a rebalance commits what was acknowledged and
+//! hands the aircraft over by partition.
 
 mod common;
 mod kafka;
@@ -368,13 +369,7 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
     let config = kafka::config(dir.path(), &bootstrap, &topics, &models(), "");
     // The first half of the stream goes in before the interruption and the second half only
     // after it, so the interruption lands mid-stream whatever the machine's load.
-    let text = std::fs::read_to_string(&events).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let (head, rest) = lines.split_at(lines.len() / 2);
-    let first_half = dir.path().join("first-half.jsonl");
-    let second_half = dir.path().join("second-half.jsonl");
-    std::fs::write(&first_half, head.join("\n") + "\n").unwrap();
-    std::fs::write(&second_half, rest.join("\n") + "\n").unwrap();
+    let (first_half, second_half, head_len) = halves(&events, dir.path());
     let mut first = Service::start(&config, &dir.path().join("serve-1.log"));
     first.wait_for_log("partitions assigned", Duration::from_secs(60));
     let mut producer = kafka::produce(&bootstrap, &topics, &first_half, Some(3000));
@@ -397,9 +392,8 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
     assert!(producer.wait().unwrap().success());
     let after_first = kafka::count(&bootstrap, &topics.predictions);
     assert!(
-        after_first <= head.len() as i64,
-        "{after_first} predictions of {} events",
-        head.len()
+        after_first <= head_len as i64,
+        "{after_first} predictions of {head_len} events"
     );
 
     let mut second = Service::start(&config, &dir.path().join("serve-2.log"));
@@ -465,4 +459,148 @@ fn sigterm_mid_stream_then_restart_loses_nothing() {
 fn kill_9_mid_stream_then_restart_loses_nothing() {
     // Duplicates are allowed (at-least-once); the count is reported above.
     interrupted_run("kill", "-KILL");
+}
+
+/// Writes the first and the second half of an event file (in file order) beside it.
+fn halves(events: &Path, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, usize) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, rest) = lines.split_at(lines.len() / 2);
+    let first = dir.join("first-half.jsonl");
+    let second = dir.join("second-half.jsonl");
+    std::fs::write(&first, head.join("\n") + "\n").unwrap();
+    std::fs::write(&second, rest.join("\n") + "\n").unwrap();
+    (first, second, head.len())
+}
+
+/// Source partition of each tail's predictions.
+fn partition_of_tails(predictions: &[rdkafka::message::OwnedMessage]) -> HashMap<String, i32> {
+    predictions
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let partition = header(m, "fleet.source.partition")
+                .unwrap()
+                .parse()
+                .unwrap();
+            (v["tail"].as_str().unwrap().to_owned(), partition)
+        })
+        .collect()
+}
+
+/// Whether the instance holds state for `tail` (`GET /tails/{tail}`: 200, or 404).
+fn knows(service: &Service, tail: &str) -> bool {
+    let (status, response) = kafka::http_get_status(service, &format!("/tails/{tail}"));
+    assert!(status == 200 || status == 404, "{response}");
+    status == 200
+}
+
+#[test]
+fn a_rebalance_commits_what_was_acknowledged_and_hands_state_over_by_partition() {
+    let Some((bootstrap, topics, dir)) = setup("rebalance") else {
+        return;
+    };
+    let events = kafka::cmapss_events(dir.path(), None);
+    let (first_half, second_half, head_len) = halves(&events, dir.path());
+    // Auto-commit effectively off: offsets reach the group only through the commit on
+    // revocation (or at shutdown), so what the second instance starts from proves that commit.
+    let config = kafka::config_with_kafka(
+        dir.path(),
+        &bootstrap,
+        &topics,
+        &models(),
+        "",
+        "[kafka.consumer]\n\"auto.commit.interval.ms\" = \"600000\"\n",
+    );
+
+    let first = Service::start(&config, &dir.path().join("serve-1.log"));
+    first.wait_for_log("partitions assigned", Duration::from_secs(60));
+    assert!(
+        kafka::produce(&bootstrap, &topics, &first_half, None)
+            .wait()
+            .unwrap()
+            .success()
+    );
+    wait_for_count(
+        &bootstrap,
+        &topics.predictions,
+        head_len as i64,
+        Duration::from_secs(120),
+        &first,
+    );
+    let partition_of = partition_of_tails(&read_all(&bootstrap, &topics.predictions));
+    assert!(
+        partition_of.values().collect::<HashSet<_>>().len() > 1,
+        "the tails must spread over partitions: {partition_of:?}"
+    );
+    assert!(partition_of.keys().all(|tail| knows(&first, tail)));
+
+    // A second instance joins the group: the first one gives up its partitions (the eager
+    // range assignor revokes them all) and gets part of them back.
+    let second = Service::start(&config, &dir.path().join("serve-2.log"));
+    second.wait_for_log("partitions assigned", Duration::from_secs(60));
+    first.wait_for_log("partitions revoked", Duration::from_secs(60));
+    first.wait_for_log_count("partitions assigned", 2, Duration::from_secs(60));
+    // The first instance's state is now exactly the tails of the partitions it kept (not
+    // rebuilt: still there) and none of those that moved.
+    let kept: HashSet<i32> = partition_of
+        .iter()
+        .filter(|(tail, _)| knows(&first, tail))
+        .map(|(_, p)| *p)
+        .collect();
+    for (tail, partition) in &partition_of {
+        assert_eq!(
+            knows(&first, tail),
+            kept.contains(partition),
+            "{tail} (partition {partition}); the first instance kept partitions {kept:?}"
+        );
+    }
+    let moved: HashSet<&String> = partition_of
+        .iter()
+        .filter(|(_, p)| !kept.contains(p))
+        .map(|(tail, _)| tail)
+        .collect();
+    assert!(
+        !kept.is_empty() && !moved.is_empty(),
+        "each instance must own partitions after the rebalance (kept {kept:?})"
+    );
+
+    assert!(
+        kafka::produce(&bootstrap, &topics, &second_half, None)
+            .wait()
+            .unwrap()
+            .success()
+    );
+    wait_for_count(
+        &bootstrap,
+        &topics.predictions,
+        ALL_CMAPSS,
+        Duration::from_secs(120),
+        &second,
+    );
+    // Every aircraft lives in exactly one instance: the moved ones were rebuilt by the
+    // newcomer from the second half's events, the others stayed.
+    for tail in partition_of.keys() {
+        let (in_first, in_second) = (knows(&first, tail), knows(&second, tail));
+        assert_eq!(
+            (in_first, in_second),
+            (!moved.contains(tail), moved.contains(tail)),
+            "{tail}: in the first instance {in_first}, in the second {in_second}"
+        );
+    }
+    let all = read_all(&bootstrap, &topics.predictions);
+    let covered = kafka::by_event(&all);
+    assert_eq!(
+        covered.len() as i64,
+        ALL_CMAPSS,
+        "an event lost its prediction"
+    );
+    // Everything acknowledged before the rebalance was committed on revocation: the new owner
+    // started after it, so no event was scored twice.
+    assert_eq!(
+        all.len(),
+        covered.len(),
+        "duplicates after the rebalance; first log:\n{}",
+        first.log_text()
+    );
 }

@@ -296,6 +296,7 @@ impl Pipeline {
                 readiness: Arc::clone(&ctx.readiness),
                 in_flight: Arc::clone(&in_flight),
                 assigned: Arc::clone(&assigned),
+                revoked: Mutex::default(),
                 drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
             })
             .context("creating the Kafka consumer")?;

@@ -1,13 +1,16 @@
 //! Partition assignment and revocation.
 //!
 //! On revocation the consumer first settles what is acknowledged (waiting, within a bound, for
-//! the outputs in flight), stores and commits those offsets, and then forgets the revoked
-//! partitions' aircraft: their new owner rebuilds them. Rows of a revoked partition that are
-//! still in the current micro-batch are scored and published, but their offsets are not
-//! stored, so the new owner processes them again (at-least-once: a duplicate, never a gap).
+//! the outputs in flight), stores and commits those offsets. Rows of a revoked partition that
+//! are still in the current micro-batch are scored and published, but their offsets are not
+//! stored, so the next owner processes them again (at-least-once: a duplicate, never a gap).
 //!
-//! On assignment the partitions are ready at once: state starts empty and is rebuilt from the
-//! committed offset onwards (restoring state from a changelog is a later step).
+//! The revoked partitions' aircraft are forgotten once the new assignment is known, and only
+//! for the partitions that did not come back: with the eager `range` assignor every member gives
+//! up all its partitions at each rebalance and gets most of them back, and their state is still
+//! exact (it reflects every event up to the committed offset; events redelivered after it are
+//! recognised as already applied). Partitions that moved are rebuilt by their new owner from
+//! the committed offset onwards (restoring state from a changelog is a later step).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,9 @@ pub struct RebalanceContext {
     pub(crate) in_flight: Arc<InFlight>,
     /// `(topic, partition)` currently assigned to this consumer.
     pub(crate) assigned: Arc<Mutex<HashSet<(String, i32)>>>,
+    /// Partition numbers revoked since the last assignment: their aircraft are dropped then,
+    /// unless the partition came back.
+    pub(crate) revoked: Mutex<HashSet<i32>>,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -60,16 +66,14 @@ impl ConsumerContext for RebalanceContext {
         for p in &revoked {
             assigned.remove(p);
         }
-        let mut numbers: Vec<i32> = revoked.iter().map(|(_, p)| *p).collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        // A partition number stays if the other input topic's twin is still ours.
-        numbers.retain(|n| !assigned.iter().any(|(_, p)| p == n));
-        let dropped = self.store.drop_partitions(&numbers);
+        self.revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(revoked.iter().map(|(_, p)| *p));
         if assigned.is_empty() {
             self.readiness.set_partitions_ready(false);
         }
-        tracing::info!(revoked = ?revoked, tails_dropped = dropped, "partitions revoked");
+        tracing::info!(revoked = ?revoked, "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -78,8 +82,17 @@ impl ConsumerContext for RebalanceContext {
                 let added = partitions(tpl);
                 let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
                 assigned.extend(added.iter().cloned());
+                // A partition number stays while either input topic's partition of that number
+                // is ours (the topics are co-partitioned by tail).
+                let mut gone: Vec<i32> =
+                    std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+                        .into_iter()
+                        .filter(|n| !assigned.iter().any(|(_, p)| p == n))
+                        .collect();
+                gone.sort_unstable();
+                let dropped = self.store.drop_partitions(&gone);
                 self.readiness.set_partitions_ready(!assigned.is_empty());
-                tracing::info!(assigned = ?added, "partitions assigned");
+                tracing::info!(assigned = ?added, moved_away = ?gone, tails_dropped = dropped, "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),

@@ -244,11 +244,16 @@ impl Service {
 
     /// Waits until the log contains `needle`, at most `timeout`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        self.wait_for_log_count(needle, 1, timeout);
+    }
+
+    /// Waits until the log contains `needle` at least `n` times, at most `timeout`.
+    pub fn wait_for_log_count(&self, needle: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !self.log_text().contains(needle) {
+        while self.log_text().matches(needle).count() < n {
             assert!(
                 Instant::now() < deadline,
-                "no `{needle}` in the log after {timeout:?}:\n{}",
+                "fewer than {n} `{needle}` in the log after {timeout:?}:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -269,6 +274,13 @@ impl Drop for Service {
 
 /// `GET path` from the running service's HTTP API (its address is in its log); the body.
 pub fn http_get(service: &Service, path: &str) -> String {
+    let (status, response) = http_get_status(service, path);
+    assert_eq!(status, 200, "{response}");
+    response
+}
+
+/// `GET path`: the status code and the whole response.
+pub fn http_get_status(service: &Service, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     service.wait_for_log("HTTP listening addr=", Duration::from_secs(30));
     let log = service.log_text();
@@ -287,8 +299,12 @@ pub fn http_get(service: &Service, path: &str) -> String {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+    let status = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    (status, response)
 }
 
 /// Messages in a topic (sum of high watermarks of a fresh topic).
