@@ -60,12 +60,7 @@ fn every_cmapss_event_is_scored_once_and_equals_replay() {
     };
     let events = kafka::cmapss_events(dir.path(), None);
     let config = kafka::config(dir.path(), &bootstrap, &topics, &models(), "");
-    assert!(
-        kafka::produce(&bootstrap, &topics, &events, None)
-            .wait()
-            .unwrap()
-            .success()
-    );
+    kafka::produce_all(&bootstrap, &topics, &events);
 
     let mut service = Service::start(&config, &dir.path().join("serve.log"));
     wait_for_count(
@@ -337,12 +332,7 @@ fn non_finite_model_output_is_dead_lettered() {
         &models(),
         "routes = { \"engine-health\" = \"nan-on-real-rows\" }",
     );
-    assert!(
-        kafka::produce(&bootstrap, &topics, &events, None)
-            .wait()
-            .unwrap()
-            .success()
-    );
+    kafka::produce_all(&bootstrap, &topics, &events);
     let mut service = Service::start(&config, &dir.path().join("serve.log"));
     wait_for_count(
         &bootstrap,
@@ -397,12 +387,7 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
     );
 
     let mut second = Service::start(&config, &dir.path().join("serve-2.log"));
-    assert!(
-        kafka::produce(&bootstrap, &topics, &second_half, None)
-            .wait()
-            .unwrap()
-            .success()
-    );
+    kafka::produce_all(&bootstrap, &topics, &second_half);
     let text = std::fs::read_to_string(&events).unwrap();
     let ids: HashSet<String> = text
         .lines()
@@ -515,12 +500,7 @@ fn a_rebalance_commits_what_was_acknowledged_and_hands_state_over_by_partition()
 
     let first = Service::start(&config, &dir.path().join("serve-1.log"));
     first.wait_for_log("partitions assigned", Duration::from_secs(60));
-    assert!(
-        kafka::produce(&bootstrap, &topics, &first_half, None)
-            .wait()
-            .unwrap()
-            .success()
-    );
+    kafka::produce_all(&bootstrap, &topics, &first_half);
     wait_for_count(
         &bootstrap,
         &topics.predictions,
@@ -565,12 +545,7 @@ fn a_rebalance_commits_what_was_acknowledged_and_hands_state_over_by_partition()
         "each instance must own partitions after the rebalance (kept {kept:?})"
     );
 
-    assert!(
-        kafka::produce(&bootstrap, &topics, &second_half, None)
-            .wait()
-            .unwrap()
-            .success()
-    );
+    kafka::produce_all(&bootstrap, &topics, &second_half);
     wait_for_count(
         &bootstrap,
         &topics.predictions,

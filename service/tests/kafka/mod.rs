@@ -194,6 +194,12 @@ pub fn produce(bootstrap: &str, topics: &Topics, events: &Path, rate: Option<u32
     c.spawn().unwrap()
 }
 
+/// [`produce`] of the whole file, as fast as it goes; asserts it succeeded.
+pub fn produce_all(bootstrap: &str, topics: &Topics, events: &Path) {
+    let status = produce(bootstrap, topics, events, None).wait().unwrap();
+    assert!(status.success(), "fleetscore produce failed: {status}");
+}
+
 /// A running `fleetscore serve`, logging to a file.
 pub struct Service {
     pub child: Child,
