@@ -359,7 +359,7 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
     let config = kafka::config(dir.path(), &bootstrap, &topics, &models(), "");
     // The first half of the stream goes in before the interruption and the second half only
     // after it, so the interruption lands mid-stream whatever the machine's load.
-    let (first_half, second_half, head_len) = halves(&events, dir.path());
+    let (first_half, second_half, head_len) = kafka::halves(&events, dir.path());
     let mut first = Service::start(&config, &dir.path().join("serve-1.log"));
     first.wait_for_log("partitions assigned", Duration::from_secs(60));
     let mut producer = kafka::produce(&bootstrap, &topics, &first_half, Some(3000));
@@ -388,32 +388,14 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
 
     let mut second = Service::start(&config, &dir.path().join("serve-2.log"));
     kafka::produce_all(&bootstrap, &topics, &second_half);
-    let text = std::fs::read_to_string(&events).unwrap();
-    let ids: HashSet<String> = text
-        .lines()
-        .map(|l| {
-            fleet_features::Event::decode(l.as_bytes())
-                .unwrap()
-                .event_id()
-                .to_owned()
-        })
-        .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    loop {
-        let have = kafka::count(&bootstrap, &topics.predictions);
-        if have >= ALL_CMAPSS {
-            let covered = kafka::by_event(&read_all(&bootstrap, &topics.predictions));
-            if ids.iter().all(|id| covered.contains_key(id)) {
-                break;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not every event predicted; log:\n{}",
-            second.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ids = kafka::event_ids(&events);
+    kafka::wait_for_every_event(
+        &bootstrap,
+        &topics.predictions,
+        &ids,
+        Duration::from_secs(180),
+        &second,
+    );
     second.signal("-TERM");
     assert!(second.wait(Duration::from_secs(30)).success());
     let all = read_all(&bootstrap, &topics.predictions);
@@ -446,18 +428,6 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     interrupted_run("kill", "-KILL");
 }
 
-/// Writes the first and the second half of an event file (in file order) beside it.
-fn halves(events: &Path, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, usize) {
-    let text = std::fs::read_to_string(events).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let (head, rest) = lines.split_at(lines.len() / 2);
-    let first = dir.join("first-half.jsonl");
-    let second = dir.join("second-half.jsonl");
-    std::fs::write(&first, head.join("\n") + "\n").unwrap();
-    std::fs::write(&second, rest.join("\n") + "\n").unwrap();
-    (first, second, head.len())
-}
-
 /// Source partition of each tail's predictions.
 fn partition_of_tails(predictions: &[rdkafka::message::OwnedMessage]) -> HashMap<String, i32> {
     predictions
@@ -486,7 +456,7 @@ fn a_rebalance_commits_what_was_acknowledged_and_hands_state_over_by_partition()
         return;
     };
     let events = kafka::cmapss_events(dir.path(), None);
-    let (first_half, second_half, head_len) = halves(&events, dir.path());
+    let (first_half, second_half, head_len) = kafka::halves(&events, dir.path());
     // Auto-commit effectively off: offsets reach the group only through the commit on
     // revocation (or at shutdown), so what the second instance starts from proves that commit.
     let config = kafka::config_with_kafka(

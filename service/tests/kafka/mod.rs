@@ -74,6 +74,11 @@ impl Topics {
 }
 
 pub fn create_topics(bootstrap: &str, topics: &Topics) {
+    create_topics_replicated(bootstrap, topics, 1);
+}
+
+/// [`create_topics`] with `replicas` copies of each partition.
+pub fn create_topics_replicated(bootstrap: &str, topics: &Topics, replicas: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -81,7 +86,7 @@ pub fn create_topics(bootstrap: &str, topics: &Topics) {
     let new: Vec<NewTopic<'_>> = topics
         .all()
         .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
+        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replicas)))
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -428,4 +433,107 @@ pub fn by_event(messages: &[OwnedMessage]) -> HashMap<String, Vec<serde_json::Va
             .push(v);
     }
     map
+}
+
+/// Event ids of an event file.
+pub fn event_ids(events: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(events)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            fleet_features::Event::decode(l.as_bytes())
+                .unwrap()
+                .event_id()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Waits until every id in `ids` has at least one prediction in `topic` (at most `timeout`);
+/// returns all the predictions then.
+pub fn wait_for_every_event(
+    bootstrap: &str,
+    topic: &str,
+    ids: &std::collections::HashSet<String>,
+    timeout: Duration,
+    service: &Service,
+) -> Vec<OwnedMessage> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if count(bootstrap, topic) >= ids.len() as i64 {
+            let all = read_all(bootstrap, topic);
+            let covered = by_event(&all);
+            if ids.iter().all(|id| covered.contains_key(id)) {
+                return all;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every event predicted after {timeout:?}; log:\n{}",
+            service.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Kafka cluster of its own (`scripts/kafka-broker.sh start --brokers N`), stopped on drop.
+pub struct Cluster {
+    pub bootstrap: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(brokers: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(Self::script())
+            .args(["start", "--brokers", &brokers.to_string(), "--dir"])
+            .arg(dir.path().join("kafka"))
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kafka-broker.sh start failed");
+        let bootstrap = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("BOOTSTRAP=").map(str::to_owned))
+            .expect("kafka-broker.sh printed no BOOTSTRAP=");
+        Self { bootstrap, dir }
+    }
+
+    /// `kill -9` node `i` (1-based).
+    pub fn kill_node(&self, i: u32) {
+        let status = Command::new(Self::script())
+            .args(["kill-node", &i.to_string(), "--dir"])
+            .arg(self.dir.path().join("kafka"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "kafka-broker.sh kill-node {i} failed");
+    }
+
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-broker.sh")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .args(["stop", "--dir"])
+            .arg(self.dir.path().join("kafka"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Writes the first and the second half of an event file (in file order) beside it.
+pub fn halves(events: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
+    let text = std::fs::read_to_string(events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, rest) = lines.split_at(lines.len() / 2);
+    let first = dir.join("first-half.jsonl");
+    let second = dir.join("second-half.jsonl");
+    std::fs::write(&first, head.join("\n") + "\n").unwrap();
+    std::fs::write(&second, rest.join("\n") + "\n").unwrap();
+    (first, second, head.len())
 }
