@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +11,20 @@ use fleet_features::FeatureSetId;
 use fleetscore::model::validate::ChildValidator;
 use fleetscore::model::{ModelError, Registry, RegistryConfig};
 
+/// An executable shell script. Written by `install`, not by this process: a child forked by
+/// another test thread while this process held the file open for writing would keep it open
+/// until its own exec, and running the script then fails with ETXTBSY ("Text file busy").
 fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let source = dir.join(format!("{name}.sh.txt"));
+    std::fs::write(&source, format!("#!/bin/sh\n{body}\n")).unwrap();
     let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("install")
+        .args(["-m", "755"])
+        .arg(&source)
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "install {}", path.display());
     path
 }
 
