@@ -100,14 +100,11 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
             Some(series) => series,
             None => by_route.entry(route.to_owned()).or_default(),
         };
-        let found = series
-            .iter()
-            .position(|s| s.status == status && s.method == method);
-        let index = found.unwrap_or_else(|| {
-            series.push(RequestSeries::new(method, route, status));
-            series.len() - 1
-        });
-        let s = &series[index];
+        let s = find_or_push(
+            series,
+            |s| s.status == status && s.method == method,
+            || RequestSeries::new(method, route, status),
+        );
         s.count.increment(1);
         s.duration.record(elapsed.as_secs_f64());
     });
@@ -131,14 +128,24 @@ pub fn cached<'a, T>(
     label: &str,
     make: impl FnOnce(&str) -> T,
 ) -> &'a T {
-    let index = match series.iter().position(|(l, _)| l == label) {
+    &find_or_push(
+        series,
+        |(l, _)| l == label,
+        || (label.to_owned(), make(label)),
+    )
+    .1
+}
+
+/// The first of `items` that `is` picks, or a new one from `make`, pushed.
+fn find_or_push<T>(items: &mut Vec<T>, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> &T {
+    let index = match items.iter().position(is) {
         Some(index) => index,
         None => {
-            series.push((label.to_owned(), make(label)));
-            series.len() - 1
+            items.push(make());
+            items.len() - 1
         }
     };
-    &series[index].1
+    &items[index]
 }
 
 struct RequestSeries {

@@ -212,7 +212,6 @@ impl Registry {
         self.current.load().by_name.get(name).cloned()
     }
 
-    /// Every version seen, with its state.
     /// One version of a model, if it is valid (serving, shadow or standby): what the Open
     /// Inference Protocol's versioned calls use.
     pub fn version(&self, name: &str, version: &str) -> Result<Arc<LoadedModel>, VersionError> {
@@ -257,6 +256,7 @@ impl Registry {
         versions
     }
 
+    /// Every version seen, with its state.
     pub fn statuses(&self) -> Vec<ModelStatus> {
         self.current.load().statuses.clone()
     }
