@@ -31,5 +31,5 @@ pub mod state;
 
 pub use error::{DecodeError, Error, RejectReason, Result};
 pub use event::{Event, ScheduleEvent, ScheduleKind, TelemetryEvent};
-pub use features::{FeatureSet, FeatureSetId};
+pub use features::{FeatureSet, FeatureSetId, PerFeatureSet};
 pub use state::{ApplyOutcome, LateReason, TailState};

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fleet_features::FeatureSet;
-
 use crate::config::Config;
 use crate::model::Registry;
 use crate::store::StateStore;
@@ -18,7 +16,7 @@ pub struct AppContext {
     pub readiness: Arc<Readiness>,
 }
 
-/// Ready means: a model serves every feature set and, when streaming, the consumer holds its
+/// Ready means: every model routed from a feature set is serving and, when streaming, the consumer holds its
 /// partition assignment with state ready for each partition.
 #[derive(Debug)]
 pub struct Readiness {
@@ -38,12 +36,12 @@ impl Readiness {
         self.partitions_ready.store(ready, Ordering::Release);
     }
 
-    /// Which feature sets have no model serving, if any.
+    /// Which routed models have no version serving their feature set, if any.
     pub fn models_missing(&self, registry: &Registry) -> Option<String> {
-        let missing: Vec<&str> = FeatureSet::all()
+        let missing: Vec<String> = registry
+            .unserved_routes()
             .into_iter()
-            .filter(|set| registry.serving(set.id()).is_none())
-            .map(|set| set.name())
+            .map(|(set, model)| format!("{} ({model})", set.name()))
             .collect();
         (!missing.is_empty()).then(|| format!("no model serving {}", missing.join(", ")))
     }

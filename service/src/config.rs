@@ -9,7 +9,9 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::model::RegistryConfig;
+use crate::model::registry::DEFAULT_SETTLE;
 use crate::model::validate::ChildValidator;
+use fleet_features::FeatureSet;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,8 +108,10 @@ pub struct ModelsConfig {
     pub validate_memory_mb: u64,
     /// Model name -> version to serve (rollback).
     pub pins: BTreeMap<String, String>,
-    /// Feature set -> model name (defaults: engine-health -> engine-rul, delay-risk -> delay-risk).
-    pub routes: BTreeMap<String, String>,
+    /// Feature set -> the model (or list of models) it feeds, replacing that set's default
+    /// route (`model::registry::default_routes`): `"engine-health" = ["engine-rul", "x"]`.
+    #[serde(deserialize_with = "one_or_many")]
+    pub routes: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ModelsConfig {
@@ -115,7 +119,7 @@ impl Default for ModelsConfig {
         Self {
             dir: PathBuf::from("models"),
             rescan_seconds: 10,
-            settle_ms: 500,
+            settle_ms: DEFAULT_SETTLE.as_millis() as u64,
             validate_in_child: true,
             validate_timeout_seconds: 60,
             validate_memory_mb: 4096,
@@ -152,12 +156,38 @@ impl Config {
     }
 }
 
+/// A route is one model name or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Route {
+        One(String),
+        Many(Vec<String>),
+    }
+    let routes = BTreeMap::<String, Route>::deserialize(d)?;
+    Ok(routes
+        .into_iter()
+        .map(|(set, route)| match route {
+            Route::One(model) => (set, vec![model]),
+            Route::Many(models) => (set, models),
+        })
+        .collect())
+}
+
 impl ModelsConfig {
     /// The registry settings; `validator` is this executable when child validation is on.
     pub fn registry(&self) -> anyhow::Result<RegistryConfig> {
         let mut config = RegistryConfig::new(&self.dir);
         config.pins = self.pins.clone();
-        config.routes = self.routes.clone();
+        for (set, models) in &self.routes {
+            let set = FeatureSet::by_name(set).context("in [models.routes]")?;
+            if models.is_empty() {
+                anyhow::bail!("in [models.routes]: `{}` routes to no model", set.name());
+            }
+            config.routes[set.id()] = models.clone();
+        }
         config.settle = Duration::from_millis(self.settle_ms);
         if self.validate_in_child {
             let mut validator = ChildValidator::current_exe()?;

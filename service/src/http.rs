@@ -26,12 +26,14 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod limits;
+pub mod lookup;
 pub mod models;
 pub mod oip;
 pub mod openapi;
 pub mod path;
 pub mod score;
 pub mod scorer;
+pub mod state_info;
 pub mod tails;
 
 use std::any::Any;

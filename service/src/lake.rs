@@ -254,6 +254,8 @@ pub fn backfill(
     let label_names = match set.id() {
         FeatureSetId::EngineHealth => ("rul", "rul_uncapped"),
         FeatureSetId::DelayRisk => ("late", "dep_delay_min"),
+        #[cfg(feature = "test-feature-set")]
+        FeatureSetId::TestEvents => ("label_a", "label_b"),
     };
 
     let out = File::create(output).with_context(|| format!("creating {}", output.display()))?;

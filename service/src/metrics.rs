@@ -16,6 +16,8 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub mod names;
+
 use crate::model::Registry;
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -63,14 +65,16 @@ pub fn upkeep() {
 /// registry knows.
 pub fn render(registry: &Registry) -> String {
     let mut text = install().render();
-    text.push_str(
-        "# HELP fleetscore_model_info Model versions known to the registry (value 1), by state.\n\
-         # TYPE fleetscore_model_info gauge\n",
+    let info = names::MODEL_INFO;
+    let _ = writeln!(
+        text,
+        "# HELP {info} Model versions known to the registry (value 1), by state.\n\
+         # TYPE {info} gauge"
     );
     for status in registry.statuses() {
         let _ = writeln!(
             text,
-            "fleetscore_model_info{{model=\"{}\",version=\"{}\",state=\"{}\",backend=\"{}\",sha256=\"{}\",reason=\"{}\"}} 1",
+            "{info}{{model=\"{}\",version=\"{}\",state=\"{}\",backend=\"{}\",sha256=\"{}\",reason=\"{}\"}} 1",
             escape(&status.name),
             escape(&status.version),
             status.state,
@@ -113,9 +117,11 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
 /// Records the number of rows one HTTP scoring request had, by model.
 pub fn record_score_rows(model: &str, rows: usize) {
     SCORE_ROWS.with_borrow_mut(|by_model| {
-        cached(by_model, model, |model| {
-            ::metrics::histogram!("fleetscore_http_score_rows", "model" => model.to_owned())
-        })
+        cached(
+            by_model,
+            model,
+            |model| ::metrics::histogram!(names::HTTP_SCORE_ROWS, "model" => model.to_owned()),
+        )
         .record(rows as f64);
     });
 }
@@ -160,9 +166,9 @@ impl RequestSeries {
         Self {
             method: method.to_owned(),
             status,
-            count: ::metrics::counter!("fleetscore_http_requests_total",
+            count: ::metrics::counter!(names::HTTP_REQUESTS,
                 "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string()),
-            duration: ::metrics::histogram!("fleetscore_http_request_duration_seconds",
+            duration: ::metrics::histogram!(names::HTTP_REQUEST_DURATION,
                 "method" => method.to_owned(), "route" => route.to_owned()),
         }
     }

@@ -4,17 +4,31 @@
 //! [`LoadedModel`] only after every check passes ([`package::load`]); the [`Registry`] keeps
 //! the serving and shadow model of each name behind an `ArcSwap`, so a scorer that loaded a
 //! model finishes its batch on it while a new version is swapped in.
+//!
+//! # Layout
+//!
+//! - [`manifest`], [`package`]: the package format and loading it with every check.
+//! - [`backend`]: ONNX Runtime and tract behind one [`Backend`].
+//! - [`validate`]: validation in a child process (`fleetscore model validate`).
+//! - [`registry`]: scanning the directory, choosing versions (pins, stages, routes), its watch
+//!   thread; [`serving`]: what scores a name (serving + shadow); [`status`]: what each version
+//!   is, as the API shows it; [`versions`]: the order of versions.
 
 pub mod backend;
 pub mod manifest;
 pub mod package;
 pub mod registry;
+pub mod serving;
+pub mod status;
 pub mod validate;
+pub mod versions;
 
 pub use backend::{Backend, BackendKind};
 pub use manifest::{Manifest, Stage};
 pub use package::LoadedModel;
-pub use registry::{ModelStatus, Registry, RegistryConfig, Scored};
+pub use registry::{Registry, RegistryConfig};
+pub use serving::{ModelScores, ServingSet};
+pub use status::{ModelState, ModelStatus};
 
 /// Why a model version cannot serve, or why scoring failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

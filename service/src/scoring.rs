@@ -1,12 +1,14 @@
 //! Micro-batched scoring shared by every path that turns events into predictions (replay, the
-//! Kafka pipeline): rows are collected per feature set, scored as one batch per model, and
-//! come back in the order they were pushed, each with the metadata its caller attached.
+//! Kafka pipeline): rows are collected per feature set, each set's rows are scored as one batch
+//! by every model the set feeds (its route), and the outcomes come back in the order the rows
+//! were pushed, each with the metadata its caller attached.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleet_features::{FeatureSet, FeatureSetId};
+use fleet_features::{Event, FeatureSet, FeatureSetId, PerFeatureSet};
 
+use crate::model::serving::ShadowScores;
 use crate::model::{ModelError, Registry};
 use crate::prediction::{PREDICTION_SCHEMA, Prediction};
 
@@ -18,32 +20,45 @@ pub struct RowInfo {
     pub event_time: DateTime<Utc>,
 }
 
-/// The fate of one pushed row.
+impl RowInfo {
+    /// The row of a scored event.
+    pub fn of(event: &Event) -> Self {
+        Self {
+            tail: event.tail().to_owned(),
+            event_id: event.event_id().to_owned(),
+            event_time: DateTime::from_timestamp_millis(event.event_time_ms())
+                .expect("validated time"),
+        }
+    }
+}
+
+/// What one model made of one row.
 #[derive(Debug)]
-pub enum Outcome<M> {
-    Scored(Prediction, M),
+pub enum Verdict {
+    Scored(Prediction),
     /// The model produced NaN or an infinity: the event goes to the dead letters.
     NonFinite {
-        info: RowInfo,
-        meta: M,
         model: String,
         value: f32,
     },
-    /// No model is serving this feature set.
-    NoModel {
-        info: RowInfo,
-        meta: M,
-    },
     /// The batch failed in the backend.
     Failed {
-        info: RowInfo,
-        meta: M,
+        model: String,
         error: ModelError,
     },
 }
 
+/// The fate of one pushed row: a verdict per model its feature set feeds, in route order; none
+/// when no model serves the set.
 #[derive(Debug)]
-struct Pending<M> {
+pub struct Outcome<M> {
+    pub info: RowInfo,
+    pub meta: M,
+    pub verdicts: Vec<Verdict>,
+}
+
+#[derive(Debug)]
+struct Pushed<M> {
     /// Position in push order across feature sets.
     seq: u64,
     info: RowInfo,
@@ -52,33 +67,33 @@ struct Pending<M> {
 
 #[derive(Debug)]
 struct Batch<M> {
-    set: &'static FeatureSet,
     rows: Vec<f32>,
-    pending: Vec<Pending<M>>,
+    pushed: Vec<Pushed<M>>,
+}
+
+impl<M> Default for Batch<M> {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            pushed: Vec::new(),
+        }
+    }
 }
 
 /// Collects rows and scores them in batches; [`Batcher::flush`] returns outcomes in push order.
 #[derive(Debug)]
 pub struct Batcher<M> {
     registry: Arc<Registry>,
-    batches: Vec<Batch<M>>,
+    batches: PerFeatureSet<Batch<M>>,
     seq: u64,
     scratch: Vec<f32>,
 }
 
 impl<M> Batcher<M> {
     pub fn new(registry: Arc<Registry>) -> Self {
-        let batches = FeatureSet::all()
-            .into_iter()
-            .map(|set| Batch {
-                set,
-                rows: Vec::new(),
-                pending: Vec::new(),
-            })
-            .collect();
         Self {
             registry,
-            batches,
+            batches: PerFeatureSet::default(),
             seq: 0,
             scratch: Vec::new(),
         }
@@ -86,7 +101,7 @@ impl<M> Batcher<M> {
 
     /// Rows waiting to be scored.
     pub fn len(&self) -> usize {
-        self.batches.iter().map(|b| b.pending.len()).sum()
+        self.batches.iter().map(|(_, b)| b.pushed.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -94,14 +109,10 @@ impl<M> Batcher<M> {
     }
 
     pub fn push(&mut self, set: FeatureSetId, features: &[f32], info: RowInfo, meta: M) {
-        let batch = self
-            .batches
-            .iter_mut()
-            .find(|b| b.set.id() == set)
-            .expect("a batch per feature set");
-        debug_assert_eq!(features.len(), batch.set.len());
+        let batch = &mut self.batches[set];
+        debug_assert_eq!(features.len(), FeatureSet::get(set).len());
         batch.rows.extend_from_slice(features);
-        batch.pending.push(Pending {
+        batch.pushed.push(Pushed {
             seq: self.seq,
             info,
             meta,
@@ -109,76 +120,73 @@ impl<M> Batcher<M> {
         self.seq += 1;
     }
 
-    /// Scores everything pending (one backend call per feature set) and hands the outcomes to
-    /// `sink` in push order.
+    /// Scores everything pending (one backend call per feature set and model) and hands the
+    /// outcomes to `sink` in push order.
     pub fn flush(&mut self, scored_at: DateTime<Utc>, mut sink: impl FnMut(Outcome<M>)) {
         let mut outcomes: Vec<(u64, Outcome<M>)> = Vec::with_capacity(self.len());
-        for batch in &mut self.batches {
-            if batch.pending.is_empty() {
+        for &id in FeatureSetId::ALL {
+            let batch = &mut self.batches[id];
+            if batch.pushed.is_empty() {
                 continue;
             }
-            let pending = std::mem::take(&mut batch.pending);
-            let serving = self.registry.serving(batch.set.id());
-            let result = match &serving {
-                None => None,
-                Some(set) => Some(set.score(&batch.rows, &mut self.scratch)),
-            };
-            batch.rows.clear();
-            match result {
-                None => outcomes.extend(pending.into_iter().map(|p| {
-                    (
-                        p.seq,
-                        Outcome::NoModel {
-                            info: p.info,
-                            meta: p.meta,
-                        },
-                    )
-                })),
-                Some(Err(error)) => outcomes.extend(pending.into_iter().map(|p| {
-                    (
-                        p.seq,
-                        Outcome::Failed {
-                            info: p.info,
-                            meta: p.meta,
-                            error: error.clone(),
-                        },
-                    )
-                })),
-                Some(Ok(scored)) => {
-                    let model = &scored.model;
-                    for (p, &value) in pending.into_iter().zip(&self.scratch) {
-                        let outcome = if value.is_finite() {
-                            Outcome::Scored(
-                                Prediction {
+            let set = FeatureSet::get(id);
+            let models = self.registry.routed(id);
+            let mut verdicts: Vec<Vec<Verdict>> = (0..batch.pushed.len())
+                .map(|_| Vec::with_capacity(models.len()))
+                .collect();
+            for serving in models.iter() {
+                let model = &serving.serving;
+                match serving.score(&batch.rows, &mut self.scratch) {
+                    Err(error) => {
+                        for row in &mut verdicts {
+                            row.push(Verdict::Failed {
+                                model: model.label(),
+                                error: error.clone(),
+                            });
+                        }
+                    }
+                    Ok(scored) => {
+                        for ((row, p), &value) in
+                            verdicts.iter_mut().zip(&batch.pushed).zip(&self.scratch)
+                        {
+                            row.push(if value.is_finite() {
+                                Verdict::Scored(Prediction {
                                     schema: PREDICTION_SCHEMA.to_owned(),
-                                    tail: p.info.tail,
-                                    source_event_id: p.info.event_id,
+                                    tail: p.info.tail.clone(),
+                                    source_event_id: p.info.event_id.clone(),
                                     event_time: p.info.event_time,
                                     model: model.name().to_owned(),
                                     model_version: model.version().to_owned(),
                                     model_sha256: model.sha256.clone(),
-                                    feature_set: batch.set.name().to_owned(),
-                                    feature_set_version: batch.set.version().to_owned(),
+                                    feature_set: set.name().to_owned(),
+                                    feature_set_version: set.version().to_owned(),
                                     prediction: value,
                                     scored_at,
-                                },
-                                p.meta,
-                            )
-                        } else {
-                            Outcome::NonFinite {
-                                info: p.info,
-                                meta: p.meta,
-                                model: format!("{}/{}", model.name(), model.version()),
-                                value,
-                            }
-                        };
-                        outcomes.push((p.seq, outcome));
-                    }
-                    if let Some(shadow) = scored.shadow {
-                        log_shadow(&shadow, self.scratch.len());
+                                })
+                            } else {
+                                Verdict::NonFinite {
+                                    model: model.label(),
+                                    value,
+                                }
+                            });
+                        }
+                        if let Some(shadow) = scored.shadow {
+                            log_shadow(&shadow, self.scratch.len());
+                        }
                     }
                 }
             }
+            batch.rows.clear();
+            outcomes.extend(batch.pushed.drain(..).zip(verdicts).map(|(p, verdicts)| {
+                (
+                    p.seq,
+                    Outcome {
+                        info: p.info,
+                        meta: p.meta,
+                        verdicts,
+                    },
+                )
+            }));
         }
         outcomes.sort_by_key(|(seq, _)| *seq);
         for (_, outcome) in outcomes {
@@ -189,7 +197,7 @@ impl<M> Batcher<M> {
 
 /// Shadow outputs go to the log (and the difference to a metric, in the registry); they never
 /// reach a prediction.
-fn log_shadow(shadow: &crate::model::registry::ShadowScores, rows: usize) {
+fn log_shadow(shadow: &ShadowScores, rows: usize) {
     match &shadow.result {
         Ok(values) => tracing::debug!(
             model = %shadow.model.name(), version = %shadow.model.version(), rows,

@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use fleet_features::{FeatureSetId, TailState};
+use fleet_features::TailState;
 use serde::Serialize;
 
 use crate::prediction::Prediction;
@@ -32,16 +32,29 @@ pub struct TailEntry {
     pub partition: Option<i32>,
     pub last_source: Option<SourceRef>,
     pub last_applied_at: Option<DateTime<Utc>>,
-    /// Latest prediction per feature set (`engine-health`, `delay-risk`).
-    pub predictions: [Option<Prediction>; 2],
+    /// Latest prediction per model, in the order the models first scored this tail.
+    pub predictions: Vec<Prediction>,
 }
 
 impl TailEntry {
-    pub fn prediction_slot(set: FeatureSetId) -> usize {
-        match set {
-            FeatureSetId::EngineHealth => 0,
-            FeatureSetId::DelayRisk => 1,
+    /// Keeps `prediction` as its model's latest for this tail.
+    pub fn set_latest(&mut self, prediction: Prediction) {
+        match self
+            .predictions
+            .iter_mut()
+            .find(|p| p.model == prediction.model)
+        {
+            Some(latest) => *latest = prediction,
+            None => self.predictions.push(prediction),
         }
+    }
+
+    /// The latest prediction from a feature set (of the first model that scored the tail
+    /// from it).
+    pub fn latest_of(&self, feature_set: &str) -> Option<&Prediction> {
+        self.predictions
+            .iter()
+            .find(|p| p.feature_set == feature_set)
     }
 }
 

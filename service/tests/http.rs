@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use fleet_features::{FeatureSet, FeatureSetId, TailState};
 use fleetscore::prediction::{PREDICTION_SCHEMA, Prediction};
-use fleetscore::store::TailEntry;
 use http_support::*;
 use serde_json::{Value, json};
 
@@ -850,8 +849,7 @@ async fn tails_show_state_features_and_latest_predictions() {
         scored_at: chrono::Utc::now(),
     };
     service.ctx.store.with_entry("CMAPSS-7", |e| {
-        e.predictions[TailEntry::prediction_slot(FeatureSetId::EngineHealth)] =
-            Some(prediction.clone());
+        e.set_latest(prediction.clone());
     });
 
     let reply = get(&app, "/tails/CMAPSS-7").await;
@@ -915,8 +913,14 @@ async fn models_lists_every_version_with_its_state_and_reason() {
     let rejected = find("nan-model", "1");
     assert_eq!(rejected["state"], "rejected");
     assert_eq!(rejected["reason"], "non_finite_output");
-    assert_eq!(reply.json["routes"]["engine-health"], "engine-rul/2");
-    assert_eq!(reply.json["routes"]["delay-risk"], "delay-risk/1");
+    assert_eq!(
+        reply.json["routes"]["engine-health"],
+        json!([{"model": "engine-rul", "serving": "2"}])
+    );
+    assert_eq!(
+        reply.json["routes"]["delay-risk"],
+        json!([{"model": "delay-risk", "serving": "1"}])
+    );
     assert_eq!(reply.json["pins"], json!({}));
 }
 

@@ -33,7 +33,8 @@ pub(super) fn definitions() -> Vec<(String, String)> {
     .collect()
 }
 
-pub(super) fn compute(state: &TailState, out: &mut Vec<f32>) -> Result<()> {
+/// `_engine` is ignored: the set describes the aircraft, not an engine.
+pub(super) fn compute(state: &TailState, _engine: Option<u8>, out: &mut Vec<f32>) -> Result<()> {
     let legs = state.legs();
     let pending = legs.pending.ok_or(Error::NoHistory {
         what: "pending departure",

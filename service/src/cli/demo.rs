@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use fleet_features::Event;
 use fleet_features::import::{cmapss, nycflights};
+use fleet_features::{Event, FeatureSetId};
 use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -274,10 +274,10 @@ fn print_summary(ctx: &AppContext, stats: &PipelineStats, produced: u64, total: 
     let mut tails = HashSet::new();
     ctx.store.for_each(|tail, entry| {
         tails.insert(tail.to_owned());
-        if let Some(p) = &entry.predictions[0] {
+        if let Some(p) = entry.latest_of(FeatureSetId::EngineHealth.name()) {
             at_risk.push((p.prediction, tail.to_owned()));
         }
-        if let Some(p) = &entry.predictions[1] {
+        if let Some(p) = entry.latest_of(FeatureSetId::DelayRisk.name()) {
             delay.push((p.prediction, tail.to_owned()));
         }
     });

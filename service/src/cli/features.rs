@@ -97,7 +97,6 @@ impl FeaturesArgs {
 /// `fleetscore feature-sets`: what training code needs to name its columns and stamp its models.
 pub fn print_feature_sets() -> anyhow::Result<()> {
     let sets: Vec<serde_json::Value> = FeatureSet::all()
-        .iter()
         .map(|set| {
             serde_json::json!({
                 "name": set.name(),

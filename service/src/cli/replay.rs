@@ -17,7 +17,7 @@ use super::events::{self, Tails};
 
 use crate::config::Config;
 use crate::model::Registry;
-use crate::scoring::{Batcher, Outcome, RowInfo};
+use crate::scoring::{Batcher, Outcome, RowInfo, Verdict};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -36,7 +36,8 @@ pub struct ReplayArgs {
     /// Score with this version of a model: `--model engine-rul=2` (repeatable).
     #[arg(long = "model", value_name = "NAME=VERSION")]
     pub models: Vec<String>,
-    /// Route a feature set to a model: `--route engine-health=engine-rul-mlp` (repeatable).
+    /// Route a feature set to a model: `--route engine-health=engine-rul-mlp`; repeat the
+    /// set to feed several models (the first `--route` of a set replaces its configured route).
     #[arg(long = "route", value_name = "FEATURE_SET=MODEL")]
     pub routes: Vec<String>,
     /// Rows per scoring batch.
@@ -69,27 +70,37 @@ impl ReplayArgs {
             let (name, version) = pair(m, "--model")?;
             config.models.pins.insert(name, version);
         }
+        let mut routed = Vec::new();
         for r in &self.routes {
             let (set, model) = pair(r, "--route")?;
-            FeatureSet::by_name(&set)?;
-            config.models.routes.insert(set, model);
+            let models = config.models.routes.entry(set.clone()).or_default();
+            if !routed.contains(&set) {
+                models.clear();
+                routed.push(set);
+            }
+            models.push(model);
         }
         let mut registry_config = config.models.registry()?;
         registry_config.settle = std::time::Duration::ZERO; // files at rest: no need to wait
         let registry = Arc::new(Registry::new(registry_config));
         registry.rescan();
         for set in FeatureSet::all() {
-            match registry.serving(set.id()) {
-                Some(s) => eprintln!(
-                    "{}: {}/{} ({}, sha256 {})",
+            let routed = registry.routed(set.id());
+            if routed.is_empty() {
+                eprintln!("{}: no model serving", set.name());
+            }
+            for s in routed.iter() {
+                eprintln!(
+                    "{}: {} ({}, sha256 {})",
                     set.name(),
-                    s.serving.name(),
-                    s.serving.version(),
+                    s.serving.label(),
                     s.serving.backend.kind().as_str(),
                     &s.serving.sha256[..12]
-                ),
-                None => eprintln!("{}: no model serving", set.name()),
+                );
             }
+        }
+        for (set, model) in registry.unserved_routes() {
+            eprintln!("{}: {model} is not serving", set.name());
         }
         for (name, version) in &config.models.pins {
             let serving = registry.serving_by_name(name);
@@ -101,7 +112,7 @@ impl ReplayArgs {
                     .statuses()
                     .into_iter()
                     .find(|s| &s.name == name && &s.version == version)
-                    .map(|s| s.message.unwrap_or_else(|| s.state.to_owned()))
+                    .map(|s| s.message.unwrap_or_else(|| s.state.to_string()))
                     .unwrap_or_else(|| "no such version".to_owned());
                 bail!("--model {name}={version} cannot serve: {why}");
             }
@@ -125,24 +136,30 @@ impl ReplayArgs {
         let mut vector = Vec::new();
         let mut write_error = None;
         let mut drain = |batcher: &mut Batcher<()>, counts: &mut Counts| {
-            batcher.flush(Utc::now(), |outcome| match outcome {
-                Outcome::Scored(prediction, ()) => {
-                    counts.predictions += 1;
-                    let result = serde_json::to_writer(&mut output, &prediction)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| output.write_all(b"\n"));
-                    if let Err(e) = result {
-                        write_error.get_or_insert(e);
+            batcher.flush(Utc::now(), |Outcome { info, verdicts, .. }| {
+                if verdicts.is_empty() {
+                    counts.no_model += 1;
+                }
+                for verdict in verdicts {
+                    match verdict {
+                        Verdict::Scored(prediction) => {
+                            counts.predictions += 1;
+                            let result = serde_json::to_writer(&mut output, &prediction)
+                                .map_err(std::io::Error::from)
+                                .and_then(|()| output.write_all(b"\n"));
+                            if let Err(e) = result {
+                                write_error.get_or_insert(e);
+                            }
+                        }
+                        Verdict::NonFinite { model, value } => {
+                            counts.non_finite += 1;
+                            tracing::warn!(tail = %info.tail, event = %info.event_id, %model, %value, "non-finite prediction (dead letter)");
+                        }
+                        Verdict::Failed { model, error } => {
+                            counts.failed += 1;
+                            tracing::warn!(tail = %info.tail, event = %info.event_id, %model, %error, "scoring failed");
+                        }
                     }
-                }
-                Outcome::NonFinite { info, model, value, .. } => {
-                    counts.non_finite += 1;
-                    tracing::warn!(tail = %info.tail, event = %info.event_id, %model, %value, "non-finite prediction (dead letter)");
-                }
-                Outcome::NoModel { .. } => counts.no_model += 1,
-                Outcome::Failed { info, error, .. } => {
-                    counts.failed += 1;
-                    tracing::warn!(tail = %info.tail, event = %info.event_id, %error, "scoring failed");
                 }
             });
         };
@@ -153,13 +170,7 @@ impl ReplayArgs {
             if set.compute(state, &mut vector).is_err() {
                 return Ok(());
             }
-            let info = RowInfo {
-                tail: event.tail().to_owned(),
-                event_id: event.event_id().to_owned(),
-                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
-                    .expect("validated time"),
-            };
-            batcher.push(set.id(), &vector, info, ());
+            batcher.push(set.id(), &vector, RowInfo::of(event), ());
             if batcher.len() >= self.batch.max(1) {
                 drain(&mut batcher, &mut counts);
             }

@@ -19,9 +19,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
 use super::limits::blocking;
-use super::models::VersionStatus;
 use super::path::PathParam;
 use crate::app::AppContext;
+use crate::model::ModelStatus;
 
 /// Proof that the request carried the admin token.
 #[derive(Debug)]
@@ -86,7 +86,7 @@ pub struct AdminResponse {
     pub serving: Option<String>,
     pub shadow: Option<String>,
     pub pinned: Option<String>,
-    pub versions: Vec<VersionStatus>,
+    pub versions: Vec<ModelStatus>,
 }
 
 fn report(ctx: &AppContext, name: &str) -> AdminResponse {
@@ -103,7 +103,6 @@ fn report(ctx: &AppContext, name: &str) -> AdminResponse {
             .statuses()
             .into_iter()
             .filter(|s| s.name == name)
-            .map(Into::into)
             .collect(),
     }
 }
@@ -224,14 +223,14 @@ pub async fn rollback(
     PathParam(name): PathParam,
 ) -> Result<Response, ApiError> {
     blocking(None, move || {
-        let serving = super::score::serving(&ctx, &name)?;
+        let serving = super::lookup::serving(&ctx, &name)?;
         let current = serving.serving.version().to_owned();
         // Statuses come greatest version first: the next valid one after the serving one.
         let previous = ctx
             .registry
             .statuses()
             .into_iter()
-            .filter(|s| s.name == name && matches!(s.state, "serving" | "shadow" | "standby"))
+            .filter(|s| s.name == name && s.state.is_valid())
             .skip_while(|s| s.version != current)
             .nth(1)
             .map(|s| s.version)

@@ -17,6 +17,7 @@ use metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
+use crate::metrics::names;
 
 #[derive(Debug)]
 pub struct Limits {
@@ -46,7 +47,7 @@ pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// `fleetscore_http_in_flight`, looked up once (the recorder is installed before the first
 /// request).
-static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("fleetscore_http_in_flight"));
+static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!(names::HTTP_IN_FLIGHT));
 
 impl Held {
     fn new(permit: OwnedSemaphorePermit) -> Self {
@@ -64,7 +65,7 @@ impl Drop for Held {
 /// Middleware of the API routes: shed when full, give up after the timeout.
 pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
     let Ok(permit) = Arc::clone(&limits.permits).try_acquire_owned() else {
-        metrics::counter!("fleetscore_http_shed_total").increment(1);
+        metrics::counter!(names::HTTP_SHED).increment(1);
         return ApiError::Overloaded(limits.limit).into_response();
     };
     req.extensions_mut()
@@ -72,7 +73,7 @@ pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Ne
     match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("fleetscore_http_timeouts_total").increment(1);
+            metrics::counter!(names::HTTP_TIMEOUTS).increment(1);
             ApiError::Timeout(limits.timeout.as_millis() as u64).into_response()
         }
     }

@@ -16,57 +16,19 @@ use crate::model::ModelStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelsResponse {
-    pub models: Vec<VersionStatus>,
-    /// Feature set -> the model scoring it for the streaming path (null: none serving).
-    pub routes: BTreeMap<String, Option<String>>,
+    pub models: Vec<ModelStatus>,
+    /// Feature set -> the models it feeds, in order (the streaming path publishes one
+    /// prediction per event and model).
+    pub routes: BTreeMap<String, Vec<RoutedModel>>,
     /// Model name -> pinned version (configuration and admin calls).
     pub pins: BTreeMap<String, String>,
 }
 
-/// One model version as the registry sees it.
+/// A model a feature set feeds, and the version serving it (null: none).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct VersionStatus {
-    pub name: String,
-    pub version: String,
-    /// `serving`, `shadow`, `standby` (valid, not chosen), `rejected` or `pending`.
-    #[schema(example = "serving")]
-    pub state: String,
-    /// The manifest's stage (`serving` or `shadow`), for valid versions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    /// `name@version` of the feature set the model was trained on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub feature_set: Option<String>,
-    /// Rejection class (`checksum_mismatch`, `golden_mismatch`...) or why it is pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub pinned: bool,
-}
-
-impl From<ModelStatus> for VersionStatus {
-    fn from(s: ModelStatus) -> Self {
-        Self {
-            name: s.name,
-            version: s.version,
-            state: s.state.to_owned(),
-            stage: s.stage.map(|stage| match stage {
-                crate::model::Stage::Serving => "serving".to_owned(),
-                crate::model::Stage::Shadow => "shadow".to_owned(),
-            }),
-            backend: s.backend.map(str::to_owned),
-            sha256: s.sha256,
-            feature_set: s.feature_set,
-            reason: s.reason,
-            message: s.message,
-            pinned: s.pinned,
-        }
-    }
+pub struct RoutedModel {
+    pub model: String,
+    pub serving: Option<String>,
 }
 
 #[utoipa::path(get, path = "/models", tag = "models",
@@ -77,22 +39,23 @@ pub async fn models(State(ctx): State<Arc<AppContext>>) -> Response {
 
 pub fn list(ctx: &AppContext) -> ModelsResponse {
     let routes = FeatureSet::all()
-        .into_iter()
         .map(|set| {
-            let model = ctx
-                .registry
-                .serving(set.id())
-                .map(|s| format!("{}/{}", s.serving.name(), s.serving.version()));
-            (set.name().to_owned(), model)
+            let serving = ctx.registry.routed(set.id());
+            let models = ctx.registry.config().routes[set.id()]
+                .iter()
+                .map(|name| RoutedModel {
+                    model: name.clone(),
+                    serving: serving
+                        .iter()
+                        .find(|s| s.serving.name() == name)
+                        .map(|s| s.serving.version().to_owned()),
+                })
+                .collect();
+            (set.name().to_owned(), models)
         })
         .collect();
     ModelsResponse {
-        models: ctx
-            .registry
-            .statuses()
-            .into_iter()
-            .map(Into::into)
-            .collect(),
+        models: ctx.registry.statuses(),
         routes,
         pins: ctx.registry.pins(),
     }

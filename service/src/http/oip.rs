@@ -20,11 +20,11 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
 use super::limits::{Permit, blocking};
+use super::lookup::serving;
 use super::path::{ModelVersion, PathParam as ModelName};
-use super::score::serving;
 use super::scorer::Scorer;
 use crate::app::AppContext;
-use crate::model::registry::ServingSet;
+use crate::model::ServingSet;
 use crate::model::{BackendKind, LoadedModel};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -324,7 +324,7 @@ async fn run_infer(
     let model = output.model;
     if let Some(row) = output.predictions.iter().position(|p| !p.is_finite()) {
         return Err(ApiError::NonFiniteOutput {
-            model: format!("{}/{}", model.name(), model.version()),
+            model: model.label(),
             row,
         });
     }

@@ -18,9 +18,10 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::Permit;
+use crate::metrics::names;
 use crate::model::LoadedModel;
 use crate::model::ModelError;
-use crate::model::registry::ServingSet;
+use crate::model::ServingSet;
 
 /// Rows scored in one backend call at most (one request's rows are never split).
 pub const MAX_COALESCED_ROWS: usize = 256;
@@ -101,7 +102,7 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut pending: Vec<Job> = Vec::new();
     let mut scratch = Vec::new();
     let mut out = Vec::new();
-    let batch_rows = metrics::histogram!("fleetscore_http_batch_rows");
+    let batch_rows = metrics::histogram!(names::HTTP_BATCH_ROWS);
     let mut busy = false;
     while let Some(first) = next_job(&mut rx, &mut busy) {
         let mut rows = first.count;

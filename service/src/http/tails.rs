@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json;
 use super::path::PathParam;
-use super::score::StateInfo;
+use super::state_info::StateInfo;
 use crate::app::AppContext;
 use crate::prediction::Prediction;
 use crate::store::TailEntry;
@@ -27,7 +27,7 @@ pub struct TailSummary {
     pub state_bytes: usize,
     /// The current vector of each feature set, or why there is none yet.
     pub features: Vec<FeatureValues>,
-    /// The latest prediction per feature set (written by the streaming path).
+    /// The latest prediction per model (written by the streaming path).
     pub predictions: Vec<LatestPrediction>,
 }
 
@@ -91,7 +91,6 @@ pub async fn tail(
 fn summary(tail: String, entry: &TailEntry) -> TailSummary {
     let mut scratch = Vec::new();
     let features = FeatureSet::all()
-        .into_iter()
         .map(|set| {
             let (values, unavailable) = match set.compute(&entry.state, &mut scratch) {
                 Ok(()) => (
@@ -118,7 +117,7 @@ fn summary(tail: String, entry: &TailEntry) -> TailSummary {
         state: StateInfo::of(Some(entry)),
         state_bytes: entry.state.memory_bytes(),
         features,
-        predictions: entry.predictions.iter().flatten().map(Into::into).collect(),
+        predictions: entry.predictions.iter().map(Into::into).collect(),
         tail,
     }
 }

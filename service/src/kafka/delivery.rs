@@ -58,6 +58,12 @@ impl BatchTracker {
         self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
+    /// Expects `more` acknowledgements besides those counted so far; called before any of
+    /// them is sent, so the count cannot reach zero early.
+    pub fn expect_more(&self, more: usize) {
+        self.remaining.fetch_add(more, Ordering::AcqRel);
+    }
+
     /// An output that never reached librdkafka (the send itself failed).
     pub fn abandon(&self, error: String) {
         self.settle(Some(error));

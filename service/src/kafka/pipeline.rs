@@ -42,7 +42,7 @@ use super::settings;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::prediction::Prediction;
-use crate::scoring::{Batcher, Outcome, RowInfo};
+use crate::scoring::{Batcher, Outcome, RowInfo, Verdict};
 use crate::store::{SourceRef, TailEntry};
 
 /// Counters for summaries and tests (Prometheus gets the same through `metrics`).
@@ -176,7 +176,7 @@ impl InFlight {
 }
 
 /// What a row carries through scoring: where it came from and what to dead-letter it with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Meta {
     source: SourceRef,
     /// The source record's Kafka timestamp (ms).
@@ -242,8 +242,8 @@ struct Scorer {
 
 /// A scored batch for the output thread.
 struct Scored {
-    scored: Vec<(Prediction, Meta)>,
-    failures: Vec<(Meta, &'static str, String)>,
+    /// Every row with a verdict per model its feature set feeds.
+    scored: Vec<Outcome<Meta>>,
     /// The batch's decoding dead letters.
     outputs: Vec<Output>,
     tracker: Arc<BatchTracker>,
@@ -496,12 +496,7 @@ impl Pipeline {
             }
         }
         if let Some(set) = scored {
-            let info = RowInfo {
-                tail: event.tail().to_owned(),
-                event_id: event.event_id().to_owned(),
-                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
-                    .expect("validated time"),
-            };
+            let info = RowInfo::of(&event);
             let meta = Meta {
                 source,
                 timestamp_ms,
@@ -628,30 +623,11 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
     } = work;
     let rows = batcher.len();
     let mut scored = Vec::with_capacity(rows);
-    let mut failures = Vec::new();
-    batcher.flush(Utc::now(), |outcome| match outcome {
-        Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
-        Outcome::NonFinite {
-            meta, model, value, ..
-        } => failures.push((
-            meta,
-            "non_finite_prediction",
-            format!("model {model} returned {value}"),
-        )),
-        Outcome::NoModel { meta, info } => failures.push((
-            meta,
-            "no_model",
-            format!("no model serves the features of event {}", info.event_id),
-        )),
-        Outcome::Failed { meta, error, .. } => {
-            failures.push((meta, "scoring_failed", error.to_string()))
-        }
-    });
+    batcher.flush(Utc::now(), |outcome| scored.push(outcome));
     let _ = spare.send(batcher);
     metrics::histogram!("fleetscore_scoring_batch_seconds").record(started.elapsed().as_secs_f64());
     Scored {
         scored,
-        failures,
         outputs,
         tracker,
         rows,
@@ -659,6 +635,35 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
 }
 
 impl Emitter {
+    /// The record of a prediction, which also becomes the aircraft's latest of its model.
+    fn prediction(&mut self, prediction: Prediction, meta: &Meta) -> Output {
+        let traceparent = meta
+            .headers
+            .as_ref()
+            .and_then(|h| headers::find(h, headers::TRACEPARENT));
+        let headers = headers::prediction(&prediction, &meta.source, traceparent);
+        let value = serde_json::to_vec(&prediction).expect("predictions serialize");
+        crate::metrics::cached(
+            &mut self.predictions_counters,
+            &prediction.model,
+            |model| metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned()),
+        )
+        .increment(1);
+        self.stats.predictions.fetch_add(1, Ordering::Relaxed);
+        if let Some(lag) = lag_since(meta.timestamp_ms) {
+            self.lag_produced.record(lag);
+        }
+        let tail = prediction.tail.clone();
+        self.ctx
+            .store
+            .with_entry(&tail, |entry| entry.set_latest(prediction));
+        Output::Prediction {
+            tail,
+            value,
+            headers,
+        }
+    }
+
     fn run(mut self, scored: &mpsc::Receiver<Scored>) {
         while let Ok(batch) = scored.recv() {
             self.emit(batch);
@@ -670,57 +675,67 @@ impl Emitter {
     fn emit(&mut self, batch: Scored) {
         let Scored {
             scored,
-            failures,
             mut outputs,
             tracker,
             rows,
         } = batch;
         let expected = outputs.len() + rows;
-        for (meta, class, message) in failures {
-            outputs.push(dead_letter(
-                &self.stats,
-                meta.key,
-                meta.value,
-                meta.headers.as_ref(),
-                &meta.source,
-                class,
-                &message,
-            ));
-        }
-        for (prediction, meta) in scored {
-            let traceparent = meta
-                .headers
-                .as_ref()
-                .and_then(|h| headers::find(h, headers::TRACEPARENT));
-            let headers = headers::prediction(&prediction, &meta.source, traceparent);
-            let value = serde_json::to_vec(&prediction).expect("predictions serialize");
-            crate::metrics::cached(&mut self.predictions_counters, &prediction.model, |model| {
-                metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned())
-            })
-            .increment(1);
-            self.stats.predictions.fetch_add(1, Ordering::Relaxed);
-            if let Some(lag) = lag_since(meta.timestamp_ms) {
-                self.lag_produced.record(lag);
+        for Outcome {
+            info,
+            meta,
+            verdicts,
+        } in scored
+        {
+            let mut failures: Vec<(&'static str, String)> = Vec::new();
+            if verdicts.is_empty() {
+                failures.push((
+                    "no_model",
+                    format!("no model serves the features of event {}", info.event_id),
+                ));
             }
-            let tail = prediction.tail.clone();
-            let slot = match prediction.feature_set.as_str() {
-                "delay-risk" => 1,
-                _ => 0,
-            };
-            self.ctx
-                .store
-                .with_entry(&tail, |entry| entry.predictions[slot] = Some(prediction));
-            outputs.push(Output::Prediction {
-                tail,
-                value,
-                headers,
-            });
+            for verdict in verdicts {
+                match verdict {
+                    Verdict::Scored(prediction) => {
+                        outputs.push(self.prediction(prediction, &meta));
+                    }
+                    Verdict::NonFinite { model, value } => failures.push((
+                        "non_finite_prediction",
+                        format!("model {model} returned {value}"),
+                    )),
+                    Verdict::Failed { model, error } => {
+                        failures.push(("scoring_failed", format!("model {model}: {error}")));
+                    }
+                }
+            }
+            // One dead letter per failing model; the last takes the record's bytes.
+            let mut meta = Some(meta);
+            let last = failures.len();
+            for (i, (class, message)) in failures.into_iter().enumerate() {
+                let original = if i + 1 == last {
+                    meta.take().expect("taken once")
+                } else {
+                    meta.as_ref().expect("not taken yet").clone()
+                };
+                outputs.push(dead_letter(
+                    &self.stats,
+                    original.key,
+                    original.value,
+                    original.headers.as_ref(),
+                    &original.source,
+                    class,
+                    &message,
+                ));
+            }
         }
         if rows > 0 {
             metrics::histogram!("fleetscore_batch_rows").record(rows as f64);
         }
-        // Every row gives one outcome; should one ever be missing, the batch fails rather than
-        // waiting for an acknowledgement that cannot come.
+        // A row feeding several models has an output per model: the tracker waits for them
+        // too. Every row gives at least one output; should one ever be missing, the batch
+        // fails rather than waiting for an acknowledgement that cannot come.
+        if outputs.len() > expected {
+            tracker.expect_more(outputs.len() - expected);
+        }
         for _ in outputs.len()..expected {
             tracker.abandon("a row of the batch produced no output".to_owned());
         }

@@ -11,7 +11,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Manifests are small; anything bigger is not one.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Candidate for producing the predictions.

@@ -37,6 +37,11 @@ impl LoadedModel {
         &self.manifest.version
     }
 
+    /// `name/version`, as logs, errors and dead letters name a model.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.name(), self.version())
+    }
+
     pub fn width(&self) -> usize {
         self.manifest.input.features.len()
     }

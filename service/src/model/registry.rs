@@ -1,27 +1,49 @@
 //! The model registry: watches the models directory, validates every new version, and swaps
 //! the serving (and shadow) model of each name atomically.
 //!
-//! Readers call [`Registry::serving`] (one atomic load, two `Arc` clones) and score on what they
-//! got: a swap never disturbs a batch in flight, and a failed load never replaces a good model.
+//! Each feature set feeds a list of models (its *route*: by default the one model of
+//! [`default_routes`]). Readers call [`Registry::routed`] or [`Registry::serving_by_name`] (one
+//! atomic load, `Arc` clones) and score on what they got: a swap never disturbs a batch in flight, and a failed load never replaces a good model.
 //! A version directory is *published* once it holds `manifest.json`; it is considered only when
 //! none of its files changed for [`RegistryConfig::settle`] (so a copy in progress is left
 //! alone), validated in a child process when a [`ChildValidator`] is configured, then loaded.
 //! A rejected version stays rejected until one of its files changes.
 
-use std::cmp::Ordering;
+mod watch;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use fleet_features::{FeatureSet, FeatureSetId};
-use serde::Serialize;
+use fleet_features::{FeatureSetId, PerFeatureSet};
 
 use super::manifest::{MANIFEST_FILE, Stage};
+use super::serving::ServingSet;
+use super::status::{ModelState, ModelStatus};
 use super::validate::ChildValidator;
+use super::versions::natural_cmp;
 use super::{LoadedModel, ModelError, package};
+use crate::metrics::names;
+
+pub use watch::Watcher;
+
+/// How long a version's files must be unchanged before it is considered, unless configured.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(500);
+
+/// The models each feature set feeds unless `[models.routes]` says otherwise.
+pub fn default_routes() -> PerFeatureSet<Vec<String>> {
+    PerFeatureSet::from_fn(|id| {
+        let model = match id {
+            FeatureSetId::EngineHealth => "engine-rul",
+            FeatureSetId::DelayRisk => "delay-risk",
+            #[cfg(feature = "test-feature-set")]
+            FeatureSetId::TestEvents => "test-events",
+        };
+        vec![model.to_owned()]
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
@@ -29,9 +51,8 @@ pub struct RegistryConfig {
     pub dir: PathBuf,
     /// Model name -> version to serve instead of the greatest valid one (rollback).
     pub pins: BTreeMap<String, String>,
-    /// Feature set name -> model name scoring it. Defaults: `engine-health` -> `engine-rul`,
-    /// `delay-risk` -> `delay-risk`.
-    pub routes: BTreeMap<String, String>,
+    /// Feature set -> the models it feeds, in order ([`default_routes`] unless configured).
+    pub routes: PerFeatureSet<Vec<String>>,
     /// Validate in a child process first (recommended: ONNX Runtime can crash on bad input).
     pub validator: Option<ChildValidator>,
     /// Files must be unchanged this long before a version is considered.
@@ -43,96 +64,19 @@ impl RegistryConfig {
         Self {
             dir: dir.into(),
             pins: BTreeMap::new(),
-            routes: BTreeMap::new(),
+            routes: default_routes(),
             validator: None,
-            settle: Duration::from_millis(500),
+            settle: DEFAULT_SETTLE,
         }
     }
-
-    fn route(&self, set: &FeatureSet) -> String {
-        self.routes.get(set.name()).cloned().unwrap_or_else(|| {
-            match set.id() {
-                FeatureSetId::EngineHealth => "engine-rul",
-                FeatureSetId::DelayRisk => "delay-risk",
-            }
-            .to_owned()
-        })
-    }
 }
 
-/// The models scoring one name: the serving one and an optional shadow.
-#[derive(Debug, Clone)]
-pub struct ServingSet {
-    pub serving: Arc<LoadedModel>,
-    pub shadow: Option<Arc<LoadedModel>>,
-}
-
-/// A scored batch: which model produced the values, and the shadow's opinion if there is one.
-#[derive(Debug)]
-pub struct Scored {
-    pub model: Arc<LoadedModel>,
-    pub shadow: Option<ShadowScores>,
-}
-
-#[derive(Debug)]
-pub struct ShadowScores {
-    pub model: Arc<LoadedModel>,
-    pub result: Result<Vec<f32>, ModelError>,
-}
-
-impl ServingSet {
-    /// Scores `rows` with the serving model into `out`, then with the shadow (whose outputs
-    /// never touch `out`). The mean absolute difference goes to a metric.
-    pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<Scored, ModelError> {
-        self.serving.score(rows, out)?;
-        let shadow = self.shadow.as_ref().map(|model| {
-            let mut values = Vec::with_capacity(out.len());
-            let result = model.score(rows, &mut values).map(|()| values);
-            if let Ok(values) = &result
-                && !values.is_empty()
-            {
-                let diff: f64 = values
-                    .iter()
-                    .zip(out.iter())
-                    .map(|(s, p)| f64::from((s - p).abs()))
-                    .sum::<f64>()
-                    / values.len() as f64;
-                metrics::histogram!("fleetscore_shadow_abs_diff", "model" => model.name().to_owned())
-                    .record(diff);
-            }
-            ShadowScores {
-                model: Arc::clone(model),
-                result,
-            }
-        });
-        Ok(Scored {
-            model: Arc::clone(&self.serving),
-            shadow,
-        })
-    }
-}
-
-/// The state of one version, as `GET /models` and `fleetscore model list` show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ModelStatus {
-    pub name: String,
-    pub version: String,
-    /// `serving`, `shadow`, `standby` (valid, not chosen), `rejected` or `pending`.
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<Stage>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backend: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub feature_set: Option<String>,
-    /// Rejection class, or why it is pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    pub pinned: bool,
+/// The models a feature set feeds, as published: those serving, and the routed names that are
+/// not (readiness lists them).
+#[derive(Debug, Clone, Default)]
+struct Route {
+    models: Arc<[ServingSet]>,
+    unserved: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -140,7 +84,7 @@ struct Snapshot {
     by_name: BTreeMap<String, ServingSet>,
     /// Every valid (loaded) version, by name and version.
     valid: BTreeMap<(String, String), Arc<LoadedModel>>,
-    routes: [Option<ServingSet>; 2],
+    routes: PerFeatureSet<Route>,
     statuses: Vec<ModelStatus>,
 }
 
@@ -179,13 +123,6 @@ pub enum VersionError {
     },
 }
 
-fn route_index(id: FeatureSetId) -> usize {
-    match id {
-        FeatureSetId::EngineHealth => 0,
-        FeatureSetId::DelayRisk => 1,
-    }
-}
-
 impl Registry {
     /// A registry with nothing loaded yet; call [`Registry::rescan`] or [`Registry::watch`].
     pub fn new(config: RegistryConfig) -> Self {
@@ -202,9 +139,24 @@ impl Registry {
         &self.config
     }
 
-    /// The models scoring a feature set, if one is serving.
+    /// The models a feature set feeds that are serving, in route order.
+    pub fn routed(&self, set: FeatureSetId) -> Arc<[ServingSet]> {
+        Arc::clone(&self.current.load().routes[set].models)
+    }
+
+    /// The first serving model a feature set feeds (its primary model), if any.
     pub fn serving(&self, set: FeatureSetId) -> Option<ServingSet> {
-        self.current.load().routes[route_index(set)].clone()
+        self.current.load().routes[set].models.first().cloned()
+    }
+
+    /// Routed model names with no version serving their feature set: `(set, model)`.
+    pub fn unserved_routes(&self) -> Vec<(FeatureSetId, String)> {
+        let current = self.current.load();
+        current
+            .routes
+            .iter()
+            .flat_map(|(id, route)| route.unserved.iter().map(move |m| (id, m.clone())))
+            .collect()
     }
 
     /// The models of a name, if one is serving.
@@ -234,7 +186,7 @@ impl Registry {
                 reason: status
                     .reason
                     .clone()
-                    .unwrap_or_else(|| status.state.to_owned()),
+                    .unwrap_or_else(|| status.state.to_string()),
             }),
             None => Err(VersionError::UnknownVersion {
                 name: name.to_owned(),
@@ -344,7 +296,7 @@ impl Registry {
                 ),
                 Err((class, message)) => {
                     tracing::warn!(model = %key.0, version = %key.1, reason = %class, %message, "model version rejected");
-                    metrics::counter!("fleetscore_model_rejections_total",
+                    metrics::counter!(names::MODEL_REJECTIONS,
                         "model" => key.0.clone(), "reason" => class.clone())
                     .increment(1);
                 }
@@ -468,14 +420,23 @@ impl Registry {
             );
         }
 
-        let mut routes: [Option<ServingSet>; 2] = [None, None];
-        for set in FeatureSet::all() {
-            let name = self.config.route(set);
-            routes[route_index(set.id())] = by_name
-                .get(&name)
-                .filter(|s: &&ServingSet| s.serving.feature_set.id() == set.id())
-                .cloned();
-        }
+        let routes = PerFeatureSet::from_fn(|id| {
+            let mut models = Vec::new();
+            let mut unserved = Vec::new();
+            for name in &self.config.routes[id] {
+                match by_name
+                    .get(name)
+                    .filter(|s: &&ServingSet| s.serving.feature_set.id() == id)
+                {
+                    Some(set) => models.push(set.clone()),
+                    None => unserved.push(name.clone()),
+                }
+            }
+            Route {
+                models: models.into(),
+                unserved,
+            }
+        });
 
         let mut statuses = Vec::new();
         for ((name, version), k) in known {
@@ -484,11 +445,11 @@ impl Registry {
                 Ok(model) => {
                     let set = by_name.get(name);
                     let state = match set {
-                        Some(s) if Arc::ptr_eq(&s.serving, model) => "serving",
+                        Some(s) if Arc::ptr_eq(&s.serving, model) => ModelState::Serving,
                         Some(s) if s.shadow.as_ref().is_some_and(|m| Arc::ptr_eq(m, model)) => {
-                            "shadow"
+                            ModelState::Shadow
                         }
-                        _ => "standby",
+                        _ => ModelState::Standby,
                     };
                     ModelStatus {
                         name: name.clone(),
@@ -510,7 +471,7 @@ impl Registry {
                 Err((class, message)) => ModelStatus {
                     name: name.clone(),
                     version: version.clone(),
-                    state: "rejected",
+                    state: ModelState::Rejected,
                     stage: None,
                     backend: None,
                     sha256: None,
@@ -529,7 +490,7 @@ impl Registry {
             statuses.push(ModelStatus {
                 name: name.clone(),
                 version: version.clone(),
-                state: "pending",
+                state: ModelState::Pending,
                 stage: None,
                 backend: None,
                 sha256: None,
@@ -559,109 +520,6 @@ impl Registry {
             routes,
             statuses,
         }
-    }
-
-    /// Rescans on every change in the directory (debounced) and at least every `interval`,
-    /// on a thread of its own until the returned handle is stopped or dropped.
-    pub fn watch(self: &Arc<Self>, interval: Duration) -> Result<Watcher, ModelError> {
-        use notify::Watcher as _;
-        let (tx, rx) = mpsc::channel::<Signal>();
-        let events = tx.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events.send(Signal::Changed);
-                }
-            })
-            .map_err(|e| ModelError::Io {
-                path: self.config.dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-        watcher
-            .watch(&self.config.dir, notify::RecursiveMode::Recursive)
-            .map_err(|e| ModelError::Io {
-                path: self.config.dir.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let registry = Arc::clone(self);
-        let settle = self.config.settle;
-        let thread = std::thread::Builder::new()
-            .name("model-registry".to_owned())
-            .spawn(move || {
-                let _watcher = watcher; // dropped (and unwatched) when the loop ends
-                registry.rescan();
-                loop {
-                    let pending = registry.statuses().iter().any(|s| s.state == "pending");
-                    let wait = if pending {
-                        settle.max(Duration::from_millis(50))
-                    } else {
-                        interval
-                    };
-                    match rx.recv_timeout(wait) {
-                        Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                        Ok(Signal::Changed) => {
-                            // Debounce a burst of file events into one scan.
-                            while let Ok(signal) = rx.recv_timeout(Duration::from_millis(100)) {
-                                if matches!(signal, Signal::Stop) {
-                                    return;
-                                }
-                            }
-                            registry.rescan();
-                        }
-                        Err(RecvTimeoutError::Timeout) => {
-                            registry.rescan();
-                        }
-                    }
-                }
-            })
-            .map_err(|e| ModelError::Io {
-                path: "model-registry thread".to_owned(),
-                message: e.to_string(),
-            })?;
-        Ok(Watcher {
-            stop: tx,
-            thread: Some(thread),
-        })
-    }
-}
-
-enum Signal {
-    Changed,
-    Stop,
-}
-
-/// Stops the registry's watch thread when stopped or dropped.
-#[derive(Debug)]
-pub struct Watcher {
-    stop: mpsc::Sender<Signal>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watcher {
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        let _ = self.stop.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-impl std::fmt::Debug for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Signal::Changed => "Changed",
-            Signal::Stop => "Stop",
-        })
     }
 }
 
@@ -693,61 +551,16 @@ fn fingerprint(dir: &Path) -> Vec<(String, u64, SystemTime)> {
 }
 
 fn same_choice(a: &Snapshot, b: &Snapshot) -> bool {
-    let same = |x: &ServingSet, y: &ServingSet| {
-        Arc::ptr_eq(&x.serving, &y.serving)
-            && match (&x.shadow, &y.shadow) {
-                (None, None) => true,
-                (Some(p), Some(q)) => Arc::ptr_eq(p, q),
-                _ => false,
-            }
-    };
     a.by_name.len() == b.by_name.len()
         && a.by_name
             .iter()
             .zip(&b.by_name)
-            .all(|((n, x), (m, y))| n == m && same(x, y))
-}
-
-/// Orders versions so that `1.10` > `1.9` and `2026.11.24-2` > `2026.11.24-1`: runs of digits
-/// compare as numbers, everything else as text.
-pub fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
-    loop {
-        match (a.first(), b.first()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
-                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
-                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
-                let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
-                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
-                if ord != Ordering::Equal {
-                    return ord;
-                }
-                a = &a[da..];
-                b = &b[db..];
-            }
-            (Some(x), Some(y)) => {
-                if x != y {
-                    return x.cmp(y);
-                }
-                a = &a[1..];
-                b = &b[1..];
-            }
-        }
-    }
-}
-
-fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let zeros = digits.iter().take_while(|&&d| d == b'0').count();
-    &digits[zeros.min(digits.len().saturating_sub(1))..]
+            .all(|((n, x), (m, y))| n == m && x.same_as(y))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Registry, RegistryConfig, VersionError, natural_cmp};
-    use std::cmp::Ordering::*;
+    use super::{Registry, RegistryConfig, VersionError};
     use std::path::Path;
     use std::time::{Duration, SystemTime};
 
@@ -803,7 +616,7 @@ mod tests {
             .collect();
         assert_eq!(pinned.len(), 1);
         assert_eq!(
-            (pinned[0].version.as_str(), pinned[0].state),
+            (pinned[0].version.as_str(), pinned[0].state.as_str()),
             ("1", "serving")
         );
         assert_eq!(
@@ -832,15 +645,5 @@ mod tests {
         assert_eq!(serving(&registry), "2");
         assert!(registry.pins().is_empty());
         assert!(registry.statuses().iter().all(|s| !s.pinned));
-    }
-
-    #[test]
-    fn versions_order_naturally() {
-        assert_eq!(natural_cmp("1.10", "1.9"), Greater);
-        assert_eq!(natural_cmp("2", "10"), Less);
-        assert_eq!(natural_cmp("2026.11.24-2", "2026.11.24-1"), Greater);
-        assert_eq!(natural_cmp("007", "7"), Equal);
-        assert_eq!(natural_cmp("1.0", "1.0-rc1"), Less);
-        assert_eq!(natural_cmp("v2", "v10"), Less);
     }
 }

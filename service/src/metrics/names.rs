@@ -1,0 +1,30 @@
+//! Every metric name of the service, once. Histograms ending in `_seconds` get latency buckets
+//! and those ending in `_rows` batch-size buckets (see the parent module).
+
+// Streaming path.
+pub const EVENTS_CONSUMED: &str = "fleetscore_events_consumed_total";
+pub const EVENTS_IGNORED: &str = "fleetscore_events_ignored_total";
+pub const EVENT_LAG: &str = "fleetscore_event_lag_seconds";
+pub const CONSUMER_ERRORS: &str = "fleetscore_consumer_errors_total";
+pub const PREDICTIONS: &str = "fleetscore_predictions_total";
+pub const DEAD_LETTERS: &str = "fleetscore_dead_letters_total";
+pub const PRODUCE_FAILURES: &str = "fleetscore_produce_failures_total";
+pub const IN_FLIGHT_BATCHES: &str = "fleetscore_in_flight_batches";
+pub const BATCH_ROWS: &str = "fleetscore_batch_rows";
+pub const SCORING_BATCH: &str = "fleetscore_scoring_batch_seconds";
+pub const HANDOVER_WAIT: &str = "fleetscore_pipeline_handover_wait_seconds";
+
+// Models.
+pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";
+pub const SHADOW_ABS_DIFF: &str = "fleetscore_shadow_abs_diff";
+/// Rendered from the registry at each scrape, not recorded.
+pub const MODEL_INFO: &str = "fleetscore_model_info";
+
+// HTTP.
+pub const HTTP_REQUESTS: &str = "fleetscore_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "fleetscore_http_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "fleetscore_http_in_flight";
+pub const HTTP_SHED: &str = "fleetscore_http_shed_total";
+pub const HTTP_TIMEOUTS: &str = "fleetscore_http_timeouts_total";
+pub const HTTP_BATCH_ROWS: &str = "fleetscore_http_batch_rows";
+pub const HTTP_SCORE_ROWS: &str = "fleetscore_http_score_rows";
