@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use fleet_features::{FeatureSet, FeatureSetId};
+use fleet_features::{Event, FeatureSet, FeatureSetId};
 
 use crate::model::{ModelError, Registry};
 use crate::prediction::{PREDICTION_SCHEMA, Prediction};
@@ -16,6 +16,18 @@ pub struct RowInfo {
     pub tail: String,
     pub event_id: String,
     pub event_time: DateTime<Utc>,
+}
+
+impl RowInfo {
+    /// The row of `event`, its time truncated to milliseconds as on the wire.
+    pub fn of(event: &Event) -> Self {
+        Self {
+            tail: event.tail().to_owned(),
+            event_id: event.event_id().to_owned(),
+            event_time: DateTime::from_timestamp_millis(event.event_time_ms())
+                .expect("validated time"),
+        }
+    }
 }
 
 /// The fate of one pushed row.

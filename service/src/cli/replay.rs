@@ -153,12 +153,7 @@ impl ReplayArgs {
             if set.compute(state, &mut vector).is_err() {
                 return Ok(());
             }
-            let info = RowInfo {
-                tail: event.tail().to_owned(),
-                event_id: event.event_id().to_owned(),
-                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
-                    .expect("validated time"),
-            };
+            let info = RowInfo::of(event);
             batcher.push(set.id(), &vector, info, ());
             if batcher.len() >= self.batch.max(1) {
                 drain(&mut batcher, &mut counts);

@@ -496,12 +496,7 @@ impl Pipeline {
             }
         }
         if let Some(set) = scored {
-            let info = RowInfo {
-                tail: event.tail().to_owned(),
-                event_id: event.event_id().to_owned(),
-                event_time: chrono::DateTime::from_timestamp_millis(event.event_time_ms())
-                    .expect("validated time"),
-            };
+            let info = RowInfo::of(&event);
             let meta = Meta {
                 source,
                 timestamp_ms,
