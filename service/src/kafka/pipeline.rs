@@ -19,13 +19,13 @@
 //! order. A failed delivery stops the pipeline with an error and without storing the batch's
 //! offsets: after a restart the batch is processed again (at-least-once).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
 use metrics::{Counter, Histogram};
@@ -37,26 +37,15 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::{BatchTracker, DeliveryContext};
 use super::headers;
+use super::in_flight::InFlight;
 use super::rebalance::RebalanceContext;
 use super::settings;
+use super::stats::PipelineStats;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::prediction::Prediction;
 use crate::scoring::{Batcher, Outcome, RowInfo};
 use crate::store::{SourceRef, TailEntry};
-
-/// Counters for summaries and tests (Prometheus gets the same through `metrics`).
-#[derive(Debug, Default)]
-pub struct PipelineStats {
-    pub consumed: AtomicU64,
-    pub predictions: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub late: AtomicU64,
-    pub batches: AtomicU64,
-    /// Batches whose outputs were acknowledged and offsets stored.
-    pub settled_batches: AtomicU64,
-}
 
 /// A running pipeline; stop it to drain, commit and join.
 #[derive(Debug)]
@@ -89,88 +78,6 @@ impl Drop for PipelineHandle {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// A batch whose outputs are on their way, and the offsets it covers.
-#[derive(Debug)]
-struct Pending {
-    tracker: Arc<BatchTracker>,
-    /// Highest offset processed per `(topic, partition)`.
-    offsets: HashMap<(String, i32), i64>,
-}
-
-/// Batches in flight, oldest first; shared with the rebalance callback.
-#[derive(Debug)]
-pub struct InFlight {
-    queue: Mutex<VecDeque<Pending>>,
-    /// Wakes a waiter when a batch completes.
-    done: Mutex<mpsc::Receiver<()>>,
-    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
-    settled: Arc<PipelineStats>,
-}
-
-impl InFlight {
-    fn len(&self) -> usize {
-        self.queue.lock().map(|q| q.len()).unwrap_or(0)
-    }
-
-    fn push(&self, pending: Pending) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(pending);
-    }
-
-    /// Stores the offsets of every completed batch at the front of the queue. A failed batch
-    /// is an error: its offsets, and all later ones, stay unstored.
-    pub(crate) fn settle<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-    ) -> anyhow::Result<()> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        while queue.front().is_some_and(|p| p.tracker.is_done()) {
-            let pending = queue.pop_front().expect("front exists");
-            if let Some(error) = pending.tracker.failure() {
-                queue.push_front(pending);
-                bail!("an output of a batch was not acknowledged: {error}");
-            }
-            let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-            for ((topic, partition), offset) in &pending.offsets {
-                if assigned.contains(&(topic.clone(), *partition)) {
-                    consumer
-                        .store_offset(topic, *partition, *offset)
-                        .with_context(|| format!("storing offset {topic}/{partition}@{offset}"))?;
-                }
-            }
-            self.settled.settled_batches.fetch_add(1, Ordering::Relaxed);
-        }
-        metrics::gauge!("fleetscore_in_flight_batches").set(queue.len() as f64);
-        Ok(())
-    }
-
-    /// Settles until nothing is in flight, or `timeout` passes.
-    pub(crate) fn drain<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.settle(consumer)?;
-            if self.len() == 0 {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "{} batches still unacknowledged after {timeout:?}",
-                    self.len()
-                );
-            }
-            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = done.recv_timeout(left.min(Duration::from_millis(50)));
         }
     }
 }
@@ -281,12 +188,11 @@ impl Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let assigned = Arc::new(Mutex::new(HashSet::new()));
         let (delivery, done) = DeliveryContext::new();
-        let in_flight = Arc::new(InFlight {
-            queue: Mutex::new(VecDeque::new()),
-            done: Mutex::new(done),
-            assigned: Arc::clone(&assigned),
-            settled: Arc::clone(&stats),
-        });
+        let in_flight = Arc::new(InFlight::new(
+            done,
+            Arc::clone(&assigned),
+            Arc::clone(&stats),
+        ));
         let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
             .create_with_context(delivery)
             .context("creating the Kafka producer")?;
@@ -399,13 +305,7 @@ impl Pipeline {
             self.in_flight.settle(consumer)?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
             while self.in_flight.len() > self.config.max_in_flight_batches.max(1) {
-                let done = self
-                    .in_flight
-                    .done
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let _ = done.recv_timeout(Duration::from_millis(50));
-                drop(done);
+                self.in_flight.wait(Duration::from_millis(50));
                 self.in_flight.settle(consumer)?;
             }
         }
@@ -517,10 +417,8 @@ impl Pipeline {
         // One output per row (a prediction or a dead letter), plus the decoding dead letters.
         let tracker = BatchTracker::new(self.outputs.len() + self.batcher.len());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.push(Pending {
-            tracker: Arc::clone(&tracker),
-            offsets: std::mem::take(&mut self.offsets),
-        });
+        self.in_flight
+            .push(Arc::clone(&tracker), std::mem::take(&mut self.offsets));
         if self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
