@@ -6,6 +6,8 @@
 //! - [`delivery`]: acknowledgements of produced records, tracked per micro-batch.
 //! - [`in_flight`]: the batches awaiting acknowledgement, oldest first; their offsets are stored
 //!   only when every output of the batch is on the broker, in batch order.
+//! - [`output`]: the output thread: prediction records and dead letters, produced with their
+//!   batch's tracker.
 //! - [`rebalance`]: partition assignment and revocation (commit, drop state).
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
@@ -14,6 +16,7 @@
 pub mod delivery;
 pub mod headers;
 pub mod in_flight;
+pub mod output;
 pub mod pipeline;
 pub mod rebalance;
 pub mod settings;

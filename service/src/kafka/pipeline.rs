@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
@@ -31,19 +31,18 @@ use fleet_features::{ApplyOutcome, Event, FeatureSet};
 use metrics::{Counter, Histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::{BatchTracker, DeliveryContext};
-use super::headers;
 use super::in_flight::InFlight;
+use super::output::{Emitter, Meta, OutputRecord, ScoredBatch, dead_letter, lag_since};
 use super::rebalance::RebalanceContext;
 use super::settings;
 use super::stats::PipelineStats;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
-use crate::prediction::Prediction;
 use crate::scoring::{Batcher, Outcome, RowInfo};
 use crate::store::{SourceRef, TailEntry};
 
@@ -82,32 +81,6 @@ impl Drop for PipelineHandle {
     }
 }
 
-/// What a row carries through scoring: where it came from and what to dead-letter it with.
-#[derive(Debug)]
-struct Meta {
-    source: SourceRef,
-    /// The source record's Kafka timestamp (ms).
-    timestamp_ms: Option<i64>,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: Option<OwnedHeaders>,
-}
-
-/// One output record.
-#[derive(Debug)]
-enum Output {
-    Prediction {
-        tail: String,
-        value: Vec<u8>,
-        headers: OwnedHeaders,
-    },
-    DeadLetter {
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-        headers: OwnedHeaders,
-    },
-}
-
 type InputConsumer = BaseConsumer<RebalanceContext>;
 
 pub struct Pipeline {
@@ -117,7 +90,7 @@ pub struct Pipeline {
     in_flight: Arc<InFlight>,
     assigned: Arc<Mutex<HashSet<(String, i32)>>>,
     batcher: Batcher<Meta>,
-    outputs: Vec<Output>,
+    outputs: Vec<OutputRecord>,
     offsets: HashMap<(String, i32), i64>,
     vector: Vec<f32>,
     stats: Arc<PipelineStats>,
@@ -136,7 +109,7 @@ pub struct Pipeline {
 /// tracker already registered in flight for all of its outputs.
 struct Work {
     batcher: Batcher<Meta>,
-    outputs: Vec<Output>,
+    outputs: Vec<OutputRecord>,
     tracker: Arc<BatchTracker>,
 }
 
@@ -145,31 +118,6 @@ struct Work {
 struct Scorer {
     spare: mpsc::Sender<Batcher<Meta>>,
     emitter: Emitter,
-}
-
-/// A scored batch for the output thread.
-struct Scored {
-    scored: Vec<(Prediction, Meta)>,
-    failures: Vec<(Meta, &'static str, String)>,
-    /// The batch's decoding dead letters.
-    outputs: Vec<Output>,
-    tracker: Arc<BatchTracker>,
-    rows: usize,
-}
-
-/// The output thread: builds the records of scored batches (prediction JSON, headers, dead
-/// letters), updates the aircraft's latest predictions and produces the records, in batch
-/// order, so that the scoring thread only scores.
-struct Emitter {
-    ctx: Arc<AppContext>,
-    predictions_topic: String,
-    deadletter_topic: String,
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
-    stats: Arc<PipelineStats>,
-    /// `fleetscore_event_lag_seconds{stage="produced"}`.
-    lag_produced: Histogram,
-    /// `fleetscore_predictions_total` by model.
-    predictions_counters: Vec<(String, Counter)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -214,15 +162,12 @@ impl Pipeline {
         let (spare_tx, spare_rx) = mpsc::channel();
         let scorer = Scorer {
             spare: spare_tx,
-            emitter: Emitter {
-                ctx: Arc::clone(&ctx),
-                predictions_topic: config.predictions_topic.clone(),
-                deadletter_topic: config.deadletter_topic.clone(),
-                producer: Arc::clone(&producer),
-                stats: Arc::clone(&stats),
-                lag_produced: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "produced"),
-                predictions_counters: Vec::new(),
-            },
+            emitter: Emitter::new(
+                Arc::clone(&ctx),
+                &config,
+                Arc::clone(&producer),
+                Arc::clone(&stats),
+            ),
         };
         let scorer = std::thread::Builder::new()
             .name("kafka-scorer".to_owned())
@@ -483,13 +428,8 @@ impl Scorer {
     /// Scores until the pipeline closes the channel, then lets the output thread finish.
     fn run(self, work: &mpsc::Receiver<Work>) {
         let Scorer { spare, emitter } = self;
-        // Capacity 1: at most one scored batch waits while one is being produced.
-        let (scored_tx, scored_rx) = mpsc::sync_channel::<Scored>(1);
-        let output = std::thread::Builder::new()
-            .name("kafka-output".to_owned())
-            .spawn(move || emitter.run(&scored_rx));
-        let mut output = match output {
-            Ok(thread) => Some(thread),
+        let (scored_tx, mut output) = match emitter.start() {
+            Ok((scored_tx, thread)) => (scored_tx, Some(thread)),
             Err(e) => {
                 tracing::error!(error = %e, "could not start the output thread");
                 return;
@@ -512,7 +452,7 @@ impl Scorer {
 }
 
 /// Scores a batch (one backend call per model) and returns the batcher for reuse.
-fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
+fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
     let started = Instant::now();
     let Work {
         mut batcher,
@@ -542,147 +482,11 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
     });
     let _ = spare.send(batcher);
     metrics::histogram!("fleetscore_scoring_batch_seconds").record(started.elapsed().as_secs_f64());
-    Scored {
+    ScoredBatch {
         scored,
         failures,
         outputs,
         tracker,
         rows,
-    }
-}
-
-impl Emitter {
-    fn run(mut self, scored: &mpsc::Receiver<Scored>) {
-        while let Ok(batch) = scored.recv() {
-            self.emit(batch);
-        }
-    }
-
-    /// Builds a scored batch's predictions and dead letters and produces every output with the
-    /// batch's tracker.
-    fn emit(&mut self, batch: Scored) {
-        let Scored {
-            scored,
-            failures,
-            mut outputs,
-            tracker,
-            rows,
-        } = batch;
-        let expected = outputs.len() + rows;
-        for (meta, class, message) in failures {
-            outputs.push(dead_letter(
-                &self.stats,
-                meta.key,
-                meta.value,
-                meta.headers.as_ref(),
-                &meta.source,
-                class,
-                &message,
-            ));
-        }
-        for (prediction, meta) in scored {
-            let traceparent = meta
-                .headers
-                .as_ref()
-                .and_then(|h| headers::find(h, headers::TRACEPARENT));
-            let headers = headers::prediction(&prediction, &meta.source, traceparent);
-            let value = serde_json::to_vec(&prediction).expect("predictions serialize");
-            crate::metrics::cached(&mut self.predictions_counters, &prediction.model, |model| {
-                metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned())
-            })
-            .increment(1);
-            self.stats.predictions.fetch_add(1, Ordering::Relaxed);
-            if let Some(lag) = lag_since(meta.timestamp_ms) {
-                self.lag_produced.record(lag);
-            }
-            let tail = prediction.tail.clone();
-            let slot = match prediction.feature_set.as_str() {
-                "delay-risk" => 1,
-                _ => 0,
-            };
-            self.ctx
-                .store
-                .with_entry(&tail, |entry| entry.predictions[slot] = Some(prediction));
-            outputs.push(Output::Prediction {
-                tail,
-                value,
-                headers,
-            });
-        }
-        if rows > 0 {
-            metrics::histogram!("fleetscore_batch_rows").record(rows as f64);
-        }
-        // Every row gives one outcome; should one ever be missing, the batch fails rather than
-        // waiting for an acknowledgement that cannot come.
-        for _ in outputs.len()..expected {
-            tracker.abandon("a row of the batch produced no output".to_owned());
-        }
-        for output in outputs {
-            // Headers move into the record; key and value are copied by librdkafka on send.
-            let (topic, key, value, headers) = match output {
-                Output::Prediction {
-                    tail,
-                    value,
-                    headers,
-                } => (
-                    self.predictions_topic.as_str(),
-                    Some(tail.into_bytes()),
-                    value,
-                    headers,
-                ),
-                Output::DeadLetter {
-                    key,
-                    value,
-                    headers,
-                } => (self.deadletter_topic.as_str(), key, value, headers),
-            };
-            let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
-                .payload(&value)
-                .headers(headers);
-            if let Some(key) = &key {
-                record = record.key(key);
-            }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The producer's thread is draining the queue; give it a moment.
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err((e, _)) => {
-                        tracker.abandon(e.to_string());
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
-fn lag_since(timestamp_ms: Option<i64>) -> Option<f64> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let lag_ms = now.as_millis() as i64 - timestamp_ms?;
-    Some(lag_ms.max(0) as f64 / 1000.0)
-}
-
-/// A dead-letter record: the original key, value and headers plus the Connect error headers.
-fn dead_letter(
-    stats: &PipelineStats,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    original: Option<&OwnedHeaders>,
-    source: &SourceRef,
-    class: &str,
-    message: &str,
-) -> Output {
-    metrics::counter!("fleetscore_dead_letters_total", "class" => class.to_owned()).increment(1);
-    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
-    Output::DeadLetter {
-        key,
-        value,
-        headers: headers::dead_letter(original, source, class, message),
     }
 }
