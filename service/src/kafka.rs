@@ -10,6 +10,7 @@
 //!   batch's tracker.
 //! - [`rebalance`]: partition assignment and revocation (commit, drop state).
 //! - [`headers`]: provenance headers on predictions and dead letters.
+//! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
 //! - [`stats`]: the pipeline's counters, shared by its threads.
 
@@ -19,6 +20,7 @@ pub mod in_flight;
 pub mod output;
 pub mod pipeline;
 pub mod rebalance;
+pub mod scoring_stage;
 pub mod settings;
 pub mod stats;
 

@@ -7,17 +7,18 @@
 //! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
 //! ```
 //!
-//! Three threads: the pipeline thread polls, decodes, applies and builds features; a scoring
-//! thread scores each finished batch; an output thread builds the prediction records and
-//! produces them. Batch k+1 is decoded while batch k is scored and batch k-1 produced, each
-//! stage in batch order (channels of capacity 1 between them). A batch is registered as in flight (with
-//! the number of outputs it will have: one per row, plus its dead letters) before it is handed
-//! over, so revocation and shutdown wait for batches that are still being scored.
+//! Three threads: the pipeline thread (this module) polls, decodes, applies and builds
+//! features; a scoring thread ([`super::scoring_stage`]) scores each finished batch; an output
+//! thread ([`super::output`]) builds the prediction records and produces them. Batch k+1 is
+//! decoded while batch k is scored and batch k-1 produced, each stage in batch order (channels
+//! of capacity 1 between them). A batch is registered as in flight (with the number of outputs
+//! it will have: one per row, plus its dead letters) before it is handed over, so revocation
+//! and shutdown wait for batches that are still being scored.
 //!
-//! Offsets are stored (and then committed by librdkafka's auto-commit, or synchronously on
-//! revocation and shutdown) only after every output of their batch is acknowledged, in batch
-//! order. A failed delivery stops the pipeline with an error and without storing the batch's
-//! offsets: after a restart the batch is processed again (at-least-once).
+//! Offsets are stored ([`super::in_flight`]; then committed by librdkafka's auto-commit, or
+//! synchronously on revocation and shutdown) only after every output of their batch is
+//! acknowledged, in batch order. A failed delivery stops the pipeline with an error and without
+//! storing the batch's offsets: after a restart the batch is processed again (at-least-once).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,13 +38,14 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::{BatchTracker, DeliveryContext};
 use super::in_flight::InFlight;
-use super::output::{Emitter, Meta, OutputRecord, ScoredBatch, dead_letter, lag_since};
+use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
 use super::rebalance::RebalanceContext;
+use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
 use super::stats::PipelineStats;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
-use crate::scoring::{Batcher, Outcome, RowInfo};
+use crate::scoring::{Batcher, RowInfo};
 use crate::store::{SourceRef, TailEntry};
 
 /// A running pipeline; stop it to drain, commit and join.
@@ -105,21 +107,6 @@ pub struct Pipeline {
     consumed_counters: Vec<(String, Counter)>,
 }
 
-/// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
-/// tracker already registered in flight for all of its outputs.
-struct Work {
-    batcher: Batcher<Meta>,
-    outputs: Vec<OutputRecord>,
-    tracker: Arc<BatchTracker>,
-}
-
-/// The scoring thread: scores batches in the order they come and hands the results to the
-/// output thread.
-struct Scorer {
-    spare: mpsc::Sender<Batcher<Meta>>,
-    emitter: Emitter,
-}
-
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
@@ -158,21 +145,12 @@ impl Pipeline {
             .subscribe(&[&config.telemetry_topic, &config.schedule_topic])
             .context("subscribing")?;
         let producer = Arc::new(producer);
-        let (work_tx, work_rx) = mpsc::sync_channel::<Work>(1);
-        let (spare_tx, spare_rx) = mpsc::channel();
-        let scorer = Scorer {
-            spare: spare_tx,
-            emitter: Emitter::new(
-                Arc::clone(&ctx),
-                &config,
-                Arc::clone(&producer),
-                Arc::clone(&stats),
-            ),
-        };
-        let scorer = std::thread::Builder::new()
-            .name("kafka-scorer".to_owned())
-            .spawn(move || scorer.run(&work_rx))
-            .context("starting the scoring thread")?;
+        let scoring = ScoringStage::start(Emitter::new(
+            Arc::clone(&ctx),
+            &config,
+            Arc::clone(&producer),
+            Arc::clone(&stats),
+        ))?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline {
             batcher: Batcher::new(Arc::clone(&ctx.registry)),
@@ -185,11 +163,11 @@ impl Pipeline {
             offsets: HashMap::new(),
             vector: Vec::new(),
             stats: Arc::clone(&stats),
-            work: Some(work_tx),
+            work: Some(scoring.work),
             lag_consumed: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "consumed"),
             consumed_counters: Vec::new(),
-            spare: spare_rx,
-            scorer: Some(scorer),
+            spare: scoring.spare,
+            scorer: Some(scoring.thread),
         };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -421,72 +399,5 @@ impl Pipeline {
             "pipeline drained and committed"
         );
         dispatched.and(drained)
-    }
-}
-
-impl Scorer {
-    /// Scores until the pipeline closes the channel, then lets the output thread finish.
-    fn run(self, work: &mpsc::Receiver<Work>) {
-        let Scorer { spare, emitter } = self;
-        let (scored_tx, mut output) = match emitter.start() {
-            Ok((scored_tx, thread)) => (scored_tx, Some(thread)),
-            Err(e) => {
-                tracing::error!(error = %e, "could not start the output thread");
-                return;
-            }
-        };
-        while let Ok(work) = work.recv() {
-            let scored = score(work, &spare);
-            if scored_tx.send(scored).is_err() {
-                tracing::error!("the output thread has stopped");
-                break;
-            }
-        }
-        drop(scored_tx);
-        if let Some(thread) = output.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the output thread panicked");
-        }
-    }
-}
-
-/// Scores a batch (one backend call per model) and returns the batcher for reuse.
-fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
-    let started = Instant::now();
-    let Work {
-        mut batcher,
-        outputs,
-        tracker,
-    } = work;
-    let rows = batcher.len();
-    let mut scored = Vec::with_capacity(rows);
-    let mut failures = Vec::new();
-    batcher.flush(Utc::now(), |outcome| match outcome {
-        Outcome::Scored(prediction, meta) => scored.push((prediction, meta)),
-        Outcome::NonFinite {
-            meta, model, value, ..
-        } => failures.push((
-            meta,
-            "non_finite_prediction",
-            format!("model {model} returned {value}"),
-        )),
-        Outcome::NoModel { meta, info } => failures.push((
-            meta,
-            "no_model",
-            format!("no model serves the features of event {}", info.event_id),
-        )),
-        Outcome::Failed { meta, error, .. } => {
-            failures.push((meta, "scoring_failed", error.to_string()))
-        }
-    });
-    let _ = spare.send(batcher);
-    metrics::histogram!("fleetscore_scoring_batch_seconds").record(started.elapsed().as_secs_f64());
-    ScoredBatch {
-        scored,
-        failures,
-        outputs,
-        tracker,
-        rows,
     }
 }
