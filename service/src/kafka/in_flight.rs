@@ -1,14 +1,15 @@
 //! Offsets waiting for acknowledgements: the batches in flight, oldest first.
 //!
-//! The pipeline registers each micro-batch here, with its [`BatchTracker`] and the highest
-//! offset it read per partition, before the batch is scored. [`InFlight::settle`] stores the
-//! offsets of the batches at the front whose outputs are all acknowledged, in batch order, and
-//! only for partitions still assigned; the rebalance callback drains it before a revocation is
-//! committed.
+//! The pipeline registers each micro-batch here, with the highest offset it read per
+//! partition, before the batch is scored, and gets the [`BatchTracker`] its outputs carry.
+//! [`InFlight::settle`] stores the offsets of the batches at the front whose outputs are all
+//! acknowledged, in batch order, and only for partitions still assigned. Waiting for
+//! acknowledgements (back-pressure, revocation, shutdown) blocks on the trackers' wake-ups,
+//! not on a timer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -29,38 +30,49 @@ struct PendingBatch {
 #[derive(Debug)]
 pub struct InFlight {
     queue: Mutex<VecDeque<PendingBatch>>,
-    /// Wakes a waiter when a batch completes.
+    /// Wakes a waiter when a batch completes (each tracker holds a `notify`).
     done: Mutex<mpsc::Receiver<()>>,
+    notify: mpsc::Sender<()>,
     /// `(topic, partition)` assigned to this consumer: offsets of others are not stored.
     assigned: Arc<Mutex<HashSet<(String, i32)>>>,
     settled: Arc<PipelineStats>,
 }
 
 impl InFlight {
-    /// Nothing in flight yet; `done` is the delivery notification of completed batches.
     pub(crate) fn new(
-        done: mpsc::Receiver<()>,
         assigned: Arc<Mutex<HashSet<(String, i32)>>>,
         settled: Arc<PipelineStats>,
     ) -> Self {
+        let (notify, done) = mpsc::channel();
         Self {
             queue: Mutex::new(VecDeque::new()),
             done: Mutex::new(done),
+            notify,
             assigned,
             settled,
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.queue.lock().map(|q| q.len()).unwrap_or(0)
     }
 
-    /// Registers a batch, behind every batch registered before it.
-    pub(crate) fn push(&self, tracker: Arc<BatchTracker>, offsets: HashMap<(String, i32), i64>) {
+    /// Registers a batch of `outputs` records covering `offsets`, behind every batch registered
+    /// before it, and returns the tracker its records carry.
+    pub(crate) fn register(
+        &self,
+        outputs: usize,
+        offsets: HashMap<(String, i32), i64>,
+    ) -> Arc<BatchTracker> {
+        let tracker = BatchTracker::new(outputs, self.notify.clone());
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push_back(PendingBatch { tracker, offsets });
+            .push_back(PendingBatch {
+                tracker: Arc::clone(&tracker),
+                offsets,
+            });
+        tracker
     }
 
     /// Stores the offsets of every completed batch at the front of the queue. A failed batch
@@ -69,6 +81,9 @@ impl InFlight {
         &self,
         consumer: &BaseConsumer<C>,
     ) -> anyhow::Result<()> {
+        // Wake-ups of batches completed so far are answered by looking at the queue now;
+        // those of later ones stay for the next wait.
+        while self.done().try_recv().is_ok() {}
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         while queue.front().is_some_and(|p| p.tracker.is_done()) {
             let pending = queue.pop_front().expect("front exists");
@@ -90,6 +105,22 @@ impl InFlight {
         Ok(())
     }
 
+    /// Settles until at most `max` batches are in flight, waiting as long as it takes
+    /// (back-pressure: every batch completes, acknowledged or failed, in its delivery timeout).
+    pub(crate) fn settle_to<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        max: usize,
+    ) -> anyhow::Result<()> {
+        loop {
+            self.settle(consumer)?;
+            if self.len() <= max {
+                return Ok(());
+            }
+            let _ = self.done().recv();
+        }
+    }
+
     /// Settles until nothing is in flight, or `timeout` passes.
     pub(crate) fn drain<C: ConsumerContext>(
         &self,
@@ -109,13 +140,11 @@ impl InFlight {
                     self.len()
                 );
             }
-            self.wait(left.min(Duration::from_millis(50)));
+            let _ = self.done().recv_timeout(left);
         }
     }
 
-    /// Waits for a batch to complete, at most `timeout`.
-    pub(crate) fn wait(&self, timeout: Duration) {
-        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = done.recv_timeout(timeout);
+    fn done(&self) -> MutexGuard<'_, mpsc::Receiver<()>> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

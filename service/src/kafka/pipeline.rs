@@ -36,7 +36,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::delivery::{BatchTracker, DeliveryContext};
+use super::delivery::DeliveryContext;
 use super::in_flight::InFlight;
 use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
 use super::rebalance::RebalanceContext;
@@ -122,14 +122,9 @@ impl Pipeline {
         let config = ctx.config.kafka.clone();
         let stats = Arc::new(PipelineStats::default());
         let assigned = Arc::new(Mutex::new(HashSet::new()));
-        let (delivery, done) = DeliveryContext::new();
-        let in_flight = Arc::new(InFlight::new(
-            done,
-            Arc::clone(&assigned),
-            Arc::clone(&stats),
-        ));
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&assigned), Arc::clone(&stats)));
         let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
-            .create_with_context(delivery)
+            .create_with_context(DeliveryContext)
             .context("creating the Kafka producer")?;
         let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
             .create_with_context(RebalanceContext {
@@ -225,12 +220,9 @@ impl Pipeline {
                 }
             }
             self.dispatch()?;
-            self.in_flight.settle(consumer)?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
-            while self.in_flight.len() > self.config.max_in_flight_batches.max(1) {
-                self.in_flight.wait(Duration::from_millis(50));
-                self.in_flight.settle(consumer)?;
-            }
+            self.in_flight
+                .settle_to(consumer, self.config.max_in_flight_batches.max(1))?;
         }
         Ok(())
     }
@@ -337,11 +329,12 @@ impl Pipeline {
         if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(());
         }
-        // One output per row (a prediction or a dead letter), plus the decoding dead letters.
-        let tracker = BatchTracker::new(self.outputs.len() + self.batcher.len());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.in_flight
-            .push(Arc::clone(&tracker), std::mem::take(&mut self.offsets));
+        // One output per row (a prediction or a dead letter), plus the decoding dead letters.
+        let tracker = self.in_flight.register(
+            self.outputs.len() + self.batcher.len(),
+            std::mem::take(&mut self.offsets),
+        );
         if self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
