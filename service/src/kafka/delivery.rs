@@ -1,13 +1,16 @@
 //! Acknowledgements of produced records, counted per micro-batch.
 //!
 //! Every record produced for a batch carries that batch's [`BatchTracker`]; librdkafka's
-//! delivery report (on the producer's own thread) counts it down. The pipeline stores the
-//! batch's source offsets only when its tracker reaches zero with no failure, and batches
-//! complete in order, so an offset is never stored ahead of an unacknowledged output.
+//! delivery report (on the producer's own thread) counts it down, and so does an output that
+//! never reached librdkafka. The tracker that reaches zero sends a wake-up to whoever waits for
+//! acknowledgements ([`super::in_flight`]), which stores the batch's source offsets if there was
+//! no failure; batches settle in order, so an offset is never stored ahead of an unacknowledged
+//! output.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use crate::metrics::names;
 use rdkafka::ClientContext;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
@@ -16,15 +19,18 @@ pub struct BatchTracker {
     remaining: AtomicUsize,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
+    /// Told when the last output settles, acknowledged or not.
+    done: mpsc::Sender<()>,
 }
 
 impl BatchTracker {
-    /// A tracker expecting `outputs` acknowledgements.
-    pub fn new(outputs: usize) -> Arc<Self> {
+    /// A tracker expecting `outputs` acknowledgements, sending `()` on `done` when they are in.
+    pub fn new(outputs: usize, done: mpsc::Sender<()>) -> Arc<Self> {
         Arc::new(Self {
             remaining: AtomicUsize::new(outputs),
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
+            done,
         })
     }
 
@@ -47,15 +53,18 @@ impl BatchTracker {
         }
     }
 
-    /// Counts one output as settled; returns true when it was the last.
-    pub fn settle(&self, error: Option<String>) -> bool {
+    /// Counts one output as settled; when it was the last, wakes the waiter.
+    pub fn settle(&self, error: Option<String>) {
         if let Some(e) = error {
             if let Ok(mut slot) = self.error.lock() {
                 slot.get_or_insert(e);
             }
             self.failed.store(true, Ordering::Release);
         }
-        self.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // No receiver: nobody is left to wait.
+            let _ = self.done.send(());
+        }
     }
 
     /// Expects `more` acknowledgements besides those counted so far; called before any of
@@ -70,23 +79,9 @@ impl BatchTracker {
     }
 }
 
-/// The producer's context: settles trackers and wakes the pipeline when a batch completes.
+/// The producer's context: settles the tracker of each delivered (or failed) record.
 #[derive(Debug)]
-pub struct DeliveryContext {
-    done: Mutex<mpsc::Sender<()>>,
-}
-
-impl DeliveryContext {
-    pub fn new() -> (Self, mpsc::Receiver<()>) {
-        let (tx, rx) = mpsc::channel();
-        (
-            Self {
-                done: Mutex::new(tx),
-            },
-            rx,
-        )
-    }
-}
+pub struct DeliveryContext;
 
 impl ClientContext for DeliveryContext {}
 
@@ -96,12 +91,8 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, tracker: Self::DeliveryOpaque) {
         let error = result.as_ref().err().map(|(e, _)| e.to_string());
         if error.is_some() {
-            metrics::counter!("fleetscore_produce_failures_total").increment(1);
+            metrics::counter!(names::PRODUCE_FAILURES).increment(1);
         }
-        if tracker.settle(error)
-            && let Ok(done) = self.done.lock()
-        {
-            let _ = done.send(());
-        }
+        tracker.settle(error);
     }
 }

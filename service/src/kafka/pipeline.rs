@@ -7,56 +7,47 @@
 //! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
 //! ```
 //!
-//! Three threads: the pipeline thread polls, decodes, applies and builds features; a scoring
-//! thread scores each finished batch; an output thread builds the prediction records and
-//! produces them. Batch k+1 is decoded while batch k is scored and batch k-1 produced, each
-//! stage in batch order (channels of capacity 1 between them). A batch is registered as in flight (with
-//! the number of outputs it will have: one per row, plus its dead letters) before it is handed
-//! over, so revocation and shutdown wait for batches that are still being scored.
+//! Three threads: the pipeline thread (this module) polls, decodes, applies and builds
+//! features; a scoring thread ([`super::scoring_stage`]) scores each finished batch; an output
+//! thread ([`super::output`]) builds the prediction records and produces them. Batch k+1 is
+//! decoded while batch k is scored and batch k-1 produced, each stage in batch order (channels
+//! of capacity 1 between them). A batch is registered as in flight (with the number of outputs
+//! it will have: one per row, plus its dead letters) before it is handed over, so revocation
+//! and shutdown wait for batches that are still being scored.
 //!
-//! Offsets are stored (and then committed by librdkafka's auto-commit, or synchronously on
-//! revocation and shutdown) only after every output of their batch is acknowledged, in batch
-//! order. A failed delivery stops the pipeline with an error and without storing the batch's
-//! offsets: after a restart the batch is processed again (at-least-once).
+//! Offsets are stored ([`super::in_flight`]; then committed by librdkafka's auto-commit, or
+//! synchronously on revocation and shutdown) only after every output of their batch is
+//! acknowledged, in batch order. A failed delivery stops the pipeline with an error and without
+//! storing the batch's offsets: after a restart the batch is processed again (at-least-once).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
 use metrics::{Counter, Histogram};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::delivery::{BatchTracker, DeliveryContext};
-use super::headers;
+use super::delivery::DeliveryContext;
+use super::in_flight::InFlight;
+use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
 use super::rebalance::RebalanceContext;
+use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
+use super::stats::PipelineStats;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
-use crate::prediction::Prediction;
-use crate::scoring::{Batcher, Outcome, RowInfo, Verdict};
+use crate::metrics::names;
+use crate::scoring::{Batcher, RowInfo};
 use crate::store::{SourceRef, TailEntry};
-
-/// Counters for summaries and tests (Prometheus gets the same through `metrics`).
-#[derive(Debug, Default)]
-pub struct PipelineStats {
-    pub consumed: AtomicU64,
-    pub predictions: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub late: AtomicU64,
-    pub batches: AtomicU64,
-    /// Batches whose outputs were acknowledged and offsets stored.
-    pub settled_batches: AtomicU64,
-}
 
 /// A running pipeline; stop it to drain, commit and join.
 #[derive(Debug)]
@@ -93,114 +84,6 @@ impl Drop for PipelineHandle {
     }
 }
 
-/// A batch whose outputs are on their way, and the offsets it covers.
-#[derive(Debug)]
-struct Pending {
-    tracker: Arc<BatchTracker>,
-    /// Highest offset processed per `(topic, partition)`.
-    offsets: HashMap<(String, i32), i64>,
-}
-
-/// Batches in flight, oldest first; shared with the rebalance callback.
-#[derive(Debug)]
-pub struct InFlight {
-    queue: Mutex<VecDeque<Pending>>,
-    /// Wakes a waiter when a batch completes.
-    done: Mutex<mpsc::Receiver<()>>,
-    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
-    settled: Arc<PipelineStats>,
-}
-
-impl InFlight {
-    fn len(&self) -> usize {
-        self.queue.lock().map(|q| q.len()).unwrap_or(0)
-    }
-
-    fn push(&self, pending: Pending) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(pending);
-    }
-
-    /// Stores the offsets of every completed batch at the front of the queue. A failed batch
-    /// is an error: its offsets, and all later ones, stay unstored.
-    pub(crate) fn settle<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-    ) -> anyhow::Result<()> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        while queue.front().is_some_and(|p| p.tracker.is_done()) {
-            let pending = queue.pop_front().expect("front exists");
-            if let Some(error) = pending.tracker.failure() {
-                queue.push_front(pending);
-                bail!("an output of a batch was not acknowledged: {error}");
-            }
-            let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-            for ((topic, partition), offset) in &pending.offsets {
-                if assigned.contains(&(topic.clone(), *partition)) {
-                    consumer
-                        .store_offset(topic, *partition, *offset)
-                        .with_context(|| format!("storing offset {topic}/{partition}@{offset}"))?;
-                }
-            }
-            self.settled.settled_batches.fetch_add(1, Ordering::Relaxed);
-        }
-        metrics::gauge!("fleetscore_in_flight_batches").set(queue.len() as f64);
-        Ok(())
-    }
-
-    /// Settles until nothing is in flight, or `timeout` passes.
-    pub(crate) fn drain<C: rdkafka::consumer::ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.settle(consumer)?;
-            if self.len() == 0 {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "{} batches still unacknowledged after {timeout:?}",
-                    self.len()
-                );
-            }
-            let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = done.recv_timeout(left.min(Duration::from_millis(50)));
-        }
-    }
-}
-
-/// What a row carries through scoring: where it came from and what to dead-letter it with.
-#[derive(Debug, Clone)]
-struct Meta {
-    source: SourceRef,
-    /// The source record's Kafka timestamp (ms).
-    timestamp_ms: Option<i64>,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    headers: Option<OwnedHeaders>,
-}
-
-/// One output record.
-#[derive(Debug)]
-enum Output {
-    Prediction {
-        tail: String,
-        value: Vec<u8>,
-        headers: OwnedHeaders,
-    },
-    DeadLetter {
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-        headers: OwnedHeaders,
-    },
-}
-
 type InputConsumer = BaseConsumer<RebalanceContext>;
 
 pub struct Pipeline {
@@ -210,7 +93,7 @@ pub struct Pipeline {
     in_flight: Arc<InFlight>,
     assigned: Arc<Mutex<HashSet<(String, i32)>>>,
     batcher: Batcher<Meta>,
-    outputs: Vec<Output>,
+    outputs: Vec<OutputRecord>,
     offsets: HashMap<(String, i32), i64>,
     vector: Vec<f32>,
     stats: Arc<PipelineStats>,
@@ -223,46 +106,6 @@ pub struct Pipeline {
     lag_consumed: Histogram,
     /// `fleetscore_events_consumed_total` by topic.
     consumed_counters: Vec<(String, Counter)>,
-}
-
-/// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
-/// tracker already registered in flight for all of its outputs.
-struct Work {
-    batcher: Batcher<Meta>,
-    outputs: Vec<Output>,
-    tracker: Arc<BatchTracker>,
-}
-
-/// The scoring thread: scores batches in the order they come and hands the results to the
-/// output thread.
-struct Scorer {
-    spare: mpsc::Sender<Batcher<Meta>>,
-    emitter: Emitter,
-}
-
-/// A scored batch for the output thread.
-struct Scored {
-    /// Every row with a verdict per model its feature set feeds.
-    scored: Vec<Outcome<Meta>>,
-    /// The batch's decoding dead letters.
-    outputs: Vec<Output>,
-    tracker: Arc<BatchTracker>,
-    rows: usize,
-}
-
-/// The output thread: builds the records of scored batches (prediction JSON, headers, dead
-/// letters), updates the aircraft's latest predictions and produces the records, in batch
-/// order, so that the scoring thread only scores.
-struct Emitter {
-    ctx: Arc<AppContext>,
-    predictions_topic: String,
-    deadletter_topic: String,
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
-    stats: Arc<PipelineStats>,
-    /// `fleetscore_event_lag_seconds{stage="produced"}`.
-    lag_produced: Histogram,
-    /// `fleetscore_predictions_total` by model.
-    predictions_counters: Vec<(String, Counter)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -280,15 +123,9 @@ impl Pipeline {
         let config = ctx.config.kafka.clone();
         let stats = Arc::new(PipelineStats::default());
         let assigned = Arc::new(Mutex::new(HashSet::new()));
-        let (delivery, done) = DeliveryContext::new();
-        let in_flight = Arc::new(InFlight {
-            queue: Mutex::new(VecDeque::new()),
-            done: Mutex::new(done),
-            assigned: Arc::clone(&assigned),
-            settled: Arc::clone(&stats),
-        });
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&assigned), Arc::clone(&stats)));
         let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
-            .create_with_context(delivery)
+            .create_with_context(DeliveryContext)
             .context("creating the Kafka producer")?;
         let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
             .create_with_context(RebalanceContext {
@@ -304,24 +141,12 @@ impl Pipeline {
             .subscribe(&[&config.telemetry_topic, &config.schedule_topic])
             .context("subscribing")?;
         let producer = Arc::new(producer);
-        let (work_tx, work_rx) = mpsc::sync_channel::<Work>(1);
-        let (spare_tx, spare_rx) = mpsc::channel();
-        let scorer = Scorer {
-            spare: spare_tx,
-            emitter: Emitter {
-                ctx: Arc::clone(&ctx),
-                predictions_topic: config.predictions_topic.clone(),
-                deadletter_topic: config.deadletter_topic.clone(),
-                producer: Arc::clone(&producer),
-                stats: Arc::clone(&stats),
-                lag_produced: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "produced"),
-                predictions_counters: Vec::new(),
-            },
-        };
-        let scorer = std::thread::Builder::new()
-            .name("kafka-scorer".to_owned())
-            .spawn(move || scorer.run(&work_rx))
-            .context("starting the scoring thread")?;
+        let scoring = ScoringStage::start(Emitter::new(
+            Arc::clone(&ctx),
+            &config,
+            Arc::clone(&producer),
+            Arc::clone(&stats),
+        ))?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline {
             batcher: Batcher::new(Arc::clone(&ctx.registry)),
@@ -334,11 +159,11 @@ impl Pipeline {
             offsets: HashMap::new(),
             vector: Vec::new(),
             stats: Arc::clone(&stats),
-            work: Some(work_tx),
-            lag_consumed: metrics::histogram!("fleetscore_event_lag_seconds", "stage" => "consumed"),
+            work: Some(scoring.work),
+            lag_consumed: metrics::histogram!(names::EVENT_LAG, "stage" => "consumed"),
             consumed_counters: Vec::new(),
-            spare: spare_rx,
-            scorer: Some(scorer),
+            spare: scoring.spare,
+            scorer: Some(scoring.thread),
         };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -385,7 +210,7 @@ impl Pipeline {
                         self.in_flight.settle(consumer)?;
                     }
                     Some(Err(e)) => {
-                        metrics::counter!("fleetscore_consumer_errors_total").increment(1);
+                        metrics::counter!(names::CONSUMER_ERRORS).increment(1);
                         tracing::warn!(error = %e, "consumer error");
                     }
                     Some(Ok(message)) => {
@@ -396,18 +221,9 @@ impl Pipeline {
                 }
             }
             self.dispatch()?;
-            self.in_flight.settle(consumer)?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
-            while self.in_flight.len() > self.config.max_in_flight_batches.max(1) {
-                let done = self
-                    .in_flight
-                    .done
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let _ = done.recv_timeout(Duration::from_millis(50));
-                drop(done);
-                self.in_flight.settle(consumer)?;
-            }
+            self.in_flight
+                .settle_to(consumer, self.config.max_in_flight_batches.max(1))?;
         }
         Ok(())
     }
@@ -433,9 +249,11 @@ impl Pipeline {
             }
         }
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cached(&mut self.consumed_counters, topic, |topic| {
-            metrics::counter!("fleetscore_events_consumed_total", "topic" => topic.to_owned())
-        })
+        crate::metrics::cached(
+            &mut self.consumed_counters,
+            topic,
+            |topic| metrics::counter!(names::EVENTS_CONSUMED, "topic" => topic.to_owned()),
+        )
         .increment(1);
         let source = SourceRef {
             topic: topic.to_owned(),
@@ -486,13 +304,11 @@ impl Pipeline {
             ApplyOutcome::Applied => {}
             ApplyOutcome::Duplicate => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("fleetscore_events_ignored_total", "reason" => "duplicate")
-                    .increment(1);
+                metrics::counter!(names::EVENTS_IGNORED, "reason" => "duplicate").increment(1);
             }
             ApplyOutcome::Late(why) => {
                 self.stats.late.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("fleetscore_events_ignored_total", "reason" => why.as_str())
-                    .increment(1);
+                metrics::counter!(names::EVENTS_IGNORED, "reason" => why.as_str()).increment(1);
             }
         }
         if let Some(set) = scored {
@@ -514,13 +330,12 @@ impl Pipeline {
         if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(());
         }
-        // One output per row (a prediction or a dead letter), plus the decoding dead letters.
-        let tracker = BatchTracker::new(self.outputs.len() + self.batcher.len());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.push(Pending {
-            tracker: Arc::clone(&tracker),
-            offsets: std::mem::take(&mut self.offsets),
-        });
+        // One output per row (a prediction or a dead letter), plus the decoding dead letters.
+        let tracker = self.in_flight.register(
+            self.outputs.len() + self.batcher.len(),
+            std::mem::take(&mut self.offsets),
+        );
         if self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
@@ -541,8 +356,7 @@ impl Pipeline {
             .send(work)
             .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"));
         // Time spent waiting for the scoring thread: high when scoring is the bottleneck.
-        metrics::histogram!("fleetscore_pipeline_handover_wait_seconds")
-            .record(waiting.elapsed().as_secs_f64());
+        metrics::histogram!(names::HANDOVER_WAIT).record(waiting.elapsed().as_secs_f64());
         sent
     }
 
@@ -578,233 +392,5 @@ impl Pipeline {
             "pipeline drained and committed"
         );
         dispatched.and(drained)
-    }
-}
-
-impl Scorer {
-    /// Scores until the pipeline closes the channel, then lets the output thread finish.
-    fn run(self, work: &mpsc::Receiver<Work>) {
-        let Scorer { spare, emitter } = self;
-        // Capacity 1: at most one scored batch waits while one is being produced.
-        let (scored_tx, scored_rx) = mpsc::sync_channel::<Scored>(1);
-        let output = std::thread::Builder::new()
-            .name("kafka-output".to_owned())
-            .spawn(move || emitter.run(&scored_rx));
-        let mut output = match output {
-            Ok(thread) => Some(thread),
-            Err(e) => {
-                tracing::error!(error = %e, "could not start the output thread");
-                return;
-            }
-        };
-        while let Ok(work) = work.recv() {
-            let scored = score(work, &spare);
-            if scored_tx.send(scored).is_err() {
-                tracing::error!("the output thread has stopped");
-                break;
-            }
-        }
-        drop(scored_tx);
-        if let Some(thread) = output.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the output thread panicked");
-        }
-    }
-}
-
-/// Scores a batch (one backend call per model) and returns the batcher for reuse.
-fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> Scored {
-    let started = Instant::now();
-    let Work {
-        mut batcher,
-        outputs,
-        tracker,
-    } = work;
-    let rows = batcher.len();
-    let mut scored = Vec::with_capacity(rows);
-    batcher.flush(Utc::now(), |outcome| scored.push(outcome));
-    let _ = spare.send(batcher);
-    metrics::histogram!("fleetscore_scoring_batch_seconds").record(started.elapsed().as_secs_f64());
-    Scored {
-        scored,
-        outputs,
-        tracker,
-        rows,
-    }
-}
-
-impl Emitter {
-    /// The record of a prediction, which also becomes the aircraft's latest of its model.
-    fn prediction(&mut self, prediction: Prediction, meta: &Meta) -> Output {
-        let traceparent = meta
-            .headers
-            .as_ref()
-            .and_then(|h| headers::find(h, headers::TRACEPARENT));
-        let headers = headers::prediction(&prediction, &meta.source, traceparent);
-        let value = serde_json::to_vec(&prediction).expect("predictions serialize");
-        crate::metrics::cached(
-            &mut self.predictions_counters,
-            &prediction.model,
-            |model| metrics::counter!("fleetscore_predictions_total", "model" => model.to_owned()),
-        )
-        .increment(1);
-        self.stats.predictions.fetch_add(1, Ordering::Relaxed);
-        if let Some(lag) = lag_since(meta.timestamp_ms) {
-            self.lag_produced.record(lag);
-        }
-        let tail = prediction.tail.clone();
-        self.ctx
-            .store
-            .with_entry(&tail, |entry| entry.set_latest(prediction));
-        Output::Prediction {
-            tail,
-            value,
-            headers,
-        }
-    }
-
-    fn run(mut self, scored: &mpsc::Receiver<Scored>) {
-        while let Ok(batch) = scored.recv() {
-            self.emit(batch);
-        }
-    }
-
-    /// Builds a scored batch's predictions and dead letters and produces every output with the
-    /// batch's tracker.
-    fn emit(&mut self, batch: Scored) {
-        let Scored {
-            scored,
-            mut outputs,
-            tracker,
-            rows,
-        } = batch;
-        let expected = outputs.len() + rows;
-        for Outcome {
-            info,
-            meta,
-            verdicts,
-        } in scored
-        {
-            let mut failures: Vec<(&'static str, String)> = Vec::new();
-            if verdicts.is_empty() {
-                failures.push((
-                    "no_model",
-                    format!("no model serves the features of event {}", info.event_id),
-                ));
-            }
-            for verdict in verdicts {
-                match verdict {
-                    Verdict::Scored(prediction) => {
-                        outputs.push(self.prediction(prediction, &meta));
-                    }
-                    Verdict::NonFinite { model, value } => failures.push((
-                        "non_finite_prediction",
-                        format!("model {model} returned {value}"),
-                    )),
-                    Verdict::Failed { model, error } => {
-                        failures.push(("scoring_failed", format!("model {model}: {error}")));
-                    }
-                }
-            }
-            // One dead letter per failing model; the last takes the record's bytes.
-            let mut meta = Some(meta);
-            let last = failures.len();
-            for (i, (class, message)) in failures.into_iter().enumerate() {
-                let original = if i + 1 == last {
-                    meta.take().expect("taken once")
-                } else {
-                    meta.as_ref().expect("not taken yet").clone()
-                };
-                outputs.push(dead_letter(
-                    &self.stats,
-                    original.key,
-                    original.value,
-                    original.headers.as_ref(),
-                    &original.source,
-                    class,
-                    &message,
-                ));
-            }
-        }
-        if rows > 0 {
-            metrics::histogram!("fleetscore_batch_rows").record(rows as f64);
-        }
-        // A row feeding several models has an output per model: the tracker waits for them
-        // too. Every row gives at least one output; should one ever be missing, the batch
-        // fails rather than waiting for an acknowledgement that cannot come.
-        if outputs.len() > expected {
-            tracker.expect_more(outputs.len() - expected);
-        }
-        for _ in outputs.len()..expected {
-            tracker.abandon("a row of the batch produced no output".to_owned());
-        }
-        for output in outputs {
-            // Headers move into the record; key and value are copied by librdkafka on send.
-            let (topic, key, value, headers) = match output {
-                Output::Prediction {
-                    tail,
-                    value,
-                    headers,
-                } => (
-                    self.predictions_topic.as_str(),
-                    Some(tail.into_bytes()),
-                    value,
-                    headers,
-                ),
-                Output::DeadLetter {
-                    key,
-                    value,
-                    headers,
-                } => (self.deadletter_topic.as_str(), key, value, headers),
-            };
-            let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
-                .payload(&value)
-                .headers(headers);
-            if let Some(key) = &key {
-                record = record.key(key);
-            }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The producer's thread is draining the queue; give it a moment.
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err((e, _)) => {
-                        tracker.abandon(e.to_string());
-                        break;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
-fn lag_since(timestamp_ms: Option<i64>) -> Option<f64> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-    let lag_ms = now.as_millis() as i64 - timestamp_ms?;
-    Some(lag_ms.max(0) as f64 / 1000.0)
-}
-
-/// A dead-letter record: the original key, value and headers plus the Connect error headers.
-fn dead_letter(
-    stats: &PipelineStats,
-    key: Option<Vec<u8>>,
-    value: Vec<u8>,
-    original: Option<&OwnedHeaders>,
-    source: &SourceRef,
-    class: &str,
-    message: &str,
-) -> Output {
-    metrics::counter!("fleetscore_dead_letters_total", "class" => class.to_owned()).increment(1);
-    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
-    Output::DeadLetter {
-        key,
-        value,
-        headers: headers::dead_letter(original, source, class, message),
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use super::pipeline::InFlight;
+use super::in_flight::InFlight;
 use crate::app::Readiness;
 use crate::store::StateStore;
 

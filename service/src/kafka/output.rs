@@ -1,0 +1,283 @@
+//! The output thread: turns scored batches into records and produces them.
+//!
+//! For each [`ScoredBatch`], in the order they come: a prediction record (JSON value, provenance
+//! headers) per scored row, a dead letter per row that could not be scored, the aircraft's
+//! latest predictions updated, and every record of the batch (the decoding dead letters too)
+//! produced with the batch's [`BatchTracker`], so that its offsets are stored only once all of
+//! them are acknowledged.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use metrics::{Counter, Histogram};
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::delivery::{BatchTracker, DeliveryContext};
+use super::headers;
+use super::stats::PipelineStats;
+use crate::app::AppContext;
+use crate::config::KafkaConfig;
+use crate::metrics::names;
+use crate::prediction::Prediction;
+use crate::scoring::{Outcome, Verdict};
+use crate::store::SourceRef;
+
+/// What a row carries through scoring: where it came from and what to dead-letter it with.
+#[derive(Debug, Clone)]
+pub(super) struct Meta {
+    pub(super) source: SourceRef,
+    /// The source record's Kafka timestamp (ms).
+    pub(super) timestamp_ms: Option<i64>,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) value: Vec<u8>,
+    pub(super) headers: Option<OwnedHeaders>,
+}
+
+/// One output record.
+#[derive(Debug)]
+pub(super) enum OutputRecord {
+    Prediction {
+        tail: String,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+    DeadLetter {
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+}
+
+/// A scored batch for the output thread.
+pub(super) struct ScoredBatch {
+    /// Every row with a verdict per model its feature set feeds.
+    pub(super) scored: Vec<Outcome<Meta>>,
+    /// The batch's decoding dead letters.
+    pub(super) outputs: Vec<OutputRecord>,
+    pub(super) tracker: Arc<BatchTracker>,
+    pub(super) rows: usize,
+}
+
+/// The output thread: builds the records of scored batches (prediction JSON, headers, dead
+/// letters), updates the aircraft's latest predictions and produces the records, in batch
+/// order, so that the scoring thread only scores.
+pub(super) struct Emitter {
+    ctx: Arc<AppContext>,
+    predictions_topic: String,
+    deadletter_topic: String,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    stats: Arc<PipelineStats>,
+    /// `fleetscore_event_lag_seconds{stage="produced"}`.
+    lag_produced: Histogram,
+    /// `fleetscore_predictions_total` by model.
+    predictions_counters: Vec<(String, Counter)>,
+}
+
+impl Emitter {
+    pub(super) fn new(
+        ctx: Arc<AppContext>,
+        config: &KafkaConfig,
+        producer: Arc<ThreadedProducer<DeliveryContext>>,
+        stats: Arc<PipelineStats>,
+    ) -> Self {
+        Self {
+            ctx,
+            predictions_topic: config.predictions_topic.clone(),
+            deadletter_topic: config.deadletter_topic.clone(),
+            producer,
+            stats,
+            lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
+            predictions_counters: Vec::new(),
+        }
+    }
+
+    /// Starts the output thread. It produces what it is sent until the sender is dropped.
+    pub(super) fn start(self) -> anyhow::Result<(mpsc::SyncSender<ScoredBatch>, JoinHandle<()>)> {
+        // Capacity 1: at most one scored batch waits while one is being produced.
+        let (scored_tx, scored_rx) = mpsc::sync_channel::<ScoredBatch>(1);
+        let thread = std::thread::Builder::new()
+            .name("kafka-output".to_owned())
+            .spawn(move || self.run(&scored_rx))
+            .context("starting the output thread")?;
+        Ok((scored_tx, thread))
+    }
+
+    /// The record of a prediction, which also becomes the aircraft's latest of its model.
+    fn prediction(&mut self, prediction: Prediction, meta: &Meta) -> OutputRecord {
+        let traceparent = meta
+            .headers
+            .as_ref()
+            .and_then(|h| headers::find(h, headers::TRACEPARENT));
+        let headers = headers::prediction(&prediction, &meta.source, traceparent);
+        let value = serde_json::to_vec(&prediction).expect("predictions serialize");
+        crate::metrics::cached(
+            &mut self.predictions_counters,
+            &prediction.model,
+            |model| metrics::counter!(names::PREDICTIONS, "model" => model.to_owned()),
+        )
+        .increment(1);
+        self.stats.predictions.fetch_add(1, Ordering::Relaxed);
+        if let Some(lag) = lag_since(meta.timestamp_ms) {
+            self.lag_produced.record(lag);
+        }
+        let tail = prediction.tail.clone();
+        self.ctx
+            .store
+            .with_entry(&tail, |entry| entry.set_latest(prediction));
+        OutputRecord::Prediction {
+            tail,
+            value,
+            headers,
+        }
+    }
+
+    fn run(mut self, scored: &mpsc::Receiver<ScoredBatch>) {
+        while let Ok(batch) = scored.recv() {
+            self.emit(batch);
+        }
+    }
+
+    /// Builds a scored batch's predictions and dead letters and produces every output with the
+    /// batch's tracker.
+    fn emit(&mut self, batch: ScoredBatch) {
+        let ScoredBatch {
+            scored,
+            mut outputs,
+            tracker,
+            rows,
+        } = batch;
+        let expected = outputs.len() + rows;
+        for Outcome {
+            info,
+            meta,
+            verdicts,
+        } in scored
+        {
+            let mut failures: Vec<(&'static str, String)> = Vec::new();
+            if verdicts.is_empty() {
+                failures.push((
+                    "no_model",
+                    format!("no model serves the features of event {}", info.event_id),
+                ));
+            }
+            for verdict in verdicts {
+                match verdict {
+                    Verdict::Scored(prediction) => {
+                        outputs.push(self.prediction(prediction, &meta));
+                    }
+                    Verdict::NonFinite { model, value } => failures.push((
+                        "non_finite_prediction",
+                        format!("model {model} returned {value}"),
+                    )),
+                    Verdict::Failed { model, error } => {
+                        failures.push(("scoring_failed", format!("model {model}: {error}")));
+                    }
+                }
+            }
+            // One dead letter per failing model; the last takes the record's bytes.
+            let mut meta = Some(meta);
+            let last = failures.len();
+            for (i, (class, message)) in failures.into_iter().enumerate() {
+                let original = if i + 1 == last {
+                    meta.take().expect("taken once")
+                } else {
+                    meta.as_ref().expect("not taken yet").clone()
+                };
+                outputs.push(dead_letter(
+                    &self.stats,
+                    original.key,
+                    original.value,
+                    original.headers.as_ref(),
+                    &original.source,
+                    class,
+                    &message,
+                ));
+            }
+        }
+        if rows > 0 {
+            metrics::histogram!(names::BATCH_ROWS).record(rows as f64);
+        }
+        // A row feeding several models has an output per model: the tracker waits for them
+        // too. Every row gives at least one output; should one ever be missing, the batch
+        // fails rather than waiting for an acknowledgement that cannot come.
+        if outputs.len() > expected {
+            tracker.expect_more(outputs.len() - expected);
+        }
+        for _ in outputs.len()..expected {
+            tracker.abandon("a row of the batch produced no output".to_owned());
+        }
+        for output in outputs {
+            // Headers move into the record; key and value are copied by librdkafka on send.
+            let (topic, key, value, headers) = match output {
+                OutputRecord::Prediction {
+                    tail,
+                    value,
+                    headers,
+                } => (
+                    self.predictions_topic.as_str(),
+                    Some(tail.into_bytes()),
+                    value,
+                    headers,
+                ),
+                OutputRecord::DeadLetter {
+                    key,
+                    value,
+                    headers,
+                } => (self.deadletter_topic.as_str(), key, value, headers),
+            };
+            let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
+                .payload(&value)
+                .headers(headers);
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The producer's thread is draining the queue; give it a moment.
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err((e, _)) => {
+                        tracker.abandon(e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Seconds from a record's Kafka timestamp to now (zero if the clocks disagree).
+pub(super) fn lag_since(timestamp_ms: Option<i64>) -> Option<f64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+    let lag_ms = now.as_millis() as i64 - timestamp_ms?;
+    Some(lag_ms.max(0) as f64 / 1000.0)
+}
+
+/// A dead-letter record: the original key, value and headers plus the Connect error headers.
+pub(super) fn dead_letter(
+    stats: &PipelineStats,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    original: Option<&OwnedHeaders>,
+    source: &SourceRef,
+    class: &str,
+    message: &str,
+) -> OutputRecord {
+    metrics::counter!(names::DEAD_LETTERS, "class" => class.to_owned()).increment(1);
+    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(topic = %source.topic, partition = source.partition, offset = source.offset, %class, %message, "dead letter");
+    OutputRecord::DeadLetter {
+        key,
+        value,
+        headers: headers::dead_letter(original, source, class, message),
+    }
+}
