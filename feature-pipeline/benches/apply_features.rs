@@ -6,21 +6,19 @@
 //! per-event figure.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleet_features::import::{cmapss, jsonl_sink};
 use fleet_features::{Event, FeatureSet, FeatureSetId, TailState};
 
 fn cmapss_events() -> Vec<Event> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let path = fleet_features::data::cmapss_fd001();
     let mut events = Vec::new();
     cmapss::import(&path, &cmapss::CmapssOptions::default(), |e| {
         events.push(e.clone());
         Ok(())
     })
-    .expect("C-MAPSS FD001 in ../shared/data");
+    .unwrap_or_else(|e| panic!("C-MAPSS FD001: {e}"));
     events
 }
 

@@ -15,11 +15,14 @@
 //!   versions, and `compute(state)` to get a vector.
 //! - [`snapshot`]: versioned binary snapshots of a state.
 //! - [`import`] (feature `import`): converters from public data sets (NASA C-MAPSS,
-//!   nycflights13) to event streams.
+//!   nycflights13) to event streams; plain or gzip-compressed input.
+//! - [`data`]: where the shipped reference data (C-MAPSS FD001) lives, or
+//!   `FLEETSCORE_DATA_DIR`.
 //!
 //! Data flows one way: bytes → [`Event::decode`] → [`TailState::apply`] →
 //! [`FeatureSet::compute`] → `Vec<f32>` for a model.
 
+pub mod data;
 pub mod error;
 pub mod event;
 pub mod features;

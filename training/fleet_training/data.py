@@ -18,6 +18,7 @@ Labels are computed here for now:
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import os
 import subprocess
@@ -40,10 +41,21 @@ _NYC_EVENT_RE = r"^nyc13:r(\d+):scheduled$"
 
 
 def default_cmapss_path() -> Path:
-    """``$FLEETSCORE_DATA_DIR/cmapss/train_FD001.txt``, else ``<repo>/../shared/data/...``."""
+    """C-MAPSS FD001 in ``$FLEETSCORE_DATA_DIR``, else in the repository's ``data/`` (which
+    ships ``cmapss/train_FD001.txt.gz``): ``cmapss/train_FD001.txt`` if that file exists, else
+    ``cmapss/train_FD001.txt.gz``. The same rule as the Rust ``fleet_features::data``; the
+    importer and :func:`read_cmapss` read either."""
     base = os.environ.get("FLEETSCORE_DATA_DIR")
-    data = Path(base) if base else REPO.parent / "shared" / "data"
-    return data / "cmapss" / CMAPSS_FILE
+    plain = (Path(base) if base else REPO / "data") / "cmapss" / CMAPSS_FILE
+    return plain if plain.is_file() else plain.with_name(CMAPSS_FILE + ".gz")
+
+
+def read_cmapss(path: str | os.PathLike) -> np.ndarray:
+    """A C-MAPSS text file, plain or gzip-compressed, as a float64 ``[rows, 26]`` array."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    with (gzip.open if gz else open)(path, "rb") as f:
+        return np.loadtxt(f, ndmin=2)
 
 
 def nycflights_dir(arg: str | os.PathLike | None = None) -> Path:

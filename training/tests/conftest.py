@@ -52,7 +52,8 @@ def fleetscore_bin() -> Path:
 def cmapss_file() -> Path:
     p = default_cmapss_path()
     if not p.is_file():
-        pytest.fail(f"C-MAPSS FD001 missing at {p} (set FLEETSCORE_DATA_DIR)")
+        pytest.fail(f"C-MAPSS FD001 missing at {p} (the repository ships "
+                    "data/cmapss/train_FD001.txt.gz; FLEETSCORE_DATA_DIR overrides)")
     return p
 
 

@@ -27,6 +27,7 @@ from fleet_training.data import (
     delay_labels,
     engine_rul_labels,
     load_features,
+    read_cmapss,
     read_flights,
 )
 from fleet_training.evaluation import grouped_folds, reliability
@@ -158,7 +159,7 @@ def test_published_version_is_refused_without_overwrite(quick_run):
 
 
 def test_engine_labels_hand_checked(engine_rows, cmapss_file):
-    raw = np.loadtxt(cmapss_file)
+    raw = read_cmapss(cmapss_file)
     assert len(engine_rows) == len(raw) == 20631
     assert engine_rows["unit"].nunique() == 100
     u1 = engine_rows[engine_rows["tail"] == "CMAPSS-1"].set_index("cycle")

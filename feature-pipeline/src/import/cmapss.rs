@@ -1,16 +1,17 @@
-//! NASA C-MAPSS turbofan run-to-failure data (`train_FD001.txt` and siblings) to telemetry.
+//! NASA C-MAPSS turbofan run-to-failure data (`train_FD001.txt` and siblings, plain or gzip) to
+//! telemetry.
 //!
 //! The text format has no header: 26 whitespace-separated columns per row — unit, cycle, three
 //! operational settings, 21 sensors. Unit N becomes tail `{prefix}{N}` with one engine
 //! (position 1); cycle c gets the synthetic event time `start + (c - 1) × cycle_duration`, so
 //! every unit starts at the same instant and the fleet's events interleave as they would live.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::{ImportReport, io_error};
+use super::{ImportReport, io_error, open, source_name};
 use crate::error::{Error, Result};
 use crate::event::{Event, SENSOR_COUNT, Sensors, TelemetryEvent};
 
@@ -41,19 +42,18 @@ struct Row {
     sensors: [f64; SENSOR_COUNT],
 }
 
-/// Reads a C-MAPSS text file and hands its telemetry events to `sink` in event-time order
-/// (ties by unit number).
+/// Reads a C-MAPSS text file (plain or gzip) and hands its telemetry events to `sink` in
+/// event-time order (ties by unit number). Event ids name the file without its extensions
+/// (`cmapss:train_FD001:u1:c1`), so the compressed file gives the same events as the plain one.
 pub fn import(
     path: &Path,
     options: &CmapssOptions,
     mut sink: impl FnMut(&Event) -> std::io::Result<()>,
 ) -> Result<ImportReport> {
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
-    let source = path
-        .file_stem()
-        .map_or_else(|| "cmapss".into(), |s| s.to_string_lossy());
+    let input = open(path)?;
+    let source = source_name(path).unwrap_or_else(|| "cmapss".to_owned());
     let mut rows = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
+    for (n, line) in input.lines().enumerate() {
         let line = line.map_err(|e| io_error(path, e))?;
         if line.trim().is_empty() {
             continue;

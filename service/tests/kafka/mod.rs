@@ -410,8 +410,7 @@ pub fn header<'m>(message: &'m OwnedMessage, key: &str) -> Option<&'m str> {
 
 /// Imports C-MAPSS FD001 (optionally only the first `limit` events) into `dir`.
 pub fn cmapss_events(dir: &Path, limit: Option<usize>) -> PathBuf {
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cmapss/train_FD001.txt");
+    let data = fleet_features::data::cmapss_fd001();
     let out = dir.join("cmapss.jsonl");
     let status = fleetscore()
         .args(["import", "cmapss"])
