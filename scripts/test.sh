@@ -44,8 +44,12 @@ if ((lint)); then
 fi
 
 step "cargo test (release profile: the binaries the tests run are the ones we ship)"
-# --all-features includes the `lake` feature (polars), which the backfill tests need.
-cargo test --workspace --release --all-features
+# `lake` (polars) is for the backfill tests. Not --all-features: `test-feature-set` adds a
+# third, test-only feature set that the shipped binary must not have.
+cargo test --workspace --release --features fleetscore/lake
+
+step "cargo test with a third feature set (nothing may assume there are two)"
+cargo test --release -p fleetscore --features test-feature-set --lib
 
 # The checks and the Python tests run the binary built above.
 export FLEETSCORE_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/fleetscore"

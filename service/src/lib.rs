@@ -36,3 +36,5 @@ pub mod prediction;
 pub mod scoring;
 pub mod shutdown;
 pub mod store;
+#[cfg(all(test, feature = "test-feature-set"))]
+mod third_feature_set;

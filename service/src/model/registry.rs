@@ -126,8 +126,16 @@ pub enum VersionError {
 impl Registry {
     /// A registry with nothing loaded yet; call [`Registry::rescan`] or [`Registry::watch`].
     pub fn new(config: RegistryConfig) -> Self {
+        // Nothing serves yet: every routed model is unserved (readiness says so).
+        let empty = Snapshot {
+            routes: PerFeatureSet::from_fn(|id| Route {
+                models: Arc::from([]),
+                unserved: config.routes[id].clone(),
+            }),
+            ..Snapshot::default()
+        };
         Self {
-            current: ArcSwap::from_pointee(Snapshot::default()),
+            current: ArcSwap::from_pointee(empty),
             known: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(config.pins.clone()),
