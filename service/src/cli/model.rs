@@ -30,9 +30,9 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The models directory.
-    #[arg(long, default_value = "models", env = "FLEETSCORE_MODELS_DIR")]
-    pub models_dir: PathBuf,
+    /// The models directory (default: the configuration's, `FLEETSCORE_MODELS_DIR` or `models`).
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -68,7 +68,11 @@ impl ModelCommand {
                 Ok(if report.ok { 0 } else { 1 })
             }
             ModelCommand::List(args) => {
-                let mut config = RegistryConfig::new(&args.models_dir);
+                let dir = match args.models_dir {
+                    Some(dir) => dir,
+                    None => crate::config::Config::load(None)?.models.dir,
+                };
+                let mut config = RegistryConfig::new(dir);
                 config.settle = std::time::Duration::ZERO;
                 let registry = Registry::new(config);
                 registry.rescan();

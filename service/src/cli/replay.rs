@@ -31,7 +31,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Models directory (overrides the configuration).
-    #[arg(long, env = "FLEETSCORE_MODELS_DIR")]
+    #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Score with this version of a model: `--model engine-rul=2` (repeatable).
     #[arg(long = "model", value_name = "NAME=VERSION")]

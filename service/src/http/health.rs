@@ -20,7 +20,7 @@ pub struct Health {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
+pub struct ReadinessReport {
     pub ready: bool,
     /// Why not, when not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +48,7 @@ fn readiness(ctx: &AppContext) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = Readiness {
+    let body = ReadinessReport {
         ready: reason.is_none(),
         reason,
     };
@@ -57,8 +57,8 @@ fn readiness(ctx: &AppContext) -> Response {
 
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "Ready to serve", body = Readiness),
-        (status = 503, description = "Not ready, with the reason", body = Readiness),
+        (status = 200, description = "Ready to serve", body = ReadinessReport),
+        (status = 503, description = "Not ready, with the reason", body = ReadinessReport),
     ))]
 pub async fn readyz(State(ctx): State<Arc<AppContext>>) -> Response {
     readiness(&ctx)
@@ -72,8 +72,8 @@ pub async fn live() -> Response {
 
 #[utoipa::path(get, path = "/v2/health/ready", tag = "open-inference",
     responses(
-        (status = 200, description = "Ready to serve", body = Readiness),
-        (status = 503, description = "Not ready, with the reason", body = Readiness),
+        (status = 200, description = "Ready to serve", body = ReadinessReport),
+        (status = 503, description = "Not ready, with the reason", body = ReadinessReport),
     ))]
 pub async fn ready(State(ctx): State<Arc<AppContext>>) -> Response {
     readiness(&ctx)

@@ -54,13 +54,32 @@ use crate::store::{SourceRef, TailEntry};
 pub struct PipelineHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Notified (with a stored permit) when the pipeline thread ends, however it ends.
+    ended: Arc<tokio::sync::Notify>,
     pub stats: Arc<PipelineStats>,
+}
+
+/// Notifies the pipeline's end when dropped: after `run` returns, and on a panic too.
+struct EndGuard(Arc<tokio::sync::Notify>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 impl PipelineHandle {
     /// Whether the pipeline thread has ended (after an error, or a stop).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Completes when the pipeline thread has ended (after an error, or a stop); for the async
+    /// side, which must not poll. Only one waiter is woken.
+    pub async fn finished(&self) {
+        if !self.is_finished() {
+            self.ended.notified().await;
+        }
     }
 
     /// Asks the pipeline to drain and commit, and waits for it.
@@ -166,13 +185,19 @@ impl Pipeline {
             scorer: Some(scoring.thread),
         };
         let stop_flag = Arc::clone(&stop);
+        let ended = Arc::new(tokio::sync::Notify::new());
+        let guard = EndGuard(Arc::clone(&ended));
         let thread = std::thread::Builder::new()
             .name("kafka-pipeline".to_owned())
-            .spawn(move || pipeline.run(&consumer, &stop_flag))
+            .spawn(move || {
+                let _guard = guard;
+                pipeline.run(&consumer, &stop_flag)
+            })
             .context("starting the pipeline thread")?;
         Ok(PipelineHandle {
             stop,
             thread: Some(thread),
+            ended,
             stats,
         })
     }

@@ -106,6 +106,8 @@ pub struct Registry {
     /// Model name -> pinned version: the configured pins, changed at run time by
     /// [`Registry::set_pin`] (admin calls). Not persisted.
     pins: Mutex<BTreeMap<String, String>>,
+    /// Woken whenever a new choice or new statuses are published.
+    published: tokio::sync::Notify,
 }
 
 /// Why a version cannot be pinned or asked for by name.
@@ -139,12 +141,19 @@ impl Registry {
             known: Mutex::new(BTreeMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(config.pins.clone()),
+            published: tokio::sync::Notify::new(),
             config,
         }
     }
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// Completes when the registry next publishes a choice or statuses; create it (and
+    /// `enable` it) before looking at the current state, so nothing is missed in between.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.published.notified()
     }
 
     /// The models a feature set feeds that are serving, in route order.
@@ -344,6 +353,7 @@ impl Registry {
         }
         if changed || previous.statuses != next.statuses {
             self.current.store(Arc::new(next));
+            self.published.notify_waiters();
         }
         changed
     }

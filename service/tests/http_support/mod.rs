@@ -72,7 +72,7 @@ impl Service {
     }
 
     pub fn app(&self) -> Router {
-        fleetscore::http::app(Arc::clone(&self.ctx))
+        fleetscore::http::app(Arc::clone(&self.ctx)).unwrap()
     }
 
     /// Rescans the models directory (after publishing into it).
