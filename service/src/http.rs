@@ -201,17 +201,7 @@ async fn json_errors(response: Response) -> Response {
         ),
         _ => ("http_error", text.trim().to_owned()),
     };
-    let body = error::ErrorBody {
-        error: message,
-        code,
-        missing: Vec::new(),
-        unknown: Vec::new(),
-        row: None,
-        field: None,
-        reason: None,
-        limit: None,
-        models: None,
-    };
+    let body = error::ErrorBody::new(code, message);
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parts.headers.insert(
         header::CONTENT_TYPE,

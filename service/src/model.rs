@@ -14,6 +14,8 @@
 //!   thread; [`serving`]: what scores a name (serving + shadow); [`status`]: what each version
 //!   is, as the API shows it; [`versions`]: the order of versions.
 
+use std::sync::Arc;
+
 pub mod backend;
 pub mod manifest;
 pub mod package;
@@ -30,8 +32,15 @@ pub use registry::{Registry, RegistryConfig};
 pub use serving::{ModelScores, ServingSet};
 pub use status::{ModelState, ModelStatus};
 
-/// Why a model version cannot serve, or why scoring failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// The error underneath a [`ModelError`], kept (not flattened to text) so the log can walk the
+/// chain and callers can look at it (an I/O error's kind, say); shared so that `ModelError`
+/// stays `Clone` (a failed batch's error goes to every row of it).
+pub type Source = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why a model version cannot serve, or why scoring failed. `Display` gives the context and
+/// the underlying error's text on one line (what `GET /models` and dead letters show);
+/// `source()` gives the underlying error itself.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     #[error("manifest: {0}")]
     Manifest(String),
@@ -46,8 +55,12 @@ pub enum ModelError {
         backend: &'static str,
         message: String,
     },
-    #[error("the model does not load: {0}")]
-    Load(String),
+    #[error("the model does not load: {}", joined(.context, .source.as_ref()))]
+    Load {
+        context: String,
+        #[source]
+        source: Option<Source>,
+    },
     #[error("input does not match the manifest: {0}")]
     Input(String),
     #[error("features do not match the service's: {0}")]
@@ -60,10 +73,18 @@ pub enum ModelError {
     NonFinite(String),
     #[error("validator process: {0}")]
     Validator(String),
-    #[error("scoring failed: {0}")]
-    Scoring(String),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
+    #[error("scoring failed: {}", joined(.context, .source.as_ref()))]
+    Scoring {
+        context: String,
+        #[source]
+        source: Option<Source>,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
 }
 
 impl ModelError {
@@ -75,22 +96,82 @@ impl ModelError {
             ModelError::Checksum { .. } => "checksum_mismatch",
             ModelError::Incomplete(_) => "incomplete",
             ModelError::BackendUnavailable { .. } => "backend_unavailable",
-            ModelError::Load(_) => "load_failed",
+            ModelError::Load { .. } => "load_failed",
             ModelError::Input(_) => "input_mismatch",
             ModelError::Features(_) => "feature_mismatch",
             ModelError::Output(_) => "output_mismatch",
             ModelError::Golden(_) => "golden_mismatch",
             ModelError::NonFinite(_) => "non_finite_output",
             ModelError::Validator(_) => "validator_failed",
-            ModelError::Scoring(_) => "scoring_failed",
+            ModelError::Scoring { .. } => "scoring_failed",
             ModelError::Io { .. } => "io",
         }
     }
 
-    pub(crate) fn io(path: &std::path::Path, err: &std::io::Error) -> Self {
+    pub(crate) fn io(path: &std::path::Path, err: std::io::Error) -> Self {
         ModelError::Io {
             path: path.display().to_string(),
-            message: err.to_string(),
+            source: Arc::new(err),
         }
     }
+
+    /// The model does not load because of `source`.
+    pub(crate) fn load(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ModelError::Load {
+            context: context.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// The model does not load, for a reason of our own.
+    pub(crate) fn load_msg(context: impl Into<String>) -> Self {
+        ModelError::Load {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// Scoring failed because of `source`.
+    pub(crate) fn scoring(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ModelError::Scoring {
+            context: context.into(),
+            source: Some(Arc::from(source.into())),
+        }
+    }
+
+    /// Scoring failed, for a reason of our own.
+    pub(crate) fn scoring_msg(context: impl Into<String>) -> Self {
+        ModelError::Scoring {
+            context: context.into(),
+            source: None,
+        }
+    }
+}
+
+/// Equal when of the same class with the same text (the sources are not comparable).
+impl PartialEq for ModelError {
+    fn eq(&self, other: &Self) -> bool {
+        self.class() == other.class() && self.to_string() == other.to_string()
+    }
+}
+
+/// `context: source: its source...`, the whole chain on one line.
+fn joined(context: &str, source: Option<&Source>) -> String {
+    let mut text = context.to_owned();
+    let mut next: Option<&(dyn std::error::Error + 'static)> =
+        source.map(|s| s.as_ref() as &(dyn std::error::Error + 'static));
+    while let Some(error) = next {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&error.to_string());
+        next = error.source();
+    }
+    text
 }

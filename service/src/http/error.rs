@@ -42,6 +42,23 @@ pub struct ErrorBody {
     pub models: Option<Vec<String>>,
 }
 
+impl ErrorBody {
+    /// A body with the sentence and the class only.
+    pub fn new(code: &'static str, error: String) -> Self {
+        Self {
+            error,
+            code,
+            missing: Vec::new(),
+            unknown: Vec::new(),
+            row: None,
+            field: None,
+            reason: None,
+            limit: None,
+            models: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON (syntax error, truncated, not UTF-8).
@@ -174,17 +191,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        let mut body = ErrorBody {
-            error: self.to_string(),
-            code: self.code(),
-            missing: Vec::new(),
-            unknown: Vec::new(),
-            row: None,
-            field: None,
-            reason: None,
-            limit: None,
-            models: None,
-        };
+        let mut body = ErrorBody::new(self.code(), self.to_string());
         match self {
             ApiError::InvalidRequest { field, row, .. } => {
                 body.field.clone_from(field);

@@ -79,7 +79,7 @@ impl Scorer {
             reply,
             _permit: permit,
         };
-        let stopped = || ModelError::Scoring("the scoring thread has stopped".to_owned());
+        let stopped = || ModelError::scoring_msg("the scoring thread has stopped");
         self.jobs
             .as_ref()
             .ok_or_else(stopped)?
@@ -171,7 +171,7 @@ fn score_batch(
     };
     let result = result.unwrap_or_else(|_| {
         tracing::error!(model = %serving.serving.name(), "scoring panicked");
-        Err(ModelError::Scoring("the backend panicked".to_owned()))
+        Err(ModelError::scoring_msg("the backend panicked"))
     });
     let total: usize = batch.iter().map(|j| j.count).sum();
     batch_rows.record(total as f64);

@@ -69,11 +69,11 @@ impl GraphInfo {
     pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
         let proto: pb::ModelProto = tract_onnx::onnx()
             .proto_model_for_read(&mut &*bytes)
-            .map_err(|e| ModelError::Load(format!("not an ONNX model: {e}")))?;
+            .map_err(|e| ModelError::load("not an ONNX model", e))?;
         let graph = proto
             .graph
             .as_ref()
-            .ok_or_else(|| ModelError::Load("the model has no graph".to_owned()))?;
+            .ok_or_else(|| ModelError::load_msg("the model has no graph"))?;
         let initializers: BTreeSet<&str> =
             graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs = graph

@@ -79,14 +79,14 @@ impl Manifest {
     /// Reads and checks `dir/manifest.json` on its own (files are checked by the loader).
     pub fn read(dir: &std::path::Path) -> Result<Self, ModelError> {
         let path = dir.join(MANIFEST_FILE);
-        let meta = std::fs::metadata(&path).map_err(|e| ModelError::io(&path, &e))?;
+        let meta = std::fs::metadata(&path).map_err(|e| ModelError::io(&path, e))?;
         if meta.len() > MAX_MANIFEST_BYTES {
             return Err(ModelError::Manifest(format!(
                 "{} bytes, the limit is {MAX_MANIFEST_BYTES}",
                 meta.len()
             )));
         }
-        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, &e))?;
+        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| ModelError::Manifest(e.to_string()))?;
         manifest.check()?;

@@ -50,7 +50,7 @@ impl LoadedModel {
     pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
         let width = self.width();
         if !rows.len().is_multiple_of(width) {
-            return Err(ModelError::Scoring(format!(
+            return Err(ModelError::scoring_msg(format!(
                 "{} values are not whole rows of {width}",
                 rows.len()
             )));
@@ -75,7 +75,7 @@ struct Golden {
 /// version is rejected.
 pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     let manifest = Manifest::read(dir)?;
-    let dir = dir.canonicalize().map_err(|e| ModelError::io(dir, &e))?;
+    let dir = dir.canonicalize().map_err(|e| ModelError::io(dir, e))?;
     check_dir_names(&dir, &manifest)?;
 
     let model_path = inside(&dir, &manifest.model_file)?;
@@ -173,7 +173,7 @@ fn inside(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
         )));
     }
     let path = dir.join(file);
-    let resolved = path.canonicalize().map_err(|e| ModelError::io(&path, &e))?;
+    let resolved = path.canonicalize().map_err(|e| ModelError::io(&path, e))?;
     if resolved.parent() != Some(dir) {
         return Err(ModelError::PathOutsidePackage(format!(
             "`{file}` resolves to {}",
@@ -184,21 +184,21 @@ fn inside(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
 }
 
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
-    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, &e))?;
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
     if !meta.is_file() {
         return Err(ModelError::io(
             path,
-            &std::io::Error::other("not a regular file"),
+            std::io::Error::other("not a regular file"),
         ));
     }
     if meta.len() > limit {
-        return Err(ModelError::Load(format!(
+        return Err(ModelError::load_msg(format!(
             "{} is {} bytes, the limit is {limit}",
             path.display(),
             meta.len()
         )));
     }
-    std::fs::read(path).map_err(|e| ModelError::io(path, &e))
+    std::fs::read(path).map_err(|e| ModelError::io(path, e))
 }
 
 fn check_graph(graph: &GraphInfo, manifest: &Manifest) -> Result<(), ModelError> {

@@ -100,7 +100,7 @@ pub struct OrtBackend {
 impl OrtBackend {
     pub fn new(model: &[u8], input: &str, output: OutputSelector) -> Result<Self, ModelError> {
         let env = environment()?;
-        let session = build_session(env, model).map_err(|e| ModelError::Load(e.to_string()))?;
+        let session = build_session(env, model).map_err(|e| ModelError::load("", e))?;
         if !session.inputs().iter().any(|i| i.name() == input) {
             return Err(ModelError::Input(format!(
                 "ONNX Runtime finds no input `{input}`"
@@ -135,12 +135,12 @@ impl Backend for OrtBackend {
 
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
         let n = rows.len() / width;
-        let scoring = |e: ort::Error| ModelError::Scoring(e.to_string());
+        let scoring = |e: ort::Error| ModelError::scoring("", e);
         let tensor = TensorRef::from_array_view(([n, width], rows)).map_err(scoring)?;
         let mut session = self
             .session
             .lock()
-            .map_err(|_| ModelError::Scoring("a previous scoring call panicked".to_owned()))?;
+            .map_err(|_| ModelError::scoring_msg("a previous scoring call panicked"))?;
         let outputs = session
             .run(ort::inputs![self.input.as_str() => tensor])
             .map_err(scoring)?;

@@ -22,7 +22,7 @@ impl TractBackend {
         width: usize,
         output: OutputSelector,
     ) -> Result<Self, ModelError> {
-        let load = |e: TractError| ModelError::Load(format!("{e:#}"));
+        let load = |e: TractError| ModelError::load("", e);
         let mut graph = tract_onnx::onnx()
             .model_for_read(&mut &*model)
             .map_err(load)?;
@@ -33,7 +33,7 @@ impl TractBackend {
             .map(|n| n.op().name().to_string())
             .collect();
         if !unimplemented.is_empty() {
-            return Err(ModelError::Load(format!(
+            return Err(ModelError::load_msg(format!(
                 "tract does not implement {unimplemented:?}"
             )));
         }
@@ -86,7 +86,7 @@ impl Backend for TractBackend {
 
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
         let n = rows.len() / width;
-        let scoring = |e: TractError| ModelError::Scoring(format!("{e:#}"));
+        let scoring = |e: TractError| ModelError::scoring("", e);
         let input = Tensor::from_shape(&[n, width], rows).map_err(scoring)?;
         let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(scoring)?;
         let output = &outputs[0];

@@ -1,6 +1,7 @@
 //! The registry's watch thread: rescans on every change in the models directory (debounced)
 //! and at least every interval, until its [`Watcher`] is stopped or dropped.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
@@ -22,16 +23,10 @@ impl Registry {
                     let _ = events.send(Signal::Changed);
                 }
             })
-            .map_err(|e| ModelError::Io {
-                path: self.config.dir.display().to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ModelError::io(&self.config.dir, std::io::Error::other(e)))?;
         watcher
             .watch(&self.config.dir, notify::RecursiveMode::Recursive)
-            .map_err(|e| ModelError::Io {
-                path: self.config.dir.display().to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ModelError::io(&self.config.dir, std::io::Error::other(e)))?;
         let registry = Arc::clone(self);
         let settle = self.config.settle;
         let thread = std::thread::Builder::new()
@@ -66,10 +61,7 @@ impl Registry {
                     }
                 }
             })
-            .map_err(|e| ModelError::Io {
-                path: "model-registry thread".to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ModelError::io(Path::new("model-registry thread"), e))?;
         Ok(Watcher {
             stop: tx,
             thread: Some(thread),
