@@ -351,6 +351,76 @@ fn non_finite_model_output_is_dead_lettered() {
     ));
 }
 
+#[test]
+fn a_feature_set_routed_to_two_models_publishes_both_predictions() {
+    let Some((bootstrap, topics, dir)) = setup("two-models") else {
+        return;
+    };
+    let events = kafka::cmapss_events(dir.path(), Some(2000));
+    let route = "routes = { \"engine-health\" = [\"engine-rul\", \"engine-rul-mlp\"] }";
+    let config = kafka::config(dir.path(), &bootstrap, &topics, &models(), route);
+    kafka::produce_all(&bootstrap, &topics, &events);
+    let mut service = Service::start(&config, &dir.path().join("serve.log"));
+    wait_for_count(
+        &bootstrap,
+        &topics.predictions,
+        4000,
+        Duration::from_secs(120),
+        &service,
+    );
+    service.signal("-TERM");
+    assert!(service.wait(Duration::from_secs(30)).success());
+
+    // The independent computation: replay with the same two routes.
+    let out = dir.path().join("replay-two.jsonl");
+    let status = kafka::fleetscore()
+        .args(["replay", "-i"])
+        .arg(&events)
+        .arg("-o")
+        .arg(&out)
+        .arg("--models-dir")
+        .arg(models())
+        .args(["--route", "engine-health=engine-rul"])
+        .args(["--route", "engine-health=engine-rul-mlp"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut want: HashMap<(String, String), serde_json::Value> = HashMap::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["source_event_id"].as_str().unwrap().to_owned(),
+            v["model"].as_str().unwrap().to_owned(),
+        );
+        want.insert(key, v);
+    }
+    assert_eq!(want.len(), 4000);
+
+    let published = read_all(&bootstrap, &topics.predictions);
+    assert_eq!(
+        published.len(),
+        4000,
+        "one record per event and model, no more"
+    );
+    assert_eq!(kafka::count(&bootstrap, &topics.deadletter), 0);
+    for m in &published {
+        let got: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let key = (
+            got["source_event_id"].as_str().unwrap().to_owned(),
+            got["model"].as_str().unwrap().to_owned(),
+        );
+        let expected = &want[&key];
+        for field in [
+            "model_version",
+            "model_sha256",
+            "prediction",
+            "feature_set_version",
+        ] {
+            assert_eq!(got[field], expected[field], "{key:?} {field}");
+        }
+    }
+}
+
 /// Stops the service mid-stream with `signal`, restarts it, and checks every event got at
 /// least one prediction. Returns the number of duplicates.
 fn interrupted_run(test: &str, signal: &str) -> Option<usize> {

@@ -79,6 +79,24 @@ pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Ne
     }
 }
 
+/// Bodies up to this size are parsed on the async worker (a one-row `/score` body is about
+/// 3 KiB); a bigger one on the blocking pool, where it cannot stall other requests.
+pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Parses a body of `len` bytes with `parse`: inline when small (cheaper than a hand-off),
+/// on the blocking pool when big, holding `permit` until it is done.
+pub async fn parse_off_worker_if_big<T: Send + 'static>(
+    permit: Option<Permit>,
+    len: usize,
+    parse: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if len > INLINE_PARSE_BYTES {
+        blocking(permit, parse).await
+    } else {
+        parse()
+    }
+}
+
 /// Runs `work` on the blocking pool, holding `permit` until it is done.
 pub async fn blocking<T: Send + 'static>(
     permit: Option<Permit>,

@@ -7,6 +7,8 @@
 //! supported (no binary-data extension). The model's one output column is returned as
 //! `[N, 1]` under the manifest's output name.
 
+mod tensor;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
-use super::limits::{Permit, blocking};
+use super::limits::{Permit, parse_off_worker_if_big};
 use super::lookup::serving;
 use super::path::{ModelVersion, PathParam as ModelName};
 use super::scorer::Scorer;
@@ -282,7 +284,7 @@ pub async fn infer_version(
 }
 
 /// The model an `infer` call addresses.
-enum Target {
+pub(crate) enum Target {
     /// The serving version (with its shadow).
     Serving(String),
     /// One valid version, alone.
@@ -290,7 +292,7 @@ enum Target {
 }
 
 impl Target {
-    fn resolve(&self, ctx: &AppContext) -> Result<ServingSet, ApiError> {
+    pub(crate) fn resolve(&self, ctx: &AppContext) -> Result<ServingSet, ApiError> {
         match self {
             Target::Serving(name) => serving(ctx, name),
             Target::Version(v) => Ok(ServingSet {
@@ -309,12 +311,12 @@ async fn run_infer(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let permit = permit.map(|p| p.0);
-    // A big body is parsed off the async workers; a small one costs less than the hand-off.
-    let prepared = if body.len() > INLINE_PARSE_BYTES {
+    let prepared = {
         let ctx = Arc::clone(&ctx);
-        blocking(permit.clone(), move || prepare(&ctx, &target, &body)).await?
-    } else {
-        prepare(&ctx, &target, &body)?
+        parse_off_worker_if_big(permit.clone(), body.len(), move || {
+            tensor::prepare(&ctx, &target, &body)
+        })
+        .await?
     };
     let (serving, values, rows, id) = prepared;
     let output = scorer
@@ -340,130 +342,4 @@ async fn run_infer(
             data: output.predictions,
         }],
     }))
-}
-
-const INLINE_PARSE_BYTES: usize = 64 * 1024;
-
-fn bad(message: String, field: &str) -> ApiError {
-    ApiError::InvalidRequest {
-        message,
-        field: Some(field.to_owned()),
-        row: None,
-    }
-}
-
-/// The request checked against the serving model: its rows, ready for the scorer.
-fn prepare(
-    ctx: &AppContext,
-    target: &Target,
-    body: &[u8],
-) -> Result<(ServingSet, Vec<f32>, usize, Option<String>), ApiError> {
-    let request: InferRequest = json::parse(body)?;
-    let set = target.resolve(ctx)?;
-    let model = &set.serving;
-    let width = model.width();
-    let [input] = request.inputs.as_slice() else {
-        return Err(bad(
-            format!(
-                "{} inputs; the model takes exactly one",
-                request.inputs.len()
-            ),
-            "inputs",
-        ));
-    };
-    if input.name != model.manifest.input.name {
-        return Err(bad(
-            format!(
-                "input `{}`: the model's input is `{}`",
-                input.name, model.manifest.input.name
-            ),
-            "inputs.name",
-        ));
-    }
-    if !matches!(input.datatype.as_str(), "FP32" | "FP64") {
-        return Err(bad(
-            format!("datatype {}: the model takes FP32", input.datatype),
-            "inputs.datatype",
-        ));
-    }
-    let rows = match input.shape.as_slice() {
-        [n, w] if *n >= 0 && *w == width as i64 => *n as usize,
-        [n] if *n >= 0 && width == 1 => *n as usize,
-        shape => {
-            return Err(bad(
-                format!("shape {shape:?}: the model takes [N, {width}]"),
-                "inputs.shape",
-            ));
-        }
-    };
-    let max = ctx.config.http.max_batch_rows;
-    if rows > max {
-        return Err(ApiError::BatchTooLarge { rows, max });
-    }
-    if rows == 0 {
-        return Err(ApiError::EmptyBatch);
-    }
-    let mut values = Vec::with_capacity(rows * width);
-    flatten(&input.data, &mut values, rows * width)?;
-    if values.len() != rows * width {
-        return Err(bad(
-            format!(
-                "{} values for shape [{rows}, {width}] ({} expected)",
-                values.len(),
-                rows * width
-            ),
-            "inputs.data",
-        ));
-    }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(ApiError::NotFinite {
-            row: i / width,
-            feature: model.feature_set.names()[i % width].clone(),
-            value: f64::from(values[i]),
-        });
-    }
-    if let Some(outputs) = &request.outputs
-        && let Some(other) = outputs
-            .iter()
-            .find(|o| o.name != model.manifest.output.name)
-    {
-        return Err(bad(
-            format!(
-                "output `{}`: the model's output is `{}`",
-                other.name, model.manifest.output.name
-            ),
-            "outputs.name",
-        ));
-    }
-    Ok((set, values, rows, request.id))
-}
-
-/// Appends the numbers of a (nested) JSON array, row-major; refuses non-numbers and more than
-/// `limit` values.
-fn flatten(value: &Value, out: &mut Vec<f32>, limit: usize) -> Result<(), ApiError> {
-    match value {
-        Value::Number(n) => {
-            if out.len() >= limit {
-                return Err(bad(
-                    format!("more than the {limit} values the shape holds"),
-                    "inputs.data",
-                ));
-            }
-            out.push(n.as_f64().unwrap_or(f64::NAN) as f32);
-            Ok(())
-        }
-        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out, limit)),
-        other => Err(bad(
-            format!(
-                "data holds a {}, not a number",
-                match other {
-                    Value::Null => "null",
-                    Value::Bool(_) => "boolean",
-                    Value::String(_) => "string",
-                    _ => "object",
-                }
-            ),
-            "inputs.data",
-        )),
-    }
 }

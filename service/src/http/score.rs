@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::{self, JsonBody};
-use super::limits::{Permit, blocking};
+use super::limits::{Permit, parse_off_worker_if_big};
 use super::lookup::serving;
 use super::scorer::{Output, Scorer};
 use super::state_info::StateInfo;
@@ -158,12 +158,9 @@ pub async fn score(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let permit = permit.map(|p| p.0);
-    // A big body is parsed off the async workers; a small one costs less than the hand-off.
-    let prepared = if body.len() > INLINE_PARSE_BYTES {
+    let prepared = {
         let ctx = Arc::clone(&ctx);
-        blocking(permit.clone(), move || prepare(&ctx, &body)).await?
-    } else {
-        prepare(&ctx, &body)?
+        parse_off_worker_if_big(permit.clone(), body.len(), move || prepare(&ctx, &body)).await?
     };
     let Prepared {
         serving,
@@ -177,9 +174,6 @@ pub async fn score(
         .map_err(ApiError::Scoring)?;
     respond(output, context)
 }
-
-/// Bodies up to this size are parsed on the async worker (a one-row body is about 3 KiB).
-const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 /// A request turned into rows for the scorer, and what the response must say besides.
 struct Prepared {
