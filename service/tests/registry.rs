@@ -324,3 +324,68 @@ fn the_child_validator_gives_a_verdict_and_a_reason() {
     assert!(!bad.ok);
     assert_eq!(bad.class.as_deref(), Some("non_finite_output"), "{bad:?}");
 }
+
+fn serving_of(registry: &Registry, name: &str) -> Option<String> {
+    registry
+        .serving_by_name(name)
+        .map(|s| s.serving.version().to_owned())
+}
+
+/// A loaded version whose files are damaged, or lose their model file, keeps serving its loaded
+/// model (marked, with the reason) while no valid replacement exists; removing the version's
+/// directory on purpose still rolls back.
+#[test]
+fn a_damaged_serving_version_keeps_serving_until_it_is_replaced_or_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let v1 = publish(root, "engine-rul-mlp", "1", "engine-rul-mlp", "1");
+    let r = registry(root);
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp").as_deref(), Some("1"));
+    let (rows, want) = golden("engine-rul-mlp", "1");
+    let score = |r: &Registry| {
+        let mut got = Vec::new();
+        r.serving_by_name("engine-rul-mlp")
+            .expect("still serving")
+            .score(&rows, &mut got)
+            .unwrap();
+        got
+    };
+    let before = score(&r);
+    assert!((before[0] - want[0]).abs() <= 1e-4);
+
+    // Overwritten in place while serving: the checksum no longer matches.
+    std::fs::write(v1.join("model.onnx"), b"not an onnx model at all").unwrap();
+    backdate(&v1);
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp").as_deref(), Some("1"));
+    assert_eq!(score(&r), before, "the loaded model, not the damaged file");
+    let statuses = r.statuses();
+    let s = status(&statuses, "1");
+    assert_eq!(s.state, "serving");
+    assert_eq!(s.reason.as_deref(), Some("checksum_mismatch"), "{s:?}");
+    assert!(
+        s.message.as_deref().unwrap().contains("keeps serving"),
+        "{s:?}"
+    );
+
+    // The model file deleted: still the loaded model.
+    std::fs::remove_file(v1.join("model.onnx")).unwrap();
+    backdate(&v1);
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp").as_deref(), Some("1"));
+
+    // A valid replacement is promoted as usual.
+    let v2 = publish(root, "engine-rul-mlp", "1", "engine-rul-mlp", "2");
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp").as_deref(), Some("2"));
+
+    // Removing the version directory on purpose rolls back (here: to the damaged but loaded
+    // version 1), and removing that one too leaves nothing serving.
+    std::fs::remove_dir_all(&v2).unwrap();
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp").as_deref(), Some("1"));
+    std::fs::remove_dir_all(&v1).unwrap();
+    r.rescan();
+    assert_eq!(serving_of(&r, "engine-rul-mlp"), None);
+}

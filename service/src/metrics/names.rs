@@ -16,6 +16,10 @@ pub const HANDOVER_WAIT: &str = "fleetscore_pipeline_handover_wait_seconds";
 
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";
+/// A loaded version whose files changed and no longer validate (the loaded model stays).
+pub const MODEL_DAMAGED: &str = "fleetscore_model_damaged_total";
+/// A models directory that could not be read during a scan (what was loaded stays).
+pub const REGISTRY_SCAN_ERRORS: &str = "fleetscore_registry_scan_errors_total";
 pub const SHADOW_ABS_DIFF: &str = "fleetscore_shadow_abs_diff";
 /// Rendered from the registry at each scrape, not recorded.
 pub const MODEL_INFO: &str = "fleetscore_model_info";

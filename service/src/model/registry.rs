@@ -93,6 +93,13 @@ struct Snapshot {
 struct Known {
     fingerprint: Vec<(String, u64, SystemTime)>,
     outcome: Result<Arc<LoadedModel>, (String, String)>,
+    /// The version loaded once, then its files changed and no longer validate (class,
+    /// message): the loaded model stays (`outcome` keeps it) until a valid replacement or the
+    /// version's removal; the status says why.
+    damaged: Option<(String, String)>,
+    /// The verdict came from an I/O error (out of file descriptors, say), not from the files:
+    /// try again at the next scan even if nothing changed.
+    retry: bool,
 }
 
 #[derive(Debug)]

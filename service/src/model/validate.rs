@@ -106,9 +106,7 @@ impl ChildValidator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| {
-                ModelError::Validator(format!("cannot start {}: {e}", self.exe.display()))
-            })?;
+            .map_err(|e| ModelError::io(&self.exe, e))?;
         // Reports are a few hundred bytes; read after exit, pipes will not fill.
         let status = match child.wait_timeout(self.timeout) {
             Ok(Some(status)) => status,

@@ -123,8 +123,14 @@ impl Registry {
                             model.feature_set.name(),
                             model.feature_set.version()
                         )),
-                        reason: None,
-                        message: None,
+                        reason: k.damaged.as_ref().map(|(class, _)| class.clone()),
+                        message: k.damaged.as_ref().map(|(_, message)| {
+                            format!(
+                                "its files changed and no longer validate ({message}); the model \
+                                 loaded before keeps serving until a valid version replaces it \
+                                 or its directory is removed"
+                            )
+                        }),
                         pinned,
                     }
                 }
