@@ -12,7 +12,8 @@
 //! - [`scoring`]: micro-batched scoring shared by replay and the streaming path;
 //!   [`prediction`]: the prediction record it produces.
 //! - [`cli::serve`]: `fleetscore serve`, the long-running service; [`app`]: what its parts
-//!   share; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the HTTP API.
+//!   share; [`lifecycle`]: starting, running and stopping them; [`shutdown`]: SIGINT/SIGTERM
+//!   handling; [`http`]: the HTTP API.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
 //! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
 //! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod kafka;
 #[cfg(feature = "lake")]
 pub mod lake;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod prediction;

@@ -170,9 +170,9 @@ async fn demo(
 ) -> anyhow::Result<()> {
     let mut registry = config.models.registry()?;
     registry.settle = Duration::ZERO;
-    let running = crate::app::Running::start(config, registry, true).await?;
+    let running = crate::lifecycle::Running::start(config, registry, true).await?;
     let (ctx, shutdown) = (Arc::clone(&running.ctx), running.shutdown.clone());
-    if !crate::app::wait_for_models(&ctx, &shutdown).await {
+    if !crate::lifecycle::wait_for_models(&ctx, &shutdown).await {
         return running.stop().await;
     }
     let pipeline = Pipeline::start(Arc::clone(&ctx))?;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::app::{Running, run_pipeline};
 use crate::config::Config;
+use crate::lifecycle::{Running, run_pipeline};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -1,6 +1,9 @@
 //! Reading a `POST /score` body in one pass: the hand-written serde visitors that parse rows
 //! straight into a model's feature order (names looked up in a table built once per feature
 //! set) without building a map per row, and name precisely what is wrong with a row.
+//!
+//! Over 400 lines on purpose: it is one concept, the body's grammar, and reads top to bottom
+//! from the request object to its rows, a row, and a key (with the unit tests of a row last).
 
 use std::borrow::Cow;
 use std::fmt;
