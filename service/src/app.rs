@@ -1,8 +1,8 @@
 //! What the long-running service's parts share: the model registry, the live state,
 //! readiness, configuration. Its lifecycle is [`crate::lifecycle`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::model::Registry;
@@ -16,12 +16,15 @@ pub struct AppContext {
     pub readiness: Arc<Readiness>,
 }
 
-/// Ready means: every model routed from a feature set is serving and, when streaming, the consumer holds its
-/// partition assignment with state ready for each partition.
+/// Ready means: every model routed from a feature set is serving and, when streaming, a broker
+/// has answered and the consumer holds its partition assignment with state ready for each
+/// partition.
 #[derive(Debug)]
 pub struct Readiness {
     streaming: bool,
     partitions_ready: AtomicBool,
+    /// Why Kafka cannot be used yet (e.g. "connecting to Kafka at ..."), while start-up waits.
+    kafka_waiting: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -29,7 +32,13 @@ impl Readiness {
         Self {
             streaming,
             partitions_ready: AtomicBool::new(false),
+            kafka_waiting: Mutex::new(None),
         }
+    }
+
+    /// Sets (or clears, with `None`) the reason start-up is still waiting for Kafka.
+    pub fn set_kafka_waiting(&self, why: Option<String>) {
+        *self.kafka_waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
     pub fn set_partitions_ready(&self, ready: bool) {
@@ -48,6 +57,14 @@ impl Readiness {
 
     /// Why the service is not ready, or `None` when it is.
     pub fn not_ready_reason(&self, registry: &Registry) -> Option<String> {
+        let kafka = self
+            .kafka_waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(why) = kafka {
+            return Some(why);
+        }
         if let Some(why) = self.models_missing(registry) {
             return Some(why);
         }
@@ -55,5 +72,27 @@ impl Readiness {
             return Some("waiting for a partition assignment".to_owned());
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RegistryConfig;
+
+    #[test]
+    fn readiness_says_when_it_waits_for_kafka() {
+        let registry = Registry::new(RegistryConfig::new("/nonexistent"));
+        let readiness = Readiness::new(true);
+        readiness.set_kafka_waiting(Some("connecting to Kafka at 127.0.0.1:1".to_owned()));
+        assert_eq!(
+            readiness.not_ready_reason(&registry).as_deref(),
+            Some("connecting to Kafka at 127.0.0.1:1")
+        );
+        readiness.set_kafka_waiting(None);
+        assert_ne!(
+            readiness.not_ready_reason(&registry).as_deref(),
+            Some("connecting to Kafka at 127.0.0.1:1")
+        );
     }
 }

@@ -66,8 +66,12 @@ pub struct KafkaConfig {
     pub batch_max_ms: u64,
     /// Batches whose outputs are not yet acknowledged, at most (back-pressure).
     pub max_in_flight_batches: usize,
-    /// How long shutdown may take to drain and commit.
+    /// How long shutdown may take to drain, commit and close; the process exits non-zero if
+    /// the pipeline has not stopped within this (plus a small margin).
     pub shutdown_timeout_ms: u64,
+    /// How long start-up waits for a broker to answer (a metadata request) before giving up
+    /// with an error naming the brokers.
+    pub startup_timeout_ms: u64,
     /// librdkafka consumer properties, passed through (e.g. `"session.timeout.ms" = "10000"`).
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties, passed through.
@@ -87,9 +91,38 @@ impl Default for KafkaConfig {
             batch_max_ms: 0,
             max_in_flight_batches: 64,
             shutdown_timeout_ms: 20_000,
+            startup_timeout_ms: 30_000,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// Refuses values the pipeline cannot start with, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let named = [
+            ("brokers", &self.brokers),
+            ("group_id", &self.group_id),
+            ("telemetry_topic", &self.telemetry_topic),
+            ("schedule_topic", &self.schedule_topic),
+            ("predictions_topic", &self.predictions_topic),
+            ("deadletter_topic", &self.deadletter_topic),
+        ];
+        for (key, value) in named {
+            if value.trim().is_empty() {
+                let hint = if key == "brokers" {
+                    " (HOST:PORT[,HOST:PORT...]; env FLEETSCORE_KAFKA_BROKERS)"
+                } else {
+                    ""
+                };
+                anyhow::bail!("[kafka] {key} is empty: set it{hint}, or run with --no-kafka");
+            }
+        }
+        if self.startup_timeout_ms == 0 {
+            anyhow::bail!("[kafka] startup_timeout_ms must be greater than 0");
+        }
+        Ok(())
     }
 }
 
@@ -222,5 +255,20 @@ mod tests {
             err.to_string().contains("unknown field `directory`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn kafka_values_are_validated_naming_the_key() {
+        KafkaConfig::default().validate().unwrap();
+        let config: Config = toml::from_str("[kafka]\nstartup_timeout_ms = 500\n").unwrap();
+        assert_eq!(config.kafka.startup_timeout_ms, 500);
+        config.kafka.validate().unwrap();
+
+        let config: Config = toml::from_str("[kafka]\nbrokers = \" \"\n").unwrap();
+        let err = config.kafka.validate().unwrap_err().to_string();
+        assert!(err.contains("[kafka] brokers is empty"), "{err}");
+        let config: Config = toml::from_str("[kafka]\nstartup_timeout_ms = 0\n").unwrap();
+        let err = config.kafka.validate().unwrap_err().to_string();
+        assert!(err.contains("[kafka] startup_timeout_ms"), "{err}");
     }
 }

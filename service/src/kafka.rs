@@ -3,20 +3,24 @@
 //!
 //! - [`pipeline`]: the consume → decode → state → features → score → produce loop, on a
 //!   thread of its own (all of it is CPU work; nothing there needs an async runtime).
+//! - [`connect`]: the start-up check that a broker answers, within `startup_timeout_ms`.
 //! - [`delivery`]: acknowledgements of produced records, tracked per micro-batch.
 //! - [`in_flight`]: the batches awaiting acknowledgement, oldest first; their offsets are stored
 //!   only when every output of the batch is on the broker, in batch order.
 //! - [`output`]: the output thread: prediction records and dead letters, produced with their
 //!   batch's tracker.
+//! - [`log_limit`]: repeated consumer errors logged at a bounded rate.
 //! - [`rebalance`]: partition assignment and revocation (commit, drop state).
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
 //! - [`stats`]: the pipeline's counters, shared by its threads.
 
+pub mod connect;
 pub mod delivery;
 pub mod headers;
 pub mod in_flight;
+pub mod log_limit;
 pub mod output;
 pub mod pipeline;
 pub mod rebalance;

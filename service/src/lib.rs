@@ -12,8 +12,9 @@
 //! - [`scoring`]: micro-batched scoring shared by replay and the streaming path;
 //!   [`prediction`]: the prediction record it produces.
 //! - [`cli::serve`]: `fleetscore serve`, the long-running service; [`app`]: what its parts
-//!   share; [`lifecycle`]: starting, running and stopping them; [`shutdown`]: SIGINT/SIGTERM
-//!   handling; [`http`]: the HTTP API.
+//!   share; [`lifecycle`]: starting, running and stopping them; [`supervisor`]: the essential
+//!   tasks, one ending ends the service; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the
+//!   HTTP API.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
 //! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
 //! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
@@ -38,5 +39,6 @@ pub mod prediction;
 pub mod scoring;
 pub mod shutdown;
 pub mod store;
+pub mod supervisor;
 #[cfg(all(test, feature = "test-feature-set"))]
 mod third_feature_set;

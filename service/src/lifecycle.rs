@@ -1,12 +1,13 @@
 //! The long-running service's lifecycle, which `serve` and `demo` run alike: start the registry
-//! watcher, the shared state, the signal handler and the HTTP server ([`Running`]); wait for
-//! models; run the Kafka pipeline until shutdown or failure; stop.
+//! watcher, the shared state, the signal handler and the HTTP server ([`Running`]); wait for a
+//! broker and for models; run the Kafka pipeline as an essential task; supervise; stop, within
+//! bounds.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppContext, Readiness};
@@ -15,15 +16,26 @@ use crate::kafka::Pipeline;
 use crate::model::registry::Watcher;
 use crate::model::{Registry, RegistryConfig};
 use crate::store::StateStore;
+use crate::supervisor::Essentials;
+
+/// Beyond `shutdown_timeout_ms`, how long the pipeline may take to stop (its drain, commit and
+/// close are bounded by `shutdown_timeout_ms` already; this covers the threads' ends).
+const PIPELINE_STOP_MARGIN: Duration = Duration::from_secs(3);
+/// Beyond the pipeline's bound, how long the supervisor waits for the essential tasks before
+/// leaving them behind.
+const SUPERVISOR_MARGIN: Duration = Duration::from_secs(2);
+/// How long stopping the registry's watch thread may take (it may be in the middle of a scan).
+const WATCHER_STOP: Duration = Duration::from_secs(2);
 
 /// What `serve` and `demo` run alike: the model registry and its directory watcher, the shared
-/// state, the signal handler and the HTTP server, listening.
+/// state, the signal handler and the HTTP server, listening; and the essential tasks that
+/// [`Running::supervise`] watches.
 pub struct Running {
     pub ctx: Arc<AppContext>,
-    /// Cancelled by SIGINT/SIGTERM, or by [`Running::stop`].
+    /// Cancelled by SIGINT/SIGTERM, by [`Running::stop`], or when an essential task ends.
     pub shutdown: CancellationToken,
     watcher: Watcher,
-    http: JoinHandle<std::io::Result<()>>,
+    tasks: Essentials,
 }
 
 impl std::fmt::Debug for Running {
@@ -33,8 +45,8 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Starts everything but the Kafka pipeline. `kafka`: readiness also waits for the
-    /// pipeline's first assignment.
+    /// Starts everything but the Kafka pipeline; the HTTP server is the essential task `http`.
+    /// `kafka`: readiness also waits for the pipeline's first assignment.
     pub async fn start(
         config: Config,
         registry: RegistryConfig,
@@ -55,25 +67,59 @@ impl Running {
             .await
             .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
-        let http = tokio::spawn(crate::http::serve(
-            Arc::clone(&ctx),
-            listener,
-            shutdown.clone(),
-        ));
+        let mut tasks = Essentials::default();
+        let http = crate::http::serve(Arc::clone(&ctx), listener, shutdown.clone());
+        tasks.spawn("http", async move { http.await.context("HTTP server") });
         Ok(Self {
             ctx,
             shutdown,
             watcher,
-            http,
+            tasks,
         })
     }
 
-    /// Takes the HTTP server down (draining open requests) and stops the watcher.
+    /// Adds an essential task: one that ends only when shutdown is asked for.
+    pub fn spawn_essential(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        self.tasks.spawn(name, task);
+    }
+
+    /// Runs until shutdown is asked for or an essential task ends (see
+    /// [`Essentials::supervise`]), then stops the watcher. Bounded: everything stops within
+    /// `shutdown_timeout_ms` and a few seconds, or is left behind with an error.
+    pub async fn supervise(self) -> anyhow::Result<()> {
+        let grace = Duration::from_millis(self.ctx.config.kafka.shutdown_timeout_ms)
+            + PIPELINE_STOP_MARGIN
+            + SUPERVISOR_MARGIN;
+        let result = self.tasks.supervise(&self.shutdown, grace).await;
+        stop_watcher(self.watcher).await;
+        result
+    }
+
+    /// Asks everything to stop and waits for it (as [`Running::supervise`] does).
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.http.await.context("HTTP task")??;
-        self.watcher.stop();
-        Ok(())
+        self.supervise().await
+    }
+}
+
+/// Stops the registry's watch thread, waiting at most [`WATCHER_STOP`].
+async fn stop_watcher(watcher: Watcher) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("watcher-stop".to_owned())
+        .spawn(move || {
+            watcher.stop();
+            let _ = tx.send(());
+        });
+    if spawned.is_err() || tokio::time::timeout(WATCHER_STOP, rx).await.is_err() {
+        tracing::warn!(
+            timeout_ms = WATCHER_STOP.as_millis() as u64,
+            "the model registry's watch thread did not stop in time; leaving it"
+        );
     }
 }
 
@@ -100,21 +146,52 @@ pub async fn wait_for_models(ctx: &AppContext, shutdown: &CancellationToken) -> 
     }
 }
 
-/// Waits for models, runs the pipeline until shutdown or failure, then drains and commits.
-pub async fn run_pipeline(
-    ctx: &Arc<AppContext>,
+/// Waits until a broker answers (at most `startup_timeout_ms`; readiness says so meanwhile);
+/// false if shutdown came first.
+pub async fn wait_for_kafka(
+    ctx: &AppContext,
     shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    if !wait_for_models(ctx, shutdown).await {
-        return Ok(());
+) -> anyhow::Result<bool> {
+    let kafka = ctx.config.kafka.clone();
+    let why = format!("connecting to Kafka at {}", kafka.brokers);
+    tracing::info!(brokers = %kafka.brokers, timeout_ms = kafka.startup_timeout_ms, "connecting to Kafka");
+    ctx.readiness.set_kafka_waiting(Some(why));
+    let token = shutdown.clone();
+    let reachable = tokio::task::spawn_blocking(move || {
+        crate::kafka::connect::wait_for_brokers(&kafka, &|| token.is_cancelled())
+    })
+    .await
+    .context("the Kafka start-up check")??;
+    if reachable {
+        ctx.readiness.set_kafka_waiting(None);
     }
-    let handle = Pipeline::start(Arc::clone(ctx))?;
+    Ok(reachable)
+}
+
+/// The Kafka side, as an essential task: checks that a broker answers while waiting for
+/// models, runs the pipeline until shutdown or failure, then has it drain, commit and close
+/// within `shutdown_timeout_ms` and a margin. `Ok` only when shutdown came first and the stop
+/// went well; a pipeline that ends by itself is an error even if it reports none.
+pub async fn run_pipeline(ctx: Arc<AppContext>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (reachable, models) = tokio::try_join!(wait_for_kafka(&ctx, &shutdown), async {
+        Ok::<_, anyhow::Error>(wait_for_models(&ctx, &shutdown).await)
+    })?;
+    if !(reachable && models) {
+        return Ok(()); // shutdown came first
+    }
+    let handle = Pipeline::start(Arc::clone(&ctx))?;
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = handle.finished() => {}
     }
-    tracing::info!("stopping the pipeline: draining and committing");
-    tokio::task::spawn_blocking(move || handle.stop())
-        .await
-        .context("pipeline thread")?
+    let asked = shutdown.is_cancelled();
+    tracing::info!(
+        asked,
+        "stopping the pipeline: draining, committing and closing"
+    );
+    let timeout =
+        Duration::from_millis(ctx.config.kafka.shutdown_timeout_ms) + PIPELINE_STOP_MARGIN;
+    handle.stop_within(timeout).await?;
+    anyhow::ensure!(asked, "the Kafka pipeline ended without being asked to");
+    Ok(())
 }

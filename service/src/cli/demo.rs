@@ -211,9 +211,11 @@ async fn demo(
     }
     stop_producing.store(true, Ordering::Release);
     let _ = producer_thread.join();
-    let result = tokio::task::spawn_blocking(move || pipeline.stop())
-        .await
-        .context("pipeline thread")?;
+    let result = pipeline
+        .stop_within(
+            Duration::from_millis(ctx.config.kafka.shutdown_timeout_ms) + Duration::from_secs(3),
+        )
+        .await;
     eprintln!(
         "demo: done in {:.1} s: {} events consumed, {} predictions, {} dead letters",
         started.elapsed().as_secs_f64(),

@@ -1,7 +1,10 @@
 //! `fleetscore serve`: the long-running service — model registry, HTTP API and (unless
-//! `--no-kafka`) the Kafka pipeline — until SIGINT or SIGTERM.
+//! `--no-kafka`) the Kafka pipeline — until SIGINT or SIGTERM, or until one of its essential
+//! tasks (the HTTP server, the Kafka side) ends: then it stops the rest and exits non-zero.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -33,21 +36,24 @@ impl ServeArgs {
             .thread_name("fleetscore-rt")
             .build()
             .context("starting the async runtime")?;
-        runtime.block_on(serve(config, !self.no_kafka))
+        let result = runtime.block_on(serve(config, !self.no_kafka));
+        // Whatever was left behind (a blocking task past its deadline) must not hold the exit.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        result
     }
 }
 
 async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
+    if kafka {
+        config.kafka.validate()?;
+    }
     let registry = config.models.registry()?;
-    let running = Running::start(config, registry, kafka).await?;
-    let result = if kafka {
-        // When the pipeline ends (stop or failure), the HTTP server goes down with it.
-        run_pipeline(&running.ctx, &running.shutdown).await
-    } else {
-        running.shutdown.cancelled().await;
-        Ok(())
-    };
-    running.stop().await?;
+    let mut running = Running::start(config, registry, kafka).await?;
+    if kafka {
+        let task = run_pipeline(Arc::clone(&running.ctx), running.shutdown.clone());
+        running.spawn_essential("kafka", task);
+    }
+    running.supervise().await?;
     tracing::info!("stopped");
-    result
+    Ok(())
 }

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use super::log_limit::ClientErrors;
 use crate::metrics::names;
 use rdkafka::ClientContext;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
@@ -81,9 +82,15 @@ impl BatchTracker {
 
 /// The producer's context: settles the tracker of each delivered (or failed) record.
 #[derive(Debug)]
-pub struct DeliveryContext;
+pub struct DeliveryContext {
+    pub errors: ClientErrors,
+}
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Arc<BatchTracker>;

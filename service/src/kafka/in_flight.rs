@@ -8,7 +8,7 @@
 //! not on a timer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use super::delivery::BatchTracker;
 use super::stats::PipelineStats;
 use crate::metrics::names;
+
+/// How often back-pressure looks at the stop flag while it waits.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// A batch whose outputs are on their way, and the offsets it covers.
 #[derive(Debug)]
@@ -107,18 +110,21 @@ impl InFlight {
     }
 
     /// Settles until at most `max` batches are in flight, waiting as long as it takes
-    /// (back-pressure: every batch completes, acknowledged or failed, in its delivery timeout).
+    /// (back-pressure: every batch completes, acknowledged or failed, in its delivery timeout),
+    /// or until `stop` is set (shutdown then drains within its own bound).
     pub(crate) fn settle_to<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         max: usize,
+        stop: &AtomicBool,
     ) -> anyhow::Result<()> {
         loop {
             self.settle(consumer)?;
-            if self.len() <= max {
+            if self.len() <= max || stop.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let _ = self.done().recv();
+            // Woken by a completed batch; the stop flag has no wake-up, so look at it now and then.
+            let _ = self.done().recv_timeout(STOP_CHECK);
         }
     }
 

@@ -19,6 +19,11 @@
 //! synchronously on revocation and shutdown) only after every output of their batch is
 //! acknowledged, in batch order. A failed delivery stops the pipeline with an error and without
 //! storing the batch's offsets: after a restart the batch is processed again (at-least-once).
+//!
+//! Stopping is bounded by `shutdown_timeout_ms` whatever the broker does: the consume loop
+//! checks the stop flag on every poll result (errors too) and while waiting for back-pressure;
+//! the drain waits at most the timeout; the final commit and the close (librdkafka's take no
+//! timeout) run on a thread of their own that is left behind once the time is up.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +43,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::delivery::DeliveryContext;
 use super::in_flight::InFlight;
+use super::log_limit::{self, ClientErrors, LogLimit};
 use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
 use super::rebalance::RebalanceContext;
 use super::scoring_stage::{ScoringStage, Work};
@@ -82,10 +88,23 @@ impl PipelineHandle {
         }
     }
 
-    /// Asks the pipeline to drain and commit, and waits for it.
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    /// Asks the pipeline to drain, commit and close, and waits for it at most `timeout`; past
+    /// that the thread is left behind and this is an error (the caller is about to exit).
+    pub async fn stop_within(mut self, timeout: Duration) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Release);
+        if tokio::time::timeout(timeout, self.finished())
+            .await
+            .is_err()
+        {
+            self.thread.take(); // detached
+            anyhow::bail!(
+                "the Kafka pipeline did not stop within {} ms (shutdown_timeout_ms and a margin); \
+                 what was not committed is processed again after a restart",
+                timeout.as_millis()
+            );
+        }
         match self.thread.take() {
+            // Finished: the join does not wait.
             Some(thread) => thread
                 .join()
                 .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?,
@@ -95,11 +114,10 @@ impl PipelineHandle {
 }
 
 impl Drop for PipelineHandle {
+    /// Asks the pipeline to stop, without waiting for it: a handle dropped on an error path
+    /// must not block the async side.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -125,7 +143,13 @@ pub struct Pipeline {
     lag_consumed: Histogram,
     /// `fleetscore_events_consumed_total` by topic.
     consumed_counters: Vec<(String, Counter)>,
+    /// Consumer errors: each counted, identical ones logged once per interval.
+    errors: LogLimit,
 }
+
+/// The final commit and the close get at least this long, even when draining used up
+/// `shutdown_timeout_ms` (with a live broker they take milliseconds).
+const CLOSE_FLOOR: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,7 +168,9 @@ impl Pipeline {
         let assigned = Arc::new(Mutex::new(HashSet::new()));
         let in_flight = Arc::new(InFlight::new(Arc::clone(&assigned), Arc::clone(&stats)));
         let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
-            .create_with_context(DeliveryContext)
+            .create_with_context(DeliveryContext {
+                errors: ClientErrors::new("producer", None),
+            })
             .context("creating the Kafka producer")?;
         let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
             .create_with_context(RebalanceContext {
@@ -154,6 +180,10 @@ impl Pipeline {
                 assigned: Arc::clone(&assigned),
                 revoked: Mutex::default(),
                 drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
+                errors: ClientErrors::new(
+                    "consumer",
+                    Some(metrics::counter!(names::CONSUMER_ERRORS)),
+                ),
             })
             .context("creating the Kafka consumer")?;
         consumer
@@ -183,6 +213,7 @@ impl Pipeline {
             consumed_counters: Vec::new(),
             spare: scoring.spare,
             scorer: Some(scoring.thread),
+            errors: LogLimit::new(log_limit::INTERVAL),
         };
         let stop_flag = Arc::clone(&stop);
         let ended = Arc::new(tokio::sync::Notify::new());
@@ -191,7 +222,7 @@ impl Pipeline {
             .name("kafka-pipeline".to_owned())
             .spawn(move || {
                 let _guard = guard;
-                pipeline.run(&consumer, &stop_flag)
+                pipeline.run(consumer, &stop_flag)
             })
             .context("starting the pipeline thread")?;
         Ok(PipelineHandle {
@@ -202,13 +233,13 @@ impl Pipeline {
         })
     }
 
-    fn run(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
+    fn run(&mut self, consumer: InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
         tracing::info!(
             brokers = %self.config.brokers, group = %self.config.group_id,
             topics = ?[&self.config.telemetry_topic, &self.config.schedule_topic],
             "pipeline started"
         );
-        let result = self.main_loop(consumer, stop);
+        let result = self.main_loop(&consumer, stop);
         // Drain even after an error: whatever was acknowledged gets committed.
         let drained = self.shut_down(consumer);
         result.and(drained)
@@ -236,7 +267,21 @@ impl Pipeline {
                     }
                     Some(Err(e)) => {
                         metrics::counter!(names::CONSUMER_ERRORS).increment(1);
-                        tracing::warn!(error = %e, "consumer error");
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            anyhow::bail!("fatal Kafka consumer error ({code:?}): {reason}");
+                        }
+                        let error = e.to_string();
+                        if let Some(suppressed) = self.errors.check(&error, Instant::now()) {
+                            // `suppressed`: identical errors since the last line, not logged.
+                            tracing::warn!(%error, suppressed, "consumer error");
+                        }
+                        // An unreachable broker reports errors back to back: they must not keep
+                        // the loop from stopping, nor a started batch from being dispatched.
+                        if stop.load(Ordering::Acquire)
+                            || first_at.is_some_and(|t| t.elapsed() >= max_wait)
+                        {
+                            break;
+                        }
                     }
                     Some(Ok(message)) => {
                         first_at.get_or_insert_with(Instant::now);
@@ -248,7 +293,7 @@ impl Pipeline {
             self.dispatch()?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
             self.in_flight
-                .settle_to(consumer, self.config.max_in_flight_batches.max(1))?;
+                .settle_to(consumer, self.config.max_in_flight_batches.max(1), stop)?;
         }
         Ok(())
     }
@@ -395,27 +440,72 @@ impl Pipeline {
         }
     }
 
-    /// Produces what is buffered, waits (bounded) for acknowledgements, stores and commits.
-    fn shut_down(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
+    /// Produces what is buffered, waits (bounded) for acknowledgements, stores, commits and
+    /// closes the consumer, all within `shutdown_timeout_ms` (the commit and close at least
+    /// [`CLOSE_FLOOR`]).
+    fn shut_down(&mut self, consumer: InputConsumer) -> anyhow::Result<()> {
         let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
         let started = Instant::now();
+        let left = || timeout.saturating_sub(started.elapsed());
         let dispatched = self.dispatch();
         self.stop_scorer();
-        let _ = self.producer.flush(timeout);
-        let drained = self
-            .in_flight
-            .drain(consumer, timeout.saturating_sub(started.elapsed()));
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final commit failed"),
-        }
+        let _ = self.producer.flush(left());
+        let drained = self.in_flight.drain(&consumer, left());
+        commit_and_close(consumer, left().max(CLOSE_FLOOR));
         tracing::info!(
             consumed = self.stats.consumed.load(Ordering::Relaxed),
             predictions = self.stats.predictions.load(Ordering::Relaxed),
             dead_letters = self.stats.dead_letters.load(Ordering::Relaxed),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "pipeline drained and committed"
+            "pipeline stopped"
         );
         dispatched.and(drained)
+    }
+}
+
+/// Commits what is stored and closes the consumer (leaving the group), waiting at most
+/// `timeout`. librdkafka's synchronous commit and close take no timeout (with the group
+/// coordinator unreachable, a commit waits up to the session timeout and the close longer), so
+/// both run on a thread of their own, left behind when the time is up: the process is about to
+/// exit, and the group then notices the departure after its session timeout.
+fn commit_and_close(consumer: InputConsumer, timeout: Duration) {
+    enum Step {
+        Committed(Result<(), KafkaError>),
+        Closed,
+    }
+    let deadline = Instant::now() + timeout;
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".to_owned())
+        .spawn(move || {
+            let _ = tx.send(Step::Committed(
+                consumer.commit_consumer_state(CommitMode::Sync),
+            ));
+            drop(consumer);
+            let _ = tx.send(Step::Closed);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for the final commit and close: consumer left open");
+        return;
+    }
+    let next = || rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    match next() {
+        Ok(Step::Committed(
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)),
+        )) => {}
+        Ok(Step::Committed(Err(e))) => tracing::warn!(error = %e, "final commit failed"),
+        Ok(Step::Closed) | Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "final commit not done in time: leaving it (what it would have committed is processed again after a restart)"
+            );
+            return;
+        }
+    }
+    if !matches!(next(), Ok(Step::Closed)) {
+        tracing::warn!(
+            timeout_ms = timeout.as_millis() as u64,
+            "Kafka consumer not closed in time: leaving it (the group notices after its session timeout)"
+        );
     }
 }

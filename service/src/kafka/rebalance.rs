@@ -20,6 +20,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::in_flight::InFlight;
+use super::log_limit::ClientErrors;
 use crate::app::Readiness;
 use crate::store::StateStore;
 
@@ -34,6 +35,8 @@ pub struct RebalanceContext {
     /// unless the partition came back.
     pub(crate) revoked: Mutex<HashSet<i32>>,
     pub(crate) drain_timeout: Duration,
+    /// The client's error callback, at a bounded log rate.
+    pub(crate) errors: ClientErrors,
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -43,7 +46,11 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
