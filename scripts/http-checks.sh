@@ -72,7 +72,7 @@ max_batch_rows = 64
 max_body_bytes = 262144
 admin_token = "$token"
 TOML
-FLEETSCORE_HTTP_ADDR= RUST_LOG=warn,fleetscore::cli::serve=info \
+FLEETSCORE_HTTP_ADDR= RUST_LOG=warn,fleetscore::app=info,fleetscore::cli::serve=info \
   "$bin" serve --no-kafka --config "$work/fleetscore.toml" --http-addr 127.0.0.1:0 \
   >"$work/serve.log" 2>&1 &
 server_pid=$!
