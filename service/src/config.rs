@@ -29,11 +29,27 @@ pub struct HttpConfig {
     /// Bearer token for the admin calls (promote, pin, roll back); admin is off when unset.
     /// Env: `FLEETSCORE_ADMIN_TOKEN`.
     pub admin_token: Option<String>,
+    /// Request bodies larger than this are refused (413). Must hold `max_batch_rows` rows:
+    /// a 100-feature `/score` row is about 2.2 KB of JSON.
     pub max_body_bytes: usize,
     pub max_batch_rows: usize,
     /// Requests in flight at once; beyond this, 503 (load shedding).
     pub concurrency_limit: usize,
+    /// The time a request may take on the API routes (503 `timeout` beyond), and the time any
+    /// request may take to deliver its body (408 `request_timeout` beyond).
     pub request_timeout_ms: u64,
+    /// A request's head (request line and headers) must arrive within this long of its first
+    /// byte (of the connection opening, for the first request); the connection is closed
+    /// otherwise (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request for this long is closed (so is one whose
+    /// client stops reading a response for this long). Keep it above the idle timeout of a
+    /// load balancer in front (AWS ALB: 60 s), or the balancer may reuse a closed connection.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; beyond, new ones are closed at once. Also capped by the
+    /// process's file-descriptor limit (`RLIMIT_NOFILE`), less a reserve for everything
+    /// else (see `http::server`).
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -41,11 +57,54 @@ impl Default for HttpConfig {
         Self {
             addr: "127.0.0.1:8080".to_owned(),
             admin_token: None,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: 4 << 20,
             max_batch_rows: 1024,
             concurrency_limit: 1024,
             request_timeout_ms: 2000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4096,
         }
+    }
+}
+
+/// The longest timeout the `[http]` section accepts: a day (a longer one is a mistake, and
+/// far-future deadlines are where time arithmetic overflows).
+const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl HttpConfig {
+    /// Refuses values that cannot work, naming the key: zero limits and timeouts, timeouts
+    /// over a day, a concurrency limit beyond what a semaphore can count.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let at_least_one = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_batch_rows", self.max_batch_rows),
+            ("concurrency_limit", self.concurrency_limit),
+            ("max_connections", self.max_connections),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                anyhow::bail!("http.{key} = 0: must be at least 1");
+            }
+        }
+        let max_permits = tokio::sync::Semaphore::MAX_PERMITS;
+        if self.concurrency_limit > max_permits {
+            anyhow::bail!(
+                "http.concurrency_limit = {}: must be at most {max_permits}",
+                self.concurrency_limit
+            );
+        }
+        let timeouts = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ];
+        for (key, value) in timeouts {
+            if !(1..=MAX_TIMEOUT_MS).contains(&value) {
+                anyhow::bail!("http.{key} = {value}: must be between 1 and {MAX_TIMEOUT_MS} ms");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +244,10 @@ impl Config {
         if let Ok(brokers) = std::env::var("FLEETSCORE_KAFKA_BROKERS") {
             config.kafka.brokers = brokers;
         }
+        config
+            .http
+            .validate()
+            .context("invalid [http] configuration")?;
         Ok(config)
     }
 }
@@ -270,5 +333,43 @@ mod tests {
         let config: Config = toml::from_str("[kafka]\nstartup_timeout_ms = 0\n").unwrap();
         let err = config.kafka.validate().unwrap_err().to_string();
         assert!(err.contains("[kafka] startup_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        HttpConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_http_values_are_refused_naming_the_key() {
+        let cases = [
+            ("max_body_bytes = 0", "http.max_body_bytes"),
+            ("max_batch_rows = 0", "http.max_batch_rows"),
+            ("concurrency_limit = 0", "http.concurrency_limit"),
+            (
+                "concurrency_limit = 2305843009213693952",
+                "http.concurrency_limit",
+            ),
+            ("request_timeout_ms = 0", "http.request_timeout_ms"),
+            ("header_read_timeout_ms = 0", "http.header_read_timeout_ms"),
+            ("idle_timeout_ms = 0", "http.idle_timeout_ms"),
+            (
+                "idle_timeout_ms = 18446744073709551615",
+                "http.idle_timeout_ms",
+            ),
+            ("max_connections = 0", "http.max_connections"),
+        ];
+        for (line, key) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, format!("[http]\n{line}\n")).unwrap();
+            let err = Config::load(Some(&path)).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(key), "{line}: {text}");
+        }
+        // 2^61 - 1 is the semaphore's maximum: accepted.
+        let config: Config =
+            toml::from_str("[http]\nconcurrency_limit = 2305843009213693951\n").unwrap();
+        config.http.validate().unwrap();
     }
 }

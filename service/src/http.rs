@@ -13,13 +13,17 @@
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
 //! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
 //!   requests that arrive together into one backend call per model.
-//! - [`limits`]: load shedding, timeout, and the hand-off of big bodies to blocking threads;
-//!   [`json`]: request bodies; [`path`]: path parameters; [`error`]: the JSON error body.
+//! - [`limits`]: load shedding, timeouts (the request's; its body's), and the hand-off of big
+//!   bodies to blocking threads; [`json`]: request bodies; [`path`]: path parameters;
+//!   [`error`]: the JSON error body.
+//! - [`server`]: the connection loop (hyper): connection limit (capped by the fd limit),
+//!   header-read and idle timeouts, accept errors, graceful drain.
 //!
 //! Scoring and OIP routes are subject to the concurrency limit and the timeout; probes,
 //! metrics and admin calls are not (a busy instance must still answer its probes, and an
-//! operator must be able to roll back an overloaded one). Every response that is an error
-//! carries a JSON body, whatever produced it.
+//! operator must be able to roll back an overloaded one). Every response that the router
+//! produces and that is an error carries a JSON body; hyper's own answers to requests it
+//! cannot parse (400, 414, 431) have none (see the README).
 
 pub mod admin;
 pub mod error;
@@ -33,6 +37,7 @@ pub mod openapi;
 pub mod path;
 pub mod score;
 pub mod scorer;
+pub mod server;
 pub mod state_info;
 pub mod tails;
 
@@ -45,7 +50,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +68,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
     crate::metrics::install();
     let http = &ctx.config.http;
+    // `Config::load` refuses these already; a config built in code must not panic here.
+    http.validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e:#}")))?;
     let limits = Arc::new(Limits::new(
         http.concurrency_limit,
         Duration::from_millis(http.request_timeout_ms),
@@ -79,7 +86,10 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
         .routes(routes!(oip::infer_version))
         .routes(routes!(tails::tail))
         .routes(routes!(models::models))
-        .layer(middleware::from_fn_with_state(limits, limits::guard));
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&limits),
+            limits::guard,
+        ));
     let open = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -92,46 +102,48 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
     let (router, api) = guarded.merge(open).split_for_parts();
     let max_body = http.max_body_bytes;
     let scorer = Arc::new(scorer::Scorer::start()?);
-    Ok(router
+    let routes = router
         .merge(openapi::router(openapi::finish(api, &ctx.config.http)))
         .fallback(no_route)
         .layer(Extension(scorer))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(limits, limits::deadline))
         .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(ctx))
+        .with_state(ctx);
+    // Outside the routes: a route's 405 gets its `Allow` header only on the way out of it.
+    Ok(Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(json_errors)))
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains open requests (for at
-/// most [`DRAIN_TIMEOUT`]). Also compacts the metrics' histograms meanwhile.
+/// most [`DRAIN_TIMEOUT`]), with the connection limits of `[http]` ([`server`]). Also
+/// compacts the metrics' histograms meanwhile.
 pub async fn serve(
     ctx: Arc<AppContext>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        // Small responses must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-    });
-    let drained = shutdown.clone();
-    let server = axum::serve(listener, app(ctx)?)
-        .with_graceful_shutdown(async move { drained.cancelled().await })
-        .into_future();
-    tokio::pin!(server);
-    let mut upkeep = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
-    let mut deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    loop {
-        tokio::select! {
-            result = &mut server => return result,
-            _ = upkeep.tick() => crate::metrics::upkeep(),
-            () = shutdown.cancelled(), if deadline.is_none() => {
-                deadline = Some(Box::pin(tokio::time::sleep(DRAIN_TIMEOUT)));
-            }
-            () = async { deadline.as_mut().expect("guarded").await }, if deadline.is_some() => {
-                tracing::warn!(timeout_s = DRAIN_TIMEOUT.as_secs(), "HTTP connections still open after the drain timeout; closing them");
-                return Ok(());
-            }
-        }
+    let router = app(Arc::clone(&ctx))?;
+    warn_if_body_limit_is_small(&ctx.config.http);
+    let settings = server::Settings::new(&ctx.config.http, DRAIN_TIMEOUT);
+    server::run(listener, router, settings, shutdown).await
+}
+
+/// A `/score` row of a 100-feature set is about 2.2 KB of JSON; a body limit that cannot hold
+/// `max_batch_rows` of them refuses batches the row limit allows.
+fn warn_if_body_limit_is_small(http: &crate::config::HttpConfig) {
+    const ROW_BYTES: usize = 2300;
+    let fits = http.max_body_bytes / ROW_BYTES;
+    if fits < http.max_batch_rows {
+        tracing::warn!(
+            max_body_bytes = http.max_body_bytes,
+            max_batch_rows = http.max_batch_rows,
+            rows_that_fit = fits,
+            "http.max_body_bytes holds fewer 100-feature rows than http.max_batch_rows allows; \
+             allow ~{ROW_BYTES} bytes per row"
+        );
     }
 }
 
@@ -151,13 +163,12 @@ fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
     ApiError::Internal(format!("handler panicked: {detail}")).into_response()
 }
 
-/// Counts every request by method, route (the pattern, not the path) and status, and times it;
-/// gives every error response a JSON body ([`json_errors`]).
+/// Counts every request by method, route (the pattern, not the path) and status, and times it.
 async fn observe(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = json_errors(next.run(req).await).await;
+    let response = next.run(req).await;
     crate::metrics::record_request(
         method.as_str(),
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
@@ -169,7 +180,8 @@ async fn observe(req: Request, next: Next) -> Response {
 
 /// Turns an error response that is not JSON (axum's own 405, for one) into the JSON error
 /// body, keeping its status and headers (such as `Allow`).
-async fn json_errors(response: Response) -> Response {
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
     let status = response.status();
     let is_json = response
         .headers()

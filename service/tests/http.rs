@@ -1202,8 +1202,15 @@ async fn unknown_routes_and_methods_get_json_errors() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
     assert_eq!(reply.headers["allow"], "POST");
+    assert_eq!(
+        reply.json["error"], "method not allowed here; allowed: POST",
+        "the body lists the allowed methods"
+    );
     let reply = request(&app, Method::DELETE, "/models", None, None).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    let allowed = reply.json["error"].as_str().unwrap();
+    assert!(allowed.contains("GET"), "{allowed}");
+    assert!(!allowed.contains('?'), "{allowed}");
 }
 
 #[tokio::test]
@@ -1366,19 +1373,43 @@ async fn over_the_concurrency_limit_requests_are_shed_and_probes_still_answer() 
     }
 }
 
+/// A client that does not deliver its body in time is told so (408), on API and admin routes
+/// alike; the 503 `timeout` is for a service too slow to answer (see `http::limits`' tests).
 #[tokio::test]
-async fn a_request_over_its_time_gets_a_503_timeout() {
-    let service = Service::new(|c| c.http.request_timeout_ms = 200);
+async fn a_stalled_upload_gets_a_408_request_timeout_not_a_503() {
+    let service = Service::new(|c| {
+        c.http.request_timeout_ms = 200;
+        c.http.admin_token = Some(TOKEN.to_owned());
+    });
     let app = service.app();
     let held = held_request();
     let started = Instant::now();
     let reply = send(&app, held.request).await;
     assert_eq!(
         (reply.status, reply.code()),
-        (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+        (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+        "{}",
+        reply.text
     );
     assert_eq!(reply.json["limit"], 200);
+    assert_eq!(reply.headers["connection"], "close");
     assert!(started.elapsed() >= Duration::from_millis(200));
+    drop(held.body);
+
+    // Admin calls have no request timeout, but their bodies have the same deadline.
+    let mut held = held_request();
+    *held.request.method_mut() = Method::PUT;
+    *held.request.uri_mut() = "/admin/models/engine-rul/pin".parse().unwrap();
+    held.request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let reply = send(&app, held.request).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+        "{}",
+        reply.text
+    );
     drop(held.body);
 }
 

@@ -188,3 +188,430 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
     };
     assert!(exit.success(), "exit status {exit}");
 }
+
+// ------------------------------------------------------------------ connection limits
+
+/// `http::serve` on 127.0.0.1:0 with the configuration `edit` makes; stops when dropped.
+struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    _service: Service,
+}
+
+impl Server {
+    async fn start(edit: impl FnOnce(&mut fleetscore::config::Config)) -> Self {
+        let service = Service::new(edit);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(fleetscore::http::serve(
+            std::sync::Arc::clone(&service.ctx),
+            listener,
+            shutdown.clone(),
+        ));
+        Self {
+            addr,
+            shutdown,
+            _service: service,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_byte_at_a_time_or_never_is_cut_off_at_the_header_timeout() {
+    let server = Server::start(|c| {
+        c.http.header_read_timeout_ms = 300;
+        c.http.idle_timeout_ms = 30_000;
+    })
+    .await;
+    let addr = server.addr;
+    blocking(move || {
+        // Slowloris: one byte of a head that never ends, then a short wait for the close.
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Padding: {}",
+            "a".repeat(100_000)
+        );
+        let start = Instant::now();
+        let mut closed = None;
+        for byte in head.bytes() {
+            if stream.write_all(&[byte]).is_err() {
+                closed = Some(start.elapsed());
+                break;
+            }
+            if wait_closed(&mut stream, Duration::from_millis(20)).is_some() {
+                closed = Some(start.elapsed());
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "slowloris holds the connection"
+            );
+        }
+        let closed = closed.expect("the connection is closed");
+        assert!(
+            closed >= Duration::from_millis(280),
+            "closed after {closed:?}"
+        );
+        assert!(closed < Duration::from_secs(3), "closed after {closed:?}");
+
+        // A connection that sends nothing at all.
+        let mut silent = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let closed = wait_closed(&mut silent, Duration::from_secs(10))
+            .expect("a silent connection is closed");
+        assert!(start.elapsed() >= Duration::from_millis(280), "{closed:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let server = Server::start(|c| {
+        c.http.header_read_timeout_ms = 300;
+        c.http.idle_timeout_ms = 1_000;
+    })
+    .await;
+    let addr = server.addr;
+    blocking(move || {
+        let mut conn = KeepAlive::connect(addr);
+        assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+        let answered = Instant::now();
+        // Idle for longer than the header timeout: still open (the idle timeout applies).
+        assert!(
+            wait_closed(&mut conn.stream, Duration::from_millis(600)).is_none(),
+            "closed at the header timeout"
+        );
+        assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+        let answered_again = Instant::now();
+        assert!(answered.elapsed() < Duration::from_millis(1_000));
+        conn.wait_closed(Duration::from_secs(10))
+            .expect("an idle connection is closed");
+        let idle = answered_again.elapsed();
+        assert!(idle >= Duration::from_millis(900), "closed after {idle:?}");
+        assert!(idle < Duration::from_secs(5), "closed after {idle:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
+    let server = Server::start(|c| c.http.max_connections = 4).await;
+    let addr = server.addr;
+    blocking(move || {
+        let mut open: Vec<KeepAlive> = (0..4)
+            .map(|_| {
+                let mut conn = KeepAlive::connect(addr);
+                assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+                conn
+            })
+            .collect();
+        for _ in 0..3 {
+            let mut extra = TcpStream::connect(addr).unwrap();
+            let _ = write!(extra, "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            let mut reply = Vec::new();
+            extra
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            match extra.read_to_end(&mut reply) {
+                Ok(_) => assert!(reply.is_empty(), "answered over the limit"),
+                Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "not closed"),
+            }
+        }
+        for conn in &mut open {
+            assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+        }
+        let (status, _, metrics) = open[0].request("GET", "/metrics").unwrap();
+        assert_eq!(status, 200);
+        let refused: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("fleetscore_http_connections_refused_total "))
+            .expect("the refusals are counted")
+            .parse()
+            .unwrap();
+        assert!(refused >= 3.0, "{metrics}");
+
+        // Two leave: a new client gets in (once the server has seen them go).
+        open.truncate(2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((200, _)) = try_http(addr, "GET", "/healthz", None) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no room after connections closed"
+            );
+        }
+        for conn in &mut open {
+            assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_a_408_and_its_connection_is_closed() {
+    let server = Server::start(|c| c.http.request_timeout_ms = 300).await;
+    let addr = server.addr;
+    let response = blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /score HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\": "
+        )
+        .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await;
+    let (status, text) = parse_response(&response);
+    assert_eq!(status, 408, "{response}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["code"], "request_timeout");
+    assert_eq!(reply["limit"], 300);
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+}
+
+/// Requests hyper refuses before the router sees them get hyper's own answer: the status,
+/// no body (documented in the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_hyper_cannot_parse_get_a_bare_status() {
+    let server = Server::start(|_| {}).await;
+    let addr = server.addr;
+    let raw = |request: Vec<u8>| {
+        blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = stream.write_all(&request);
+            let mut response = Vec::new();
+            let _ = stream.read_to_end(&mut response);
+            String::from_utf8_lossy(&response).into_owned()
+        })
+    };
+    let bad_line = raw(b"GARBAGE\r\n\r\n".to_vec()).await;
+    assert!(bad_line.starts_with("HTTP/1.1 400 "), "{bad_line}");
+    let huge_head = raw(format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    )
+    .into_bytes())
+    .await;
+    assert!(huge_head.starts_with("HTTP/1.1 431 "), "{huge_head}");
+    for response in [bad_line, huge_head] {
+        let (_, body) = parse_response(&response);
+        assert!(body.is_empty(), "{response}");
+    }
+}
+
+/// Starts the binary (`serve --no-kafka` on a free port) under `prlimit --nofile=NOFILE` with
+/// `config`; returns it, its stderr lines and its address once it is ready.
+fn start_binary(
+    models: &std::path::Path,
+    config: &std::path::Path,
+    nofile: u64,
+) -> (Child, std::sync::mpsc::Receiver<String>, SocketAddr) {
+    let mut child = Child(
+        Command::new("prlimit")
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg(env!("CARGO_BIN_EXE_fleetscore"))
+            .args([
+                "serve",
+                "--no-kafka",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(config)
+            .env("FLEETSCORE_MODELS_DIR", models)
+            .env("RUST_LOG", "info")
+            .env_remove("FLEETSCORE_HTTP_ADDR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = Vec::new();
+    let addr: SocketAddr = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no 'HTTP listening' line:\n{}", log.join("\n")));
+        let addr = line
+            .contains("HTTP listening")
+            .then(|| line.split("addr=").nth(1))
+            .flatten()
+            .map(|a| a.split_whitespace().next().unwrap().parse().unwrap());
+        log.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    loop {
+        let (status, text) = http(addr, "GET", "/readyz", None);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {text}");
+        std::thread::yield_now();
+    }
+    (child, rx, addr)
+}
+
+/// Stops the binary with SIGTERM; its remaining stderr lines.
+fn stop_binary(mut child: Child, rx: std::sync::mpsc::Receiver<String>) -> Vec<String> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            log.push(line);
+        }
+    };
+    log.extend(rx.try_iter());
+    assert!(exit.success(), "exit status {exit}:\n{}", log.join("\n"));
+    log
+}
+
+#[test]
+fn more_idle_connections_than_file_descriptors_never_exhaust_them() {
+    let models = tempfile::tempdir().unwrap();
+    for (name, version) in [("engine-rul", "2"), ("delay-risk", "1")] {
+        common::publish(models.path(), name, version, name, version);
+    }
+    let config = models.path().join("fleetscore.toml");
+    std::fs::write(
+        &config,
+        "[http]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 1000\n",
+    )
+    .unwrap();
+    let (child, rx, addr) = start_binary(models.path(), &config, 256);
+    let mut log: Vec<String> = rx.try_iter().collect();
+
+    // 300 connections that send nothing, more than the process has fds for.
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The service answers its probe (at once if a slot is free, else as soon as the header
+    // timeout frees one), and scores.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok((200, _)) = try_http(addr, "GET", "/readyz", None) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never answered");
+    }
+    drop(idle);
+    let (body, want) = score_body();
+    let (status, text) = http(addr, "POST", "/score", Some(&body));
+    assert_eq!(status, 200, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_close(&reply["predictions"], &want);
+    let (_, metrics) = http(addr, "GET", "/metrics", None);
+    let max: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fleetscore_http_max_connections "))
+        .expect("the limit is a metric")
+        .parse()
+        .unwrap();
+    assert!(
+        max > 0.0 && max < 256.0,
+        "max_connections {max} within the fd limit"
+    );
+    assert!(
+        metrics.contains("fleetscore_http_connections_refused_total"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("fleetscore_http_accept_errors_total"),
+        "accept failed:\n{metrics}"
+    );
+
+    log.extend(stop_binary(child, rx));
+    let log = log.join("\n");
+    assert!(log.contains("capped by the file-descriptor limit"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    let warnings = log.matches("HTTP connection limit reached").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "a storm of {warnings} warnings:\n{log}"
+    );
+}
+
+#[test]
+fn the_binary_refuses_nonsense_http_settings_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (line, key) in [
+        (
+            "concurrency_limit = 2305843009213693952",
+            "http.concurrency_limit",
+        ),
+        ("max_body_bytes = 0", "http.max_body_bytes"),
+        ("request_timeout_ms = 0", "http.request_timeout_ms"),
+    ] {
+        let config = dir.path().join("fleetscore.toml");
+        std::fs::write(&config, format!("[http]\n{line}\n")).unwrap();
+        let mut child = Child(
+            Command::new(env!("CARGO_BIN_EXE_fleetscore"))
+                .args([
+                    "serve",
+                    "--no-kafka",
+                    "--http-addr",
+                    "127.0.0.1:0",
+                    "--config",
+                ])
+                .arg(&config)
+                .env("FLEETSCORE_MODELS_DIR", dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let exit = wait_timeout::ChildExt::wait_timeout(&mut child.0, Duration::from_secs(20))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{line}: still running (accepted)"));
+        let mut stderr = String::new();
+        child
+            .0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!exit.success(), "{line}: {stderr}");
+        assert!(stderr.contains(key), "{line}: {stderr}");
+        assert!(!stderr.contains("HTTP listening"), "{stderr}");
+    }
+}

@@ -121,6 +121,9 @@ pub enum ApiError {
     Overloaded(usize),
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
+    /// The client did not deliver the body in time: its fault, not overload.
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
     #[error("method {0} is not allowed here")]
@@ -154,6 +157,7 @@ impl ApiError {
             Unauthorized => StatusCode::UNAUTHORIZED,
             AdminDisabled => StatusCode::FORBIDDEN,
             Overloaded(_) | Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -184,6 +188,7 @@ impl ApiError {
             Conflict(_) => "conflict",
             Overloaded(_) => "overloaded",
             Timeout(_) => "timeout",
+            RequestTimeout(_) => "request_timeout",
             NoRoute { .. } => "not_found",
             MethodNotAllowed(_) => "method_not_allowed",
             BodyTooLarge(_) => "body_too_large",
@@ -216,7 +221,7 @@ impl ApiError {
             ApiError::BatchTooLarge { max, .. } => body.limit = Some(*max as u64),
             ApiError::BodyTooLarge(limit) => body.limit = Some(*limit as u64),
             ApiError::Overloaded(limit) => body.limit = Some(*limit as u64),
-            ApiError::Timeout(ms) => body.limit = Some(*ms),
+            ApiError::Timeout(ms) | ApiError::RequestTimeout(ms) => body.limit = Some(*ms),
             ApiError::InvalidEvent(e) => {
                 body.reason = Some(e.reason.as_str().to_owned());
                 body.field = e.field.map(|f| format!("event.{f}"));
@@ -284,6 +289,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RequestTimeout(_) => {
+                // The rest of the body may still come: this connection is done.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -1,4 +1,5 @@
-//! Request bodies: read whole (within `http.max_body_bytes`), checked for a JSON content type,
+//! Request bodies: read whole (within `http.max_body_bytes` and, see [`super::limits`], the
+//! request timeout), checked for a JSON content type,
 //! and parsed with each failure classified: not JSON at all is a 400, JSON of the wrong shape
 //! a 422 naming the field.
 
@@ -33,6 +34,11 @@ impl FromRequest<Arc<AppContext>> for JsonBody {
             Ok(bytes) => Ok(JsonBody(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::BodyTooLarge(state.config.http.max_body_bytes))
+            }
+            Err(rejection) if super::limits::timed_out(&rejection) => {
+                let timeout = state.config.http.request_timeout_ms;
+                metrics::counter!(crate::metrics::names::HTTP_BODY_TIMEOUTS).increment(1);
+                Err(ApiError::RequestTimeout(timeout))
             }
             Err(rejection) => Err(ApiError::InvalidRequest {
                 message: format!("the body could not be read: {}", rejection.body_text()),

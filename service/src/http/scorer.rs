@@ -116,6 +116,9 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
+        // A request that timed out or whose client left does not wait for its rows: dropping
+        // its job returns its permit now rather than after scoring them for nobody.
+        pending.retain(|job| !job.reply.is_closed());
         // One backend call per model among what queued, in arrival order within each.
         while !pending.is_empty() {
             let model = Arc::clone(&pending[0].serving.serving);

@@ -30,5 +30,17 @@ pub const HTTP_REQUEST_DURATION: &str = "fleetscore_http_request_duration_second
 pub const HTTP_IN_FLIGHT: &str = "fleetscore_http_in_flight";
 pub const HTTP_SHED: &str = "fleetscore_http_shed_total";
 pub const HTTP_TIMEOUTS: &str = "fleetscore_http_timeouts_total";
+/// Requests whose body did not arrive within the request timeout (408).
+pub const HTTP_BODY_TIMEOUTS: &str = "fleetscore_http_body_timeouts_total";
+/// Open connections (gauge) and the most allowed (gauge, after the file-descriptor cap).
+pub const HTTP_CONNECTIONS: &str = "fleetscore_http_connections";
+pub const HTTP_MAX_CONNECTIONS: &str = "fleetscore_http_max_connections";
+/// Connections closed at once because `max_connections` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "fleetscore_http_connections_refused_total";
+/// Connections closed by the server for a timeout, by `reason`: `header_timeout`,
+/// `idle_timeout`, `send_timeout`.
+pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "fleetscore_http_connections_timed_out_total";
+/// Errors from `accept`, by `kind` (`too_many_open_files`, `other`...).
+pub const HTTP_ACCEPT_ERRORS: &str = "fleetscore_http_accept_errors_total";
 pub const HTTP_BATCH_ROWS: &str = "fleetscore_http_batch_rows";
 pub const HTTP_SCORE_ROWS: &str = "fleetscore_http_score_rows";

@@ -268,10 +268,18 @@ pub fn in_process_score(ctx: &AppContext, model: &str, state: &fleet_features::T
 
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    try_http(addr, method, path, body).unwrap()
+}
+
+/// [`http`], failing instead of panicking when the server closes the connection unanswered.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(body) = body {
         head.push_str(&format!(
@@ -280,13 +288,103 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> 
         ));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(head.as_bytes())?;
     if let Some(body) = body {
-        stream.write_all(body).unwrap();
+        stream.write_all(body)?;
     }
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    parse_response(&response)
+    stream.read_to_string(&mut response)?;
+    if response.is_empty() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(parse_response(&response))
+}
+
+/// A keep-alive HTTP/1.1 connection: several requests, one after the other.
+pub struct KeepAlive {
+    pub stream: TcpStream,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Self { stream }
+    }
+
+    /// Sends a request and reads its response (by `Content-Length`): status, headers, body.
+    pub fn request(&mut self, method: &str, path: &str) -> std::io::Result<(u16, String, String)> {
+        write!(
+            self.stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+        )?;
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&received[..end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if received.len() >= end + 4 + length {
+                    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                    let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]);
+                    return Ok((status, head, body.into_owned()));
+                }
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            received.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Waits (up to `limit`) for the server to close the connection; how long that took, or
+    /// `None` if it stayed open.
+    pub fn wait_closed(&mut self, limit: Duration) -> Option<Duration> {
+        wait_closed(&mut self.stream, limit)
+    }
+}
+
+/// Waits (up to `limit`) for the peer to close `stream` (end of stream or reset), discarding
+/// what it sends; how long that took, or `None` if it stayed open.
+pub fn wait_closed(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        stream
+            .set_read_timeout(Some(
+                limit
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_millis(1)),
+            ))
+            .unwrap();
+    }
 }
 
 pub fn parse_response(response: &str) -> (u16, String) {
