@@ -19,6 +19,9 @@
 //! both, fed by the connection's reads and by the requests and responses passing through.
 //!
 //! Body timeouts are per request (`limits::deadline`): 408 on every route.
+//!
+//! Over 400 lines on purpose: one concept (a connection's life: accepted or refused, watched,
+//! served, drained), read top to bottom, with its unit tests (about 60 lines) last.
 
 use std::convert::Infallible;
 use std::future::Future;
