@@ -18,32 +18,7 @@ const STOP_MARGIN: Duration = Duration::from_secs(5);
 
 /// A config whose `[kafka]` table is `kafka` (plus topic names and `http.addr` port 0).
 fn config(dir: &Path, models: &Path, topics: &Topics, kafka: &str) -> PathBuf {
-    let path = dir.join("fleetscore.toml");
-    let text = format!(
-        r#"
-[models]
-dir = "{models}"
-
-[http]
-addr = "127.0.0.1:0"
-
-[kafka]
-group_id = "{group}"
-telemetry_topic = "{t}"
-schedule_topic = "{s}"
-predictions_topic = "{p}"
-deadletter_topic = "{d}"
-{kafka}
-"#,
-        models = models.display(),
-        group = topics.group,
-        t = topics.telemetry,
-        s = topics.schedule,
-        p = topics.predictions,
-        d = topics.deadletter,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    kafka::write_config(dir, topics, models, "", kafka)
 }
 
 fn start(dir: &Path, config: &Path) -> Service {

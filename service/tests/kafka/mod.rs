@@ -143,25 +143,37 @@ pub fn config_with_kafka(
     extra: &str,
     kafka_extra: &str,
 ) -> PathBuf {
+    let kafka = format!("brokers = \"{bootstrap}\"\nshutdown_timeout_ms = 15000\n{kafka_extra}");
+    write_config(dir, topics, models, extra, &kafka)
+}
+
+/// Writes `fleetscore.toml` in `dir`: these models (`models_extra` goes into `[models]`), HTTP
+/// on port 0, and a `[kafka]` table of these topic names followed by `kafka` (brokers and the
+/// rest, as the test needs).
+pub fn write_config(
+    dir: &Path,
+    topics: &Topics,
+    models: &Path,
+    models_extra: &str,
+    kafka: &str,
+) -> PathBuf {
     let path = dir.join("fleetscore.toml");
     let text = format!(
         r#"
 [models]
 dir = "{models}"
-{extra}
+{models_extra}
 
 [http]
 addr = "127.0.0.1:0"
 
 [kafka]
-brokers = "{bootstrap}"
 group_id = "{group}"
 telemetry_topic = "{t}"
 schedule_topic = "{s}"
 predictions_topic = "{p}"
 deadletter_topic = "{d}"
-shutdown_timeout_ms = 15000
-{kafka_extra}
+{kafka}
 "#,
         models = models.display(),
         group = topics.group,
