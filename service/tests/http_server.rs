@@ -107,16 +107,13 @@ impl Drop for Child {
     }
 }
 
-#[test]
-fn the_binary_serves_http_only_and_stops_on_sigterm() {
-    let models = tempfile::tempdir().unwrap();
-    for (name, version) in [("engine-rul", "2"), ("delay-risk", "1"), ("nan-model", "1")] {
-        common::publish(models.path(), name, version, name, version);
-    }
+/// Spawns `command` (a `fleetscore serve`) with its stderr captured, and reads the stderr
+/// lines until "HTTP listening": the child, the rest of its stderr lines, and its address.
+fn spawn_until_listening(
+    mut command: Command,
+) -> (Child, std::sync::mpsc::Receiver<String>, SocketAddr) {
     let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_fleetscore"))
-            .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
-            .env("FLEETSCORE_MODELS_DIR", models.path())
+        command
             .env("RUST_LOG", "info")
             .env_remove("FLEETSCORE_HTTP_ADDR")
             .stdout(Stdio::null())
@@ -146,6 +143,21 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
         }
         log.push(line);
     };
+    (child, rx, addr)
+}
+
+#[test]
+fn the_binary_serves_http_only_and_stops_on_sigterm() {
+    let models = tempfile::tempdir().unwrap();
+    for (name, version) in [("engine-rul", "2"), ("delay-risk", "1"), ("nan-model", "1")] {
+        common::publish(models.path(), name, version, name, version);
+    }
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    command
+        .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
+        .env("FLEETSCORE_MODELS_DIR", models.path());
+    let (mut child, rx, addr) = spawn_until_listening(command);
+    let deadline = Instant::now() + Duration::from_secs(60);
 
     // Ready once the models are validated (in child processes) and loaded.
     loop {
@@ -426,51 +438,21 @@ fn start_binary(
     config: &std::path::Path,
     nofile: u64,
 ) -> (Child, std::sync::mpsc::Receiver<String>, SocketAddr) {
-    let mut child = Child(
-        Command::new("prlimit")
-            .arg(format!("--nofile={nofile}:{nofile}"))
-            .arg(env!("CARGO_BIN_EXE_fleetscore"))
-            .args([
-                "serve",
-                "--no-kafka",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(config)
-            .env("FLEETSCORE_MODELS_DIR", models)
-            .env("RUST_LOG", "info")
-            .env_remove("FLEETSCORE_HTTP_ADDR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg(env!("CARGO_BIN_EXE_fleetscore"))
+        .args([
+            "serve",
+            "--no-kafka",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(config)
+        .env("FLEETSCORE_MODELS_DIR", models);
+    let (child, rx, addr) = spawn_until_listening(command);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut log = Vec::new();
-    let addr: SocketAddr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no 'HTTP listening' line:\n{}", log.join("\n")));
-        let addr = line
-            .contains("HTTP listening")
-            .then(|| line.split("addr=").nth(1))
-            .flatten()
-            .map(|a| a.split_whitespace().next().unwrap().parse().unwrap());
-        log.push(line);
-        if let Some(addr) = addr {
-            break addr;
-        }
-    };
     loop {
         let (status, text) = http(addr, "GET", "/readyz", None);
         if status == 200 {
