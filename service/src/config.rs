@@ -131,6 +131,26 @@ pub struct KafkaConfig {
     /// How long start-up waits for a broker to answer (a metadata request) before giving up
     /// with an error naming the brokers.
     pub startup_timeout_ms: u64,
+    /// What a consumer of the outputs can rely on after a failure (see [`Guarantee`]).
+    pub guarantee: Guarantee,
+    /// The compacted topic holding every aircraft's state, keyed by tail and co-partitioned
+    /// with the input topics; created at start-up when missing. Empty: `<group_id>-state-changelog`.
+    pub changelog_topic: String,
+    /// Replicas of each changelog partition when the service creates the topic; -1: the
+    /// broker's `default.replication.factor`.
+    pub changelog_replication: i32,
+    /// How often the consumed offsets, the changelog and (exactly-once) the transaction are
+    /// committed. Shorter: lower end-to-end latency for read_committed consumers, more commits.
+    pub commit_interval_ms: u64,
+    /// Exactly-once: how long the broker lets a transaction stay open before aborting it;
+    /// bounds how long partitions of a crashed instance wait before their new owner may read
+    /// their committed state.
+    pub transaction_timeout_ms: u64,
+    /// A stable identity for this instance (a StatefulSet pod name): its transactional id, so
+    /// that a restarted instance fences its previous incarnation at once. Unset: a fresh
+    /// random identity per start (a crashed instance's open transaction then waits for
+    /// `transaction_timeout_ms`). Two live instances must never share one.
+    pub instance_id: Option<String>,
     /// librdkafka consumer properties, passed through (e.g. `"session.timeout.ms" = "10000"`).
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties, passed through.
@@ -151,13 +171,49 @@ impl Default for KafkaConfig {
             max_in_flight_batches: 64,
             shutdown_timeout_ms: 20_000,
             startup_timeout_ms: 30_000,
+            guarantee: Guarantee::ExactlyOnce,
+            changelog_topic: String::new(),
+            changelog_replication: -1,
+            commit_interval_ms: 100,
+            transaction_timeout_ms: 10_000,
+            instance_id: None,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
     }
 }
 
+/// The delivery guarantee of the Kafka pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Predictions, dead letters, changelog writes and consumed offsets commit in one Kafka
+    /// transaction: a read_committed consumer sees each output exactly once.
+    ExactlyOnce,
+    /// Outputs are acknowledged before the changelog, the changelog before the offsets: the
+    /// state stays exact, and a consumer may see an output again after a failure.
+    AtLeastOnce,
+}
+
+impl Guarantee {
+    pub fn name(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly_once",
+            Guarantee::AtLeastOnce => "at_least_once",
+        }
+    }
+}
+
 impl KafkaConfig {
+    /// The changelog topic's name (`changelog_topic`, or derived from the group).
+    pub fn changelog(&self) -> String {
+        if self.changelog_topic.trim().is_empty() {
+            format!("{}-state-changelog", self.group_id)
+        } else {
+            self.changelog_topic.clone()
+        }
+    }
+
     /// Refuses values the pipeline cannot start with, naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         let named = [
@@ -180,6 +236,35 @@ impl KafkaConfig {
         }
         if self.startup_timeout_ms == 0 {
             anyhow::bail!("[kafka] startup_timeout_ms must be greater than 0");
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(&self.commit_interval_ms) {
+            anyhow::bail!(
+                "[kafka] commit_interval_ms = {}: must be between 1 and {MAX_TIMEOUT_MS} ms",
+                self.commit_interval_ms
+            );
+        }
+        // The broker refuses transactions longer than its transaction.max.timeout.ms (15 min).
+        if !(1_000..=900_000).contains(&self.transaction_timeout_ms)
+            || self.transaction_timeout_ms <= self.commit_interval_ms
+        {
+            anyhow::bail!(
+                "[kafka] transaction_timeout_ms = {}: must be between 1000 and 900000 ms and \
+                 longer than commit_interval_ms",
+                self.transaction_timeout_ms
+            );
+        }
+        if self.changelog_replication == 0 || self.changelog_replication < -1 {
+            anyhow::bail!(
+                "[kafka] changelog_replication = {}: must be at least 1, or -1 for the broker's default",
+                self.changelog_replication
+            );
+        }
+        if self
+            .instance_id
+            .as_ref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            anyhow::bail!("[kafka] instance_id is empty: set it or leave it out");
         }
         Ok(())
     }
@@ -330,9 +415,36 @@ mod tests {
         let config: Config = toml::from_str("[kafka]\nbrokers = \" \"\n").unwrap();
         let err = config.kafka.validate().unwrap_err().to_string();
         assert!(err.contains("[kafka] brokers is empty"), "{err}");
-        let config: Config = toml::from_str("[kafka]\nstartup_timeout_ms = 0\n").unwrap();
-        let err = config.kafka.validate().unwrap_err().to_string();
-        assert!(err.contains("[kafka] startup_timeout_ms"), "{err}");
+        for (line, key) in [
+            ("startup_timeout_ms = 0", "startup_timeout_ms"),
+            ("commit_interval_ms = 0", "commit_interval_ms"),
+            ("transaction_timeout_ms = 50", "transaction_timeout_ms"),
+            (
+                "commit_interval_ms = 20000\ntransaction_timeout_ms = 10000",
+                "transaction_timeout_ms",
+            ),
+            ("changelog_replication = 0", "changelog_replication"),
+            ("instance_id = \"\"", "instance_id"),
+        ] {
+            let config: Config = toml::from_str(&format!("[kafka]\n{line}\n")).unwrap();
+            let err = config.kafka.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("[kafka] {key}")), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_guarantee_defaults_to_exactly_once_and_the_changelog_follows_the_group() {
+        let config: Config = toml::from_str("[kafka]\ngroup_id = \"ops\"\n").unwrap();
+        assert_eq!(config.kafka.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(config.kafka.changelog(), "ops-state-changelog");
+        let config: Config = toml::from_str(
+            "[kafka]\nguarantee = \"at_least_once\"\nchangelog_topic = \"fleet.state\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.kafka.guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(config.kafka.changelog(), "fleet.state");
+        let err = toml::from_str::<Config>("[kafka]\nguarantee = \"maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("exactly_once"), "{err}");
     }
 
     #[test]

@@ -1,21 +1,31 @@
 //! The Kafka path: consume telemetry and schedule events, score them, produce predictions and
-//! dead letters, and commit only what has been acknowledged.
+//! dead letters, keep every aircraft's state in a changelog topic, and commit outputs, state and
+//! offsets together (exactly-once by default).
 //!
 //! - [`pipeline`]: the consume → decode → state → features → score → produce loop, on a
 //!   thread of its own (all of it is CPU work; nothing there needs an async runtime).
+//! - [`assignment`]: the partitions owned, and which polled records are still ours to process.
+//! - [`changelog`]: the state changelog topic: created at start, written at commits, read back
+//!   (restored) on assignment.
+//! - [`commit`]: outputs, changelog and offsets committed together (a transaction under
+//!   exactly-once).
 //! - [`connect`]: the start-up check that a broker answers, within `startup_timeout_ms`.
 //! - [`delivery`]: acknowledgements of produced records, tracked per micro-batch.
-//! - [`in_flight`]: the batches awaiting acknowledgement, oldest first; their offsets are stored
-//!   only when every output of the batch is on the broker, in batch order.
+//! - [`in_flight`]: the batches awaiting acknowledgement, oldest first; their offsets and
+//!   changed aircraft go to the next commit only when every output of the batch is on the
+//!   broker, in batch order.
 //! - [`output`]: the output thread: prediction records and dead letters, produced with their
 //!   batch's tracker.
 //! - [`log_limit`]: repeated consumer errors logged at a bounded rate.
-//! - [`rebalance`]: partition assignment and revocation (commit, drop state).
+//! - [`rebalance`]: partition assignment (restore) and revocation (commit, or abort when lost).
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
 //! - [`stats`]: the pipeline's counters, shared by its threads.
 
+pub mod assignment;
+pub mod changelog;
+pub mod commit;
 pub mod connect;
 pub mod delivery;
 pub mod headers;

@@ -179,7 +179,7 @@ pub async fn run_pipeline(ctx: Arc<AppContext>, shutdown: CancellationToken) -> 
     if !(reachable && models) {
         return Ok(()); // shutdown came first
     }
-    let handle = Pipeline::start(Arc::clone(&ctx))?;
+    let handle = Pipeline::start(Arc::clone(&ctx)).await?;
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = handle.finished() => {}

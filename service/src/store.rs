@@ -4,7 +4,7 @@
 //! Sharded by tail so that readers and the writer rarely meet on one lock; each lock is held
 //! for one `apply` (tens of nanoseconds) or one clone of a state (a few KiB).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 
@@ -58,10 +58,22 @@ impl TailEntry {
     }
 }
 
+/// What a reader finds for a tail.
+#[derive(Debug)]
+pub enum Lookup {
+    Found(Box<TailEntry>),
+    /// The tail's partition (or, for a tail not held, possibly its partition) is being restored
+    /// from the changelog: its state is not complete yet.
+    Restoring,
+    Unknown,
+}
+
 #[derive(Debug)]
 pub struct StateStore {
     shards: Vec<Mutex<HashMap<String, TailEntry>>>,
     hasher: std::collections::hash_map::RandomState,
+    /// Partitions whose aircraft are being restored from the changelog.
+    restoring: Mutex<BTreeSet<i32>>,
 }
 
 impl Default for StateStore {
@@ -75,7 +87,57 @@ impl StateStore {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            restoring: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Marks `partitions` as restoring (their tails answer [`Lookup::Restoring`]) or restored.
+    pub fn set_restoring(&self, partitions: &[i32], restoring: bool) {
+        let mut set = self.restoring.lock().unwrap_or_else(|p| p.into_inner());
+        for p in partitions {
+            if restoring {
+                set.insert(*p);
+            } else {
+                set.remove(p);
+            }
+        }
+    }
+
+    /// The partitions being restored now.
+    pub fn restoring(&self) -> Vec<i32> {
+        let set = self.restoring.lock().unwrap_or_else(|p| p.into_inner());
+        set.iter().copied().collect()
+    }
+
+    /// A copy of the tail's entry for a reader: [`Lookup::Restoring`] while its partition is
+    /// being restored, and for a tail not held while any partition is (it may be one of them:
+    /// the partition of a tail is the producer's choice, not known here).
+    pub fn lookup(&self, tail: &str) -> Lookup {
+        let entry = self.get(tail);
+        let restoring = self.restoring.lock().unwrap_or_else(|p| p.into_inner());
+        match entry {
+            Some(entry) if entry.partition.is_some_and(|p| restoring.contains(&p)) => {
+                Lookup::Restoring
+            }
+            Some(entry) => Lookup::Found(Box::new(entry)),
+            None if restoring.is_empty() => Lookup::Unknown,
+            None => Lookup::Restoring,
+        }
+    }
+
+    /// Replaces the tail's state with one read from the changelog of `partition` (its latest
+    /// predictions are kept, if the tail was held).
+    pub fn restore(&self, tail: &str, state: TailState, partition: i32) {
+        self.with_entry(tail, |entry| {
+            entry.state = state;
+            entry.partition = Some(partition);
+        });
+    }
+
+    /// Forgets a tail (a changelog tombstone).
+    pub fn remove(&self, tail: &str) {
+        let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        shard.remove(tail);
     }
 
     fn shard(&self, tail: &str) -> &Mutex<HashMap<String, TailEntry>> {
@@ -89,6 +151,12 @@ impl StateStore {
             return f(entry);
         }
         f(shard.entry(tail.to_owned()).or_default())
+    }
+
+    /// Runs `f` on the tail's entry if the tail is known.
+    pub fn read<R>(&self, tail: &str, f: impl FnOnce(&TailEntry) -> R) -> Option<R> {
+        let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        shard.get(tail).map(f)
     }
 
     /// A copy of the tail's entry, if the tail is known.
@@ -129,5 +197,31 @@ impl StateStore {
                 f(tail, entry);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restoring_partition_hides_its_tails_and_unknown_ones() {
+        let store = StateStore::new();
+        store.restore("N1", TailState::new(), 1);
+        store.restore("N2", TailState::new(), 2);
+        assert!(matches!(store.lookup("N1"), Lookup::Found(_)));
+        assert!(matches!(store.lookup("N9"), Lookup::Unknown));
+
+        store.set_restoring(&[2], true);
+        assert!(matches!(store.lookup("N1"), Lookup::Found(_)));
+        assert!(matches!(store.lookup("N2"), Lookup::Restoring));
+        assert!(matches!(store.lookup("N9"), Lookup::Restoring));
+        assert_eq!(store.restoring(), vec![2]);
+
+        store.set_restoring(&[2], false);
+        assert!(matches!(store.lookup("N2"), Lookup::Found(_)));
+        assert!(matches!(store.lookup("N9"), Lookup::Unknown));
+        store.remove("N2");
+        assert!(matches!(store.lookup("N2"), Lookup::Unknown));
     }
 }

@@ -79,6 +79,8 @@ impl DemoArgs {
                     &config.kafka.schedule_topic,
                     &config.kafka.predictions_topic,
                     &config.kafka.deadletter_topic,
+                    // The mock has no CreateTopics: the changelog is made here, like the rest.
+                    &config.kafka.changelog(),
                 ] {
                     mock.create_topic(topic, 3, 1)
                         .with_context(|| format!("creating {topic}"))?;
@@ -175,7 +177,7 @@ async fn demo(
     if !crate::lifecycle::wait_for_models(&ctx, &shutdown).await {
         return running.stop().await;
     }
-    let pipeline = Pipeline::start(Arc::clone(&ctx))?;
+    let pipeline = Pipeline::start(Arc::clone(&ctx)).await?;
     let stats = Arc::clone(&pipeline.stats);
 
     let produced = Arc::new(AtomicU64::new(0));

@@ -117,6 +117,11 @@ pub enum ApiError {
     Version(VersionError),
     #[error("{0}")]
     Conflict(String),
+    /// The tail's partition is being restored from the changelog (start, rebalance).
+    #[error(
+        "the state of tail `{0}` is being restored from the changelog (after a start or a rebalance); retry shortly"
+    )]
+    Restoring(String),
     #[error("the service is at its concurrency limit ({0} requests in flight); retry shortly")]
     Overloaded(usize),
     #[error("the request took longer than {0} ms")]
@@ -156,7 +161,7 @@ impl ApiError {
             Scoring(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unauthorized => StatusCode::UNAUTHORIZED,
             AdminDisabled => StatusCode::FORBIDDEN,
-            Overloaded(_) | Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded(_) | Timeout(_) | Restoring(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -187,6 +192,7 @@ impl ApiError {
             Version(VersionError::NotValid { .. }) => "version_not_valid",
             Conflict(_) => "conflict",
             Overloaded(_) => "overloaded",
+            Restoring(_) => "restoring",
             Timeout(_) => "timeout",
             RequestTimeout(_) => "request_timeout",
             NoRoute { .. } => "not_found",
@@ -275,6 +281,7 @@ impl IntoResponse for ApiError {
             ApiError::NonFiniteOutput { model, row } => {
                 tracing::warn!(%model, row, "model gave a non-finite output");
             }
+            ApiError::Restoring(_) => tracing::debug!(code = self.code(), "{self}"),
             _ if status.is_server_error() => tracing::warn!(code = self.code(), "{self}"),
             _ => tracing::debug!(code = self.code(), status = status.as_u16(), "{self}"),
         }
@@ -285,7 +292,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded(_) | ApiError::Timeout(_) => {
+            ApiError::Overloaded(_) | ApiError::Timeout(_) | ApiError::Restoring(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -28,6 +28,7 @@ use super::scorer::{Output, Scorer};
 use super::state_info::StateInfo;
 use crate::app::AppContext;
 use crate::model::{LoadedModel, ServingSet};
+use crate::store::Lookup;
 use wire::{Rows, WireSeed};
 
 pub use wire::parse_row;
@@ -148,7 +149,7 @@ pub struct HypotheticalInfo {
         (status = 413, description = "Too many rows or too large a body", body = ErrorBody),
         (status = 415, description = "Not a JSON content type", body = ErrorBody),
         (status = 422, description = "Wrong request shape, missing or unknown features (listed), non-finite values, an invalid event", body = ErrorBody),
-        (status = 503, description = "Overloaded or timed out; retry", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out, or the tail's state is being restored (`restoring`); retry after Retry-After", body = ErrorBody),
     )
 )]
 pub async fn score(
@@ -303,7 +304,11 @@ fn prepare_tail(
     if engine.is_some_and(|e| !(1..=4).contains(&e)) {
         return Err(invalid("`engine` must be 1-4", "engine"));
     }
-    let entry = ctx.store.get(&tail);
+    let entry = match ctx.store.lookup(&tail) {
+        Lookup::Found(entry) => Some(*entry),
+        Lookup::Restoring => return Err(ApiError::Restoring(tail)),
+        Lookup::Unknown => None,
+    };
     let state_info = StateInfo::of(entry.as_ref());
     let mut state = match (entry, event) {
         (Some(entry), _) => entry.state,

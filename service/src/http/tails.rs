@@ -17,7 +17,7 @@ use super::path::PathParam;
 use super::state_info::StateInfo;
 use crate::app::AppContext;
 use crate::prediction::Prediction;
-use crate::store::TailEntry;
+use crate::store::{Lookup, TailEntry};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TailSummary {
@@ -77,13 +77,16 @@ impl From<&Prediction> for LatestPrediction {
     responses(
         (status = 200, description = "State summary and latest predictions", body = TailSummary),
         (status = 404, description = "This instance holds no state for the tail", body = ErrorBody),
+        (status = 503, description = "The tail's state is being restored from the changelog (`restoring`, with Retry-After)", body = ErrorBody),
     ))]
 pub async fn tail(
     State(ctx): State<Arc<AppContext>>,
     PathParam(tail): PathParam,
 ) -> Result<Response, ApiError> {
-    let Some(entry) = ctx.store.get(&tail) else {
-        return Err(ApiError::UnknownTail(tail.chars().take(100).collect()));
+    let entry = match ctx.store.lookup(&tail) {
+        Lookup::Found(entry) => *entry,
+        Lookup::Restoring => return Err(ApiError::Restoring(tail.chars().take(100).collect())),
+        Lookup::Unknown => return Err(ApiError::UnknownTail(tail.chars().take(100).collect())),
     };
     Ok(json::ok(&summary(tail, &entry)))
 }

@@ -1,34 +1,38 @@
 //! The streaming loop: one thread, one consumer, micro-batches.
 //!
 //! ```text
-//! poll what is queued (≤ batch_max_records) ─> decode ─(bad)───────────> dead letter ─┐
-//!                                                └─> TailState::apply ─> features ─> batch  │
-//! flush: one scoring call per model ─> prediction (or dead letter on NaN/Inf) ───────────┤
-//! every output carries the batch's tracker ─> acknowledged by the broker ─> store offsets
+//! poll what is queued (≤ batch_max_records) ─> decode ─(bad)──────────────────> dead letter ─┐
+//!   hand over: TailState::apply ─> features ─> batch                                          │
+//! flush: one scoring call per model ─> prediction (or dead letter on NaN/Inf) ─────────────────┤
+//! every output carries the batch's tracker ─> acknowledged ─> offsets and changed aircraft    │
+//! every commit_interval_ms: changelog of the changed aircraft + offsets (+ transaction) <──────┘
 //! ```
 //!
-//! Three threads: the pipeline thread (this module) polls, decodes, applies and builds
-//! features; a scoring thread ([`super::scoring_stage`]) scores each finished batch; an output
-//! thread ([`super::output`]) builds the prediction records and produces them. Batch k+1 is
-//! decoded while batch k is scored and batch k-1 produced, each stage in batch order (channels
-//! of capacity 1 between them). A batch is registered as in flight (with the number of outputs
-//! it will have: one per row, plus its dead letters) before it is handed over, so revocation
-//! and shutdown wait for batches that are still being scored.
+//! Three threads: the pipeline thread (this module) polls, decodes, and when it hands a batch
+//! over, applies its events and builds features; a scoring thread ([`super::scoring_stage`])
+//! scores each finished batch; an output thread ([`super::output`]) builds the prediction
+//! records and produces them. Batch k+1 is decoded while batch k is scored and batch k-1
+//! produced, each stage in batch order (channels of capacity 1 between them). A batch is
+//! registered as in flight (with the number of outputs it will have: one per row, plus its
+//! dead letters) before it is handed over.
 //!
-//! Offsets are stored ([`super::in_flight`]; then committed by librdkafka's auto-commit, or
-//! synchronously on revocation and shutdown) only after every output of their batch is
-//! acknowledged, in batch order. A failed delivery stops the pipeline with an error and without
-//! storing the batch's offsets: after a restart the batch is processed again (at-least-once).
+//! Events are applied to the state only when their batch is handed over, so the state never
+//! holds an event that a commit does not cover: a commit (on the interval, on revocation, at
+//! shutdown; [`super::commit`]) waits for what was handed over, writes the changed aircraft to
+//! the changelog and commits their offsets, under exactly-once in one transaction. Records
+//! polled but not handed over when their partition is revoked are dropped (the next owner
+//! reads them). An abortable commit error aborts and rewinds: the assigned partitions' state
+//! is restored from the changelog and the consumer seeks back to the committed offsets.
 //!
 //! Stopping is bounded by `shutdown_timeout_ms` whatever the broker does: the consume loop
 //! checks the stop flag on every poll result (errors too) and while waiting for back-pressure;
-//! the drain waits at most the timeout; the final commit and the close (librdkafka's take no
-//! timeout) run on a thread of their own that is left behind once the time is up.
+//! the final commit waits at most the timeout; the close (librdkafka's takes no timeout) runs
+//! on a thread of its own that is left behind once the time is up.
 //!
 //! Over 400 lines: the consume loop and its bounded stop read as one story (poll, hand over,
-//! settle, stop); splitting the stop out is the next step if it grows.
+//! commit, stop); splitting the stop out is the next step if it grows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -38,17 +42,18 @@ use anyhow::Context;
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
 use metrics::{Counter, Histogram};
+use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::{Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::producer::ThreadedProducer;
 
+use super::assignment::Assignment;
+use super::commit::{CommitError, Committer};
 use super::delivery::DeliveryContext;
 use super::in_flight::InFlight;
 use super::log_limit::{self, ClientErrors, LogLimit};
 use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
-use super::rebalance::RebalanceContext;
+use super::rebalance::{RebalanceContext, Signals};
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
 use super::stats::PipelineStats;
@@ -63,17 +68,25 @@ use crate::store::{SourceRef, TailEntry};
 pub struct PipelineHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
-    /// Notified (with a stored permit) when the pipeline thread ends, however it ends.
-    ended: Arc<tokio::sync::Notify>,
+    /// Set and notified when the pipeline thread ends, however it ends.
+    ended: Arc<Ended>,
     pub stats: Arc<PipelineStats>,
 }
 
-/// Notifies the pipeline's end when dropped: after `run` returns, and on a panic too.
-struct EndGuard(Arc<tokio::sync::Notify>);
+/// The pipeline thread's end, for any number of waiters.
+#[derive(Debug, Default)]
+struct Ended {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// Marks the pipeline's end when dropped: after `run` returns, and on a panic too.
+struct EndGuard(Arc<Ended>);
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        self.0.notify_one();
+        self.0.flag.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
     }
 }
 
@@ -84,10 +97,15 @@ impl PipelineHandle {
     }
 
     /// Completes when the pipeline thread has ended (after an error, or a stop); for the async
-    /// side, which must not poll. Only one waiter is woken.
+    /// side, which must not poll. Any number of waiters, any number of times.
     pub async fn finished(&self) {
-        if !self.is_finished() {
-            self.ended.notified().await;
+        loop {
+            // Created before the check: a notification between the two is not missed.
+            let notified = self.ended.notify.notified();
+            if self.ended.flag.load(Ordering::Acquire) || self.is_finished() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -126,15 +144,53 @@ impl Drop for PipelineHandle {
 
 type InputConsumer = BaseConsumer<RebalanceContext>;
 
+/// A record polled and decoded, waiting for its batch to be handed over.
+struct Received {
+    /// The assignment epoch it was polled in ([`Assignment::still_ours`]).
+    epoch: u64,
+    item: Item,
+}
+
+// Nearly every record is an event: boxing it would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Event {
+        event: Event,
+        meta: Meta,
+    },
+    Undecodable {
+        source: SourceRef,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        headers: Option<OwnedHeaders>,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+impl Item {
+    fn source(&self) -> &SourceRef {
+        match self {
+            Item::Event { meta, .. } => &meta.source,
+            Item::Undecodable { source, .. } => source,
+        }
+    }
+}
+
 pub struct Pipeline {
     ctx: Arc<AppContext>,
     config: KafkaConfig,
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
     in_flight: Arc<InFlight>,
-    assigned: Arc<Mutex<HashSet<(String, i32)>>>,
+    committer: Arc<Mutex<Committer>>,
+    assignment: Arc<Mutex<Assignment>>,
+    signals: Arc<Signals>,
+    /// Polled, not yet handed over.
+    received: Vec<Received>,
     batcher: Batcher<Meta>,
     outputs: Vec<OutputRecord>,
     offsets: HashMap<(String, i32), i64>,
+    /// Aircraft changed by the batch being handed over, with their partition.
+    dirty: HashMap<String, i32>,
     vector: Vec<f32>,
     stats: Arc<PipelineStats>,
     /// Batches to the scoring thread (capacity 1: at most one waits while one is scored).
@@ -163,25 +219,50 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Connects, subscribes and starts the loop on a thread of its own.
-    pub fn start(ctx: Arc<AppContext>) -> anyhow::Result<PipelineHandle> {
+    /// Checks (or creates) the changelog topic, connects, initialises transactions, subscribes
+    /// and starts the loop on a thread of its own. The blocking Kafka calls run off the async
+    /// workers.
+    pub async fn start(ctx: Arc<AppContext>) -> anyhow::Result<PipelineHandle> {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || Self::start_blocking(ctx, &runtime))
+            .await
+            .context("starting the pipeline")?
+    }
+
+    fn start_blocking(
+        ctx: Arc<AppContext>,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<PipelineHandle> {
         crate::metrics::install(); // before the metric handles below are taken
         let config = ctx.config.kafka.clone();
+        super::changelog::ensure_topic(&config, runtime)?;
         let stats = Arc::new(PipelineStats::default());
-        let assigned = Arc::new(Mutex::new(HashSet::new()));
-        let in_flight = Arc::new(InFlight::new(Arc::clone(&assigned), Arc::clone(&stats)));
+        let assignment = Arc::new(Mutex::new(Assignment::default()));
+        let in_flight = Arc::new(InFlight::new(Arc::clone(&assignment), Arc::clone(&stats)));
         let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
             .create_with_context(DeliveryContext {
                 errors: ClientErrors::new("producer", None),
             })
             .context("creating the Kafka producer")?;
+        let producer = Arc::new(producer);
+        let committer = Arc::new(Mutex::new(Committer::start(
+            &config,
+            Arc::clone(&producer),
+            Arc::clone(&in_flight),
+            Arc::clone(&ctx.store),
+        )?));
+        let signals = Arc::new(Signals::default());
+        let stop = Arc::new(AtomicBool::new(false));
         let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
             .create_with_context(RebalanceContext {
+                config: config.clone(),
                 store: Arc::clone(&ctx.store),
                 readiness: Arc::clone(&ctx.readiness),
-                in_flight: Arc::clone(&in_flight),
-                assigned: Arc::clone(&assigned),
-                revoked: Mutex::default(),
+                committer: Arc::clone(&committer),
+                assignment: Arc::clone(&assignment),
+                held: Arc::new(Mutex::new(BTreeSet::new())),
+                signals: Arc::clone(&signals),
+                stop: Arc::clone(&stop),
                 drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
                 errors: ClientErrors::new(
                     "consumer",
@@ -192,23 +273,24 @@ impl Pipeline {
         consumer
             .subscribe(&[&config.telemetry_topic, &config.schedule_topic])
             .context("subscribing")?;
-        let producer = Arc::new(producer);
         let scoring = ScoringStage::start(Emitter::new(
             Arc::clone(&ctx),
             &config,
             Arc::clone(&producer),
             Arc::clone(&stats),
         ))?;
-        let stop = Arc::new(AtomicBool::new(false));
         let mut pipeline = Pipeline {
             batcher: Batcher::new(Arc::clone(&ctx.registry)),
             ctx,
             config,
-            producer,
             in_flight,
-            assigned,
+            committer,
+            assignment,
+            signals,
+            received: Vec::new(),
             outputs: Vec::new(),
             offsets: HashMap::new(),
+            dirty: HashMap::new(),
             vector: Vec::new(),
             stats: Arc::clone(&stats),
             work: Some(scoring.work),
@@ -219,7 +301,7 @@ impl Pipeline {
             errors: LogLimit::new(log_limit::INTERVAL),
         };
         let stop_flag = Arc::clone(&stop);
-        let ended = Arc::new(tokio::sync::Notify::new());
+        let ended = Arc::new(Ended::default());
         let guard = EndGuard(Arc::clone(&ended));
         let thread = std::thread::Builder::new()
             .name("kafka-pipeline".to_owned())
@@ -240,6 +322,8 @@ impl Pipeline {
         tracing::info!(
             brokers = %self.config.brokers, group = %self.config.group_id,
             topics = ?[&self.config.telemetry_topic, &self.config.schedule_topic],
+            guarantee = self.config.guarantee.name(),
+            changelog = %self.config.changelog(),
             "pipeline started"
         );
         let result = self.main_loop(&consumer, stop);
@@ -261,12 +345,25 @@ impl Pipeline {
                     None => idle_poll,
                     Some(t) => max_wait.saturating_sub(t.elapsed()),
                 };
-                match consumer.poll(wait) {
+                let polled = consumer.poll(wait);
+                // The rebalance callbacks run inside the poll.
+                if let Some(reason) = self.signals.fatal() {
+                    anyhow::bail!(reason);
+                }
+                if self.signals.take_rewind() {
+                    self.rewind(consumer)?;
+                    break;
+                }
+                match polled {
                     None => {
-                        if first_at.is_some() || stop.load(Ordering::Acquire) {
+                        // Idle: what was handed over still commits on the interval.
+                        if first_at.is_some()
+                            || stop.load(Ordering::Acquire)
+                            || lock(&self.committer).due()
+                        {
                             break;
                         }
-                        self.in_flight.settle(consumer)?;
+                        self.in_flight.settle()?;
                     }
                     Some(Err(e)) => {
                         metrics::counter!(names::CONSUMER_ERRORS).increment(1);
@@ -296,31 +393,75 @@ impl Pipeline {
             self.dispatch()?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
             self.in_flight
-                .settle_to(consumer, self.config.max_in_flight_batches.max(1), stop)?;
+                .settle_to(self.config.max_in_flight_batches.max(1), stop)?;
+            if lock(&self.committer).due() {
+                self.commit(consumer, CommitMode::Async)?;
+            }
         }
         Ok(())
     }
 
+    /// Commits what was handed over (see [`super::commit`]); an abortable failure aborts and
+    /// rewinds, a fatal one is an error.
+    fn commit(&mut self, consumer: &InputConsumer, mode: CommitMode) -> anyhow::Result<()> {
+        let wait = Duration::from_millis(self.config.transaction_timeout_ms);
+        let outcome = lock(&self.committer).commit(consumer, wait, mode);
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(CommitError::Fatal(why)) => anyhow::bail!(why),
+            Err(CommitError::Abortable(why)) => {
+                lock(&self.committer)
+                    .abort(&why)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.rewind(consumer)
+            }
+        }
+    }
+
+    /// After an abort: every assigned partition back to its committed offset and its
+    /// aircraft back to the changelog; what was polled since is dropped.
+    fn rewind(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
+        self.received.clear();
+        self.offsets.clear();
+        self.dirty.clear();
+        let numbers: Vec<i32> = lock(&self.assignment).numbers().into_iter().collect();
+        let context = consumer.context();
+        let dropped = context.forget(&numbers);
+        let timeout = Duration::from_millis(self.config.transaction_timeout_ms);
+        let assigned = consumer.assignment().context("reading the assignment")?;
+        let committed = consumer
+            .committed_offsets(assigned, timeout)
+            .context("reading the committed offsets to rewind to")?;
+        for mut element in committed.elements() {
+            if !matches!(element.offset(), Offset::Offset(_)) {
+                // Nothing committed yet: from the start, as auto.offset.reset says.
+                element
+                    .set_offset(Offset::Beginning)
+                    .context("rewinding to the start")?;
+            }
+        }
+        consumer
+            .seek_partitions(committed, timeout)
+            .context("seeking to the committed offsets")?;
+        tracing::warn!(partitions = ?numbers, tails_dropped = dropped, "rewound to the committed offsets; restoring");
+        context.restore_missing(consumer);
+        match self.signals.fatal() {
+            Some(reason) => anyhow::bail!(reason),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes a polled record and keeps it for the batch; nothing is applied yet.
     fn handle(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
         let topic = message.topic();
         let partition = message.partition();
-        let offset = message.offset();
-        {
-            let assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-            if !assigned.iter().any(|(t, p)| *p == partition && t == topic) {
+        let epoch = {
+            let assignment = lock(&self.assignment);
+            if !assignment.owns(topic, partition) {
                 return; // revoked while buffered: the new owner has it
             }
-        }
-        match self
-            .offsets
-            .iter_mut()
-            .find(|((t, p), _)| *p == partition && t == topic)
-        {
-            Some((_, stored)) => *stored = offset,
-            None => {
-                self.offsets.insert((topic.to_owned(), partition), offset);
-            }
-        }
+            assignment.epoch()
+        };
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cached(
             &mut self.consumed_counters,
@@ -331,28 +472,41 @@ impl Pipeline {
         let source = SourceRef {
             topic: topic.to_owned(),
             partition,
-            offset,
+            offset: message.offset(),
         };
         let timestamp_ms = message.timestamp().to_millis();
         if let Some(lag) = lag_since(timestamp_ms) {
             self.lag_consumed.record(lag);
         }
         let payload = message.payload().unwrap_or_default();
-        let event = match Event::decode(payload) {
-            Ok(event) => event,
-            Err(e) => {
-                self.outputs.push(dead_letter(
-                    &self.stats,
-                    message.key().map(<[u8]>::to_vec),
-                    payload.to_vec(),
-                    message.headers().map(|h| h.detach()).as_ref(),
-                    &source,
-                    e.reason.as_str(),
-                    &e.to_string(),
-                ));
-                return;
-            }
+        let key = message.key().map(<[u8]>::to_vec);
+        let headers = message.headers().map(|h| h.detach());
+        let item = match Event::decode(payload) {
+            Ok(event) => Item::Event {
+                event,
+                meta: Meta {
+                    source,
+                    timestamp_ms,
+                    key,
+                    value: payload.to_vec(),
+                    headers,
+                },
+            },
+            Err(e) => Item::Undecodable {
+                source,
+                key,
+                value: payload.to_vec(),
+                headers,
+                reason: e.reason.as_str(),
+                message: e.to_string(),
+            },
         };
+        self.received.push(Received { epoch, item });
+    }
+
+    /// Applies an event to its aircraft and adds its features to the batch.
+    fn apply(&mut self, event: &Event, meta: Meta) {
+        let partition = meta.source.partition;
         let now = Utc::now();
         let vector = &mut self.vector;
         let (outcome, scored) = self
@@ -360,12 +514,12 @@ impl Pipeline {
             .store
             .with_entry(event.tail(), |entry: &mut TailEntry| {
                 entry.partition = Some(partition);
-                let outcome = entry.state.apply(&event);
+                let outcome = entry.state.apply(event);
                 let mut scored = None;
                 if outcome == ApplyOutcome::Applied {
-                    entry.last_source = Some(source.clone());
+                    entry.last_source = Some(meta.source.clone());
                     entry.last_applied_at = Some(now);
-                    if let Some(set) = FeatureSet::for_event(&event)
+                    if let Some(set) = FeatureSet::for_event(event)
                         && set.compute(&entry.state, vector).is_ok()
                     {
                         scored = Some(set);
@@ -374,7 +528,11 @@ impl Pipeline {
                 (outcome, scored)
             });
         match outcome {
-            ApplyOutcome::Applied => {}
+            ApplyOutcome::Applied => {
+                if !self.dirty.contains_key(event.tail()) {
+                    self.dirty.insert(event.tail().to_owned(), partition);
+                }
+            }
             ApplyOutcome::Duplicate => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(names::EVENTS_IGNORED, "reason" => "duplicate").increment(1);
@@ -385,21 +543,62 @@ impl Pipeline {
             }
         }
         if let Some(set) = scored {
-            let info = RowInfo::of(&event);
-            let meta = Meta {
-                source,
-                timestamp_ms,
-                key: message.key().map(<[u8]>::to_vec),
-                value: payload.to_vec(),
-                headers: message.headers().map(|h| h.detach()),
-            };
-            self.batcher.push(set.id(), &self.vector, info, meta);
+            self.batcher
+                .push(set.id(), &self.vector, RowInfo::of(event), meta);
         }
     }
 
-    /// Registers the batch in flight (offsets and a tracker for all its outputs), then hands
-    /// it to the scoring thread.
+    /// Applies the records polled for the batch (those still this consumer's to process) and
+    /// builds its features and dead letters.
+    fn build(&mut self) {
+        let mut received = std::mem::take(&mut self.received);
+        {
+            let assignment = lock(&self.assignment);
+            received.retain(|r| {
+                let source = r.item.source();
+                assignment.still_ours(&source.topic, source.partition, r.epoch)
+            });
+        }
+        for Received { item, .. } in received.drain(..) {
+            let source = item.source();
+            match self
+                .offsets
+                .iter_mut()
+                .find(|((t, p), _)| *p == source.partition && *t == source.topic)
+            {
+                Some((_, stored)) => *stored = (*stored).max(source.offset),
+                None => {
+                    self.offsets
+                        .insert((source.topic.clone(), source.partition), source.offset);
+                }
+            }
+            match item {
+                Item::Event { event, meta } => self.apply(&event, meta),
+                Item::Undecodable {
+                    source,
+                    key,
+                    value,
+                    headers,
+                    reason,
+                    message,
+                } => self.outputs.push(dead_letter(
+                    &self.stats,
+                    key,
+                    value,
+                    headers.as_ref(),
+                    &source,
+                    reason,
+                    &message,
+                )),
+            }
+        }
+        self.received = received; // keeps its capacity
+    }
+
+    /// Builds the batch, registers it in flight (offsets, changed aircraft and a tracker for
+    /// all its outputs), then hands it to the scoring thread.
     fn dispatch(&mut self) -> anyhow::Result<()> {
+        self.build();
         if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(());
         }
@@ -408,6 +607,7 @@ impl Pipeline {
         let tracker = self.in_flight.register(
             self.outputs.len() + self.batcher.len(),
             std::mem::take(&mut self.offsets),
+            std::mem::take(&mut self.dirty),
         );
         if self.outputs.is_empty() && self.batcher.is_empty() {
             return Ok(()); // only duplicates and late events: nothing to produce
@@ -443,18 +643,28 @@ impl Pipeline {
         }
     }
 
-    /// Produces what is buffered, waits (bounded) for acknowledgements, stores, commits and
-    /// closes the consumer, all within `shutdown_timeout_ms` (the commit and close at least
+    /// Hands over what is buffered, commits it (waiting, bounded, for acknowledgements) and
+    /// closes the consumer, all within `shutdown_timeout_ms` (the close at least
     /// [`CLOSE_FLOOR`]).
     fn shut_down(&mut self, consumer: InputConsumer) -> anyhow::Result<()> {
         let timeout = Duration::from_millis(self.config.shutdown_timeout_ms);
         let started = Instant::now();
         let left = || timeout.saturating_sub(started.elapsed());
-        let dispatched = self.dispatch();
+        // After a fatal error nothing more may be written.
+        let fatal = self.signals.fatal().is_some();
+        let dispatched = if fatal { Ok(()) } else { self.dispatch() };
         self.stop_scorer();
-        let _ = self.producer.flush(left());
-        let drained = self.in_flight.drain(&consumer, left());
-        commit_and_close(consumer, left().max(CLOSE_FLOOR));
+        let committed = if fatal {
+            Ok(())
+        } else {
+            // At-least-once: the close waits for the asynchronous offset commit.
+            let outcome = lock(&self.committer).commit(&consumer, left(), CommitMode::Async);
+            outcome.map_err(|e| anyhow::anyhow!("final commit: {e}"))
+        };
+        if committed.is_err() {
+            let _ = lock(&self.committer).abort("the final commit failed");
+        }
+        close(consumer, left().max(CLOSE_FLOOR));
         tracing::info!(
             consumed = self.stats.consumed.load(Ordering::Relaxed),
             predictions = self.stats.predictions.load(Ordering::Relaxed),
@@ -462,50 +672,32 @@ impl Pipeline {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "pipeline stopped"
         );
-        dispatched.and(drained)
+        dispatched.and(committed)
     }
 }
 
-/// Commits what is stored and closes the consumer (leaving the group), waiting at most
-/// `timeout`. librdkafka's synchronous commit and close take no timeout (with the group
-/// coordinator unreachable, a commit waits up to the session timeout and the close longer), so
-/// both run on a thread of their own, left behind when the time is up: the process is about to
-/// exit, and the group then notices the departure after its session timeout.
-fn commit_and_close(consumer: InputConsumer, timeout: Duration) {
-    enum Step {
-        Committed(Result<(), KafkaError>),
-        Closed,
-    }
-    let deadline = Instant::now() + timeout;
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Closes the consumer (leaving the group), waiting at most `timeout`. librdkafka's close
+/// takes no timeout (it waits for an asynchronous commit still under way, and with the group
+/// coordinator unreachable for longer), so it runs on a thread of its own, left behind when the
+/// time is up: the process is about to exit, and the group then notices the departure after its
+/// session timeout.
+fn close(consumer: InputConsumer, timeout: Duration) {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("kafka-close".to_owned())
         .spawn(move || {
-            let _ = tx.send(Step::Committed(
-                consumer.commit_consumer_state(CommitMode::Sync),
-            ));
             drop(consumer);
-            let _ = tx.send(Step::Closed);
+            let _ = tx.send(());
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no thread for the final commit and close: consumer left open");
+        tracing::warn!(error = %e, "no thread for the close: consumer left open");
         return;
     }
-    let next = || rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-    match next() {
-        Ok(Step::Committed(
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)),
-        )) => {}
-        Ok(Step::Committed(Err(e))) => tracing::warn!(error = %e, "final commit failed"),
-        Ok(Step::Closed) | Err(_) => {
-            tracing::warn!(
-                timeout_ms = timeout.as_millis() as u64,
-                "final commit not done in time: leaving it (what it would have committed is processed again after a restart)"
-            );
-            return;
-        }
-    }
-    if !matches!(next(), Ok(Step::Closed)) {
+    if rx.recv_timeout(timeout).is_err() {
         tracing::warn!(
             timeout_ms = timeout.as_millis() as u64,
             "Kafka consumer not closed in time: leaving it (the group notices after its session timeout)"

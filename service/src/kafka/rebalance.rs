@@ -1,42 +1,90 @@
 //! Partition assignment and revocation.
 //!
-//! On revocation the consumer first settles what is acknowledged (waiting, within a bound, for
-//! the outputs in flight), stores and commits those offsets. Rows of a revoked partition that
-//! are still in the current micro-batch are scored and published, but their offsets are not
-//! stored, so the next owner processes them again (at-least-once: a duplicate, never a gap).
+//! **Revocation** commits what was handed over (its outputs, the changelog of the aircraft it
+//! changed, its offsets: see [`super::commit`]); records of the revoked partitions polled but
+//! not yet handed over are dropped ([`super::assignment`]): the next owner reads them again.
+//! When the assignment was *lost* (this instance was thrown out of the group, e.g. after a
+//! stall), or the commit fails abortably, the open transaction is aborted instead and the
+//! partitions' aircraft are forgotten: their state is ahead of their committed offsets.
 //!
-//! The revoked partitions' aircraft are forgotten once the new assignment is known, and only
-//! for the partitions that did not come back: with the eager `range` assignor every member gives
-//! up all its partitions at each rebalance and gets most of them back, and their state is still
-//! exact (it reflects every event up to the committed offset; events redelivered after it are
-//! recognised as already applied). Partitions that moved are rebuilt by their new owner from
-//! the committed offset onwards (restoring state from a changelog is a later step).
+//! **Assignment** restores the aircraft of every partition this instance does not hold exactly
+//! from the changelog ([`super::changelog::restore`]), after waiting for the partitions'
+//! committed offsets to be stable (no transaction of a former owner pending), and before any of
+//! their events is processed: the callback runs inside the consumer's poll, which returns
+//! records only afterwards. Readiness is false while restoring. Partitions that were revoked
+//! and came back (the eager protocol revokes everything at each rebalance) keep their state:
+//! it was committed with their offsets at the revocation.
+//!
+//! A fatal error inside a callback (fenced, a changelog record that does not decode) cannot be
+//! returned from it: it goes to [`Signals`], which the pipeline checks after every poll.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use super::in_flight::InFlight;
+use super::assignment::Assignment;
+use super::changelog;
+use super::commit::{CommitError, Committer};
 use super::log_limit::ClientErrors;
 use crate::app::Readiness;
+use crate::config::KafkaConfig;
 use crate::store::StateStore;
 
-#[derive(Debug)]
+/// What the rebalance callbacks tell the pipeline.
+#[derive(Debug, Default)]
+pub struct Signals {
+    fatal: Mutex<Option<String>>,
+    failed: AtomicBool,
+    /// Partitions still assigned lost their uncommitted work (an abort): rewind them.
+    rewind: AtomicBool,
+}
+
+impl Signals {
+    pub fn fail(&self, reason: String) {
+        tracing::error!(%reason, "the pipeline cannot go on");
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// The first fatal error reported, if any.
+    pub fn fatal(&self) -> Option<String> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn take_rewind(&self) -> bool {
+        self.rewind.swap(false, Ordering::AcqRel)
+    }
+}
+
 pub struct RebalanceContext {
+    pub(crate) config: KafkaConfig,
     pub(crate) store: Arc<StateStore>,
     pub(crate) readiness: Arc<Readiness>,
-    pub(crate) in_flight: Arc<InFlight>,
-    /// `(topic, partition)` currently assigned to this consumer.
-    pub(crate) assigned: Arc<Mutex<HashSet<(String, i32)>>>,
-    /// Partition numbers revoked since the last assignment: their aircraft are dropped then,
-    /// unless the partition came back.
-    pub(crate) revoked: Mutex<HashSet<i32>>,
+    pub(crate) committer: Arc<Mutex<Committer>>,
+    pub(crate) assignment: Arc<Mutex<Assignment>>,
+    /// Partition numbers whose aircraft this instance holds, exactly as committed.
+    pub(crate) held: Arc<Mutex<BTreeSet<i32>>>,
+    pub(crate) signals: Arc<Signals>,
+    pub(crate) stop: Arc<AtomicBool>,
     pub(crate) drain_timeout: Duration,
     /// The client's error callback, at a bounded log rate.
     pub(crate) errors: ClientErrors,
+}
+
+impl std::fmt::Debug for RebalanceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RebalanceContext").finish_non_exhaustive()
+    }
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -46,9 +94,62 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl ClientContext for RebalanceContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         self.errors.report(&error, reason);
+    }
+}
+
+impl RebalanceContext {
+    /// Forgets the aircraft of `numbers` (their state is not the committed one any more).
+    pub(crate) fn forget(&self, numbers: &[i32]) -> usize {
+        lock(&self.held).retain(|p| !numbers.contains(p));
+        self.store.drop_partitions(numbers)
+    }
+
+    /// Restores the aircraft of every assigned partition not held, marking them held.
+    pub(crate) fn restore_missing<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let assigned = lock(&self.assignment).numbers();
+        let missing: Vec<i32> = assigned
+            .iter()
+            .filter(|p| !lock(&self.held).contains(p))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            self.readiness.set_partitions_ready(!assigned.is_empty());
+            return;
+        }
+        self.readiness.set_partitions_ready(false);
+        wait_for_stable_offsets(consumer, &self.config);
+        match changelog::restore(&self.config, &self.store, &missing, &self.stop) {
+            Ok(_) => {
+                lock(&self.held).extend(missing.iter().copied());
+                self.readiness.set_partitions_ready(!assigned.is_empty());
+            }
+            Err(e) if self.stop.load(Ordering::Acquire) => {
+                tracing::info!(error = %e, "restore interrupted by shutdown");
+            }
+            Err(e) => self
+                .signals
+                .fail(format!("restoring partitions {missing:?}: {e:#}")),
+        }
+    }
+}
+
+/// The committed offsets of a partition are unstable while a transaction that commits them
+/// is pending (a former owner's); librdkafka's offset fetch (read_committed) waits for it.
+/// Waiting here first means the changelog read next includes that transaction's writes.
+fn wait_for_stable_offsets<C: ConsumerContext>(consumer: &BaseConsumer<C>, config: &KafkaConfig) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let timeout = Duration::from_millis(config.transaction_timeout_ms) + Duration::from_secs(5);
+    if let Err(e) = consumer.committed_offsets(assignment, timeout) {
+        tracing::warn!(error = %e, "committed offsets not readable before restoring; restoring anyway");
     }
 }
 
@@ -58,48 +159,59 @@ impl ConsumerContext for RebalanceContext {
             return;
         };
         let revoked = partitions(tpl);
-        if let Err(e) = self.in_flight.drain(consumer, self.drain_timeout) {
-            tracing::error!(error = %e, "outputs not acknowledged before revocation; their offsets stay uncommitted");
+        let numbers: Vec<i32> = revoked.iter().map(|(_, p)| *p).collect();
+        let lost = consumer.assignment_lost();
+        // After a fatal error nothing more is written: the pipeline is stopping.
+        if self.signals.fatal().is_none() {
+            let mut committer = lock(&self.committer);
+            let outcome = if lost {
+                Err(CommitError::Abortable(
+                    "the assignment was lost (this instance left the group)".to_owned(),
+                ))
+            } else {
+                committer.commit(consumer, self.drain_timeout, CommitMode::Sync)
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(CommitError::Abortable(why)) => {
+                    if let Err(e) = committer.abort(&why) {
+                        self.signals.fail(e.to_string());
+                    }
+                    let held: Vec<i32> = lock(&self.held).iter().copied().collect();
+                    let dropped = self.forget(&held);
+                    tracing::warn!(partitions = ?held, tails_dropped = dropped, "uncommitted state forgotten");
+                    // Partitions that stay assigned restart from their committed offsets.
+                    self.signals.rewind.store(true, Ordering::Release);
+                }
+                Err(CommitError::Fatal(why)) => self.signals.fail(why),
+            }
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            // Nothing stored since the last commit.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => {}
-            Err(e) => tracing::warn!(error = %e, "commit on revocation failed"),
-        }
-        let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-        for p in &revoked {
-            assigned.remove(p);
-        }
-        self.revoked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(revoked.iter().map(|(_, p)| *p));
-        if assigned.is_empty() {
+        let mut assignment = lock(&self.assignment);
+        assignment.revoke(&revoked);
+        if assignment.is_empty() {
             self.readiness.set_partitions_ready(false);
         }
-        tracing::info!(revoked = ?revoked, "partitions revoked");
+        tracing::info!(revoked = ?revoked, lost, partitions = ?numbers, "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let added = partitions(tpl);
-                let mut assigned = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
-                assigned.extend(added.iter().cloned());
-                // A partition number stays while either input topic's partition of that number
-                // is ours (the topics are co-partitioned by tail).
-                let mut gone: Vec<i32> =
-                    std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
-                        .into_iter()
-                        .filter(|n| !assigned.iter().any(|(_, p)| p == n))
-                        .collect();
-                gone.sort_unstable();
-                let dropped = self.store.drop_partitions(&gone);
-                self.readiness.set_partitions_ready(!assigned.is_empty());
+                let assigned = {
+                    let mut assignment = lock(&self.assignment);
+                    assignment.assign(&added);
+                    assignment.numbers()
+                };
+                // Partitions held but no longer assigned moved away: their new owner restores.
+                let gone: Vec<i32> = lock(&self.held)
+                    .iter()
+                    .filter(|p| !assigned.contains(p))
+                    .copied()
+                    .collect();
+                let dropped = self.forget(&gone);
                 tracing::info!(assigned = ?added, moved_away = ?gone, tails_dropped = dropped, "partitions assigned");
+                self.restore_missing(consumer);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),

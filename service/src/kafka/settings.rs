@@ -1,17 +1,19 @@
-//! librdkafka settings: what at-least-once requires, then the operator's pass-through
+//! librdkafka settings: what the delivery guarantees require, then the operator's pass-through
 //! properties (which may tune anything except the guarantees).
 
 use anyhow::bail;
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{Guarantee, KafkaConfig};
 
-/// Properties the delivery guarantee depends on; a pass-through may not change them.
-const CONSUMER_FIXED: [(&str, &str); 2] = [
-    // Offsets are stored by the pipeline only after the outputs are acknowledged ...
+/// Properties the delivery guarantees depend on; a pass-through may not change them.
+const CONSUMER_FIXED: [(&str, &str); 3] = [
+    // Offsets are committed by the pipeline only, with (or after) the changelog and outputs.
     ("enable.auto.offset.store", "false"),
-    // ... and what is stored is committed in the background and at shutdown/revocation.
-    ("enable.auto.commit", "true"),
+    ("enable.auto.commit", "false"),
+    // Never read what an aborted transaction wrote (upstream producers may be transactional;
+    // this also makes the group's offset fetch wait for a pending transactional commit).
+    ("isolation.level", "read_committed"),
 ];
 const PRODUCER_FIXED: [(&str, &str); 2] = [("enable.idempotence", "true"), ("acks", "all")];
 
@@ -54,6 +56,58 @@ pub fn producer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
         c.set(k, v);
     }
     pass_through(&mut c, &config.producer, &PRODUCER_FIXED)?;
+    if config.guarantee == Guarantee::ExactlyOnce {
+        c.set("transactional.id", transactional_id(config))
+            .set(
+                "transaction.timeout.ms",
+                config.transaction_timeout_ms.to_string(),
+            )
+            // A record's delivery may not outlast its transaction.
+            .set(
+                "message.timeout.ms",
+                config.transaction_timeout_ms.min(30_000).to_string(),
+            );
+    }
+    Ok(c)
+}
+
+/// `fleetscore-<group>-<instance_id>`, or a fresh random one per start.
+fn transactional_id(config: &KafkaConfig) -> String {
+    let instance = match &config.instance_id {
+        Some(id) => id.clone(),
+        None => {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            format!("{:016x}", h.finish())
+        }
+    };
+    format!("fleetscore-{}-{instance}", config.group_id)
+}
+
+/// The admin client (changelog topic): the brokers and the producer's pass-through
+/// properties (security settings and the like).
+pub fn admin(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    pass_through(&mut c, &config.producer, &PRODUCER_FIXED)?;
+    // Asking for the changelog's metadata must not create it with the broker's defaults
+    // (delete policy, default partition count): the service creates it itself.
+    c.set("allow.auto.create.topics", "false");
+    Ok(c)
+}
+
+/// A consumer outside the service's group for reading the changelog from its start (restore):
+/// read_committed, reporting the end of each partition (its last stable offset).
+pub fn restore_consumer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
+    let mut c = consumer(config)?;
+    // librdkafka wants a group for `assign`; this one never joins it nor commits.
+    c.set("group.id", format!("{}-restore", config.group_id))
+        .set("enable.partition.eof", "true")
+        // Restore wants whole fetches fast, not latency.
+        .set("fetch.min.bytes", "1")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.max.messages.kbytes", "262144");
     Ok(c)
 }
 
@@ -66,7 +120,7 @@ fn pass_through(
         if let Some((_, want)) = fixed.iter().find(|(f, _)| f == k)
             && v != want
         {
-            bail!("kafka setting `{k}` must stay `{want}`: at-least-once delivery depends on it");
+            bail!("kafka setting `{k}` must stay `{want}`: the delivery guarantees depend on it");
         }
         c.set(k, v);
     }

@@ -14,6 +14,22 @@ pub const BATCH_ROWS: &str = "fleetscore_batch_rows";
 pub const SCORING_BATCH: &str = "fleetscore_scoring_batch_seconds";
 pub const HANDOVER_WAIT: &str = "fleetscore_pipeline_handover_wait_seconds";
 
+// State changelog, restore and commits.
+/// Changelog records and bytes written (one record per aircraft changed since the last commit).
+pub const CHANGELOG_RECORDS: &str = "fleetscore_changelog_records_total";
+pub const CHANGELOG_BYTES: &str = "fleetscore_changelog_bytes_total";
+/// Records and bytes read back from the changelog on assignment, by `partition`.
+pub const RESTORE_RECORDS: &str = "fleetscore_restore_records_total";
+pub const RESTORE_BYTES: &str = "fleetscore_restore_bytes_total";
+/// How long the last restore of a partition took, by `partition` (gauge).
+pub const RESTORE_SECONDS: &str = "fleetscore_restore_seconds";
+/// Partitions being restored right now (gauge).
+pub const RESTORING_PARTITIONS: &str = "fleetscore_restoring_partitions";
+/// Commits by `outcome`: `committed`, `aborted`.
+pub const COMMITS: &str = "fleetscore_commits_total";
+/// One commit: waiting for the outputs, writing the changelog, committing.
+pub const COMMIT_DURATION: &str = "fleetscore_commit_seconds";
+
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";
 /// A loaded version whose files changed and no longer validate (the loaded model stays).

@@ -63,6 +63,11 @@ impl Topics {
         }
     }
 
+    /// The state changelog the service creates for this group (the default name).
+    pub fn changelog(&self) -> String {
+        format!("{}-state-changelog", self.group)
+    }
+
     pub fn all(&self) -> [&str; 4] {
         [
             &self.telemetry,
@@ -330,7 +335,8 @@ pub fn http_get_status(service: &Service, path: &str) -> (u16, String) {
     (status, response)
 }
 
-/// Messages in a topic (sum of high watermarks of a fresh topic).
+/// Offsets in a topic (sum of high watermarks of a fresh topic): its messages, and the markers
+/// of the transactions that wrote to it.
 pub fn count(bootstrap: &str, topic: &str) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -373,13 +379,28 @@ pub fn wait_for_count(bootstrap: &str, topic: &str, n: i64, timeout: Duration, s
     }
 }
 
-/// Every message of a topic, read from the beginning.
+/// Every committed message of a topic, read from the beginning (read_committed: what an
+/// aborted transaction wrote is not there), up to the end the topic had when called.
 pub fn read_all(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
-    let total = count(bootstrap, topic);
+    let watermarks: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fleetscore-test-watermarks")
+        .create()
+        .unwrap();
+    let ends: Vec<i64> = (0..PARTITIONS)
+        .map(|p| {
+            watermarks
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "fleetscore-test-reader")
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -389,22 +410,41 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
+    // A partition is read when the consumer reached its end (its last stable offset) at or
+    // past the end it had at the start (transaction markers take offsets too).
+    let reached = |p: i32| {
+        consumer.position().ok().is_some_and(|tpl| {
+            tpl.find_partition(topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .is_some_and(|pos| pos >= ends[p as usize])
+        })
+    };
+    let mut done = vec![false; PARTITIONS as usize];
     let deadline = Instant::now() + Duration::from_secs(60);
-    while (out.len() as i64) < total {
+    while done.iter().any(|d| !d) {
         assert!(
             Instant::now() < deadline,
-            "read {} of {total} from {topic}",
+            "read {} from {topic}, partitions done {done:?}, ends {ends:?}",
             out.len()
         );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                done[p as usize] = ends[p as usize] == 0 || reached(p);
+            }
             // A dead cluster node (the failover test) is reported as a consumer error while
             // the others keep serving: the reader carries on, within the deadline.
             Some(Err(rdkafka::error::KafkaError::MessageConsumption(
                 rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
             ))) => {}
             Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
+            None => {
+                for p in 0..PARTITIONS {
+                    if !done[p as usize] && reached(p) {
+                        done[p as usize] = true;
+                    }
+                }
+            }
         }
     }
     out

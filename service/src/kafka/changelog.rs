@@ -1,0 +1,331 @@
+//! The state changelog: every aircraft's [`TailState`] in a compacted topic, keyed by tail and
+//! co-partitioned with the input topics (changelog partition N holds the aircraft of input
+//! partition N), so that whoever owns an input partition can rebuild its aircraft exactly.
+//!
+//! - [`ensure_topic`]: at start-up, creates the topic when missing (the inputs' partition count,
+//!   `cleanup.policy=compact`, `changelog_replication` replicas) or checks the one there.
+//! - [`write`]: at each commit, one record per aircraft changed since the previous commit (its
+//!   state's snapshot, [`fleet_features::snapshot`]), in the same transaction as the outputs and
+//!   offsets under exactly-once; coalescing bounds the bytes per event by the commit interval.
+//! - [`restore`]: on assignment, reads the partitions' changelog from the start to its last
+//!   stable offset (read_committed) into the store, before any of their events is processed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use fleet_features::TailState;
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::delivery::{BatchTracker, DeliveryContext};
+use super::log_limit::ClientErrors;
+use super::settings;
+use crate::config::KafkaConfig;
+use crate::metrics::names;
+use crate::store::StateStore;
+
+/// Creates the changelog topic when missing, or checks the one there: as many partitions as
+/// the input topics (which must agree with each other), `cleanup.policy=compact`. Blocking;
+/// `runtime` drives the admin calls. Returns the partition count.
+pub fn ensure_topic(config: &KafkaConfig, runtime: &tokio::runtime::Handle) -> anyhow::Result<i32> {
+    let topic = config.changelog();
+    let admin = AdminClient::<DefaultClientContext>::from_config(&settings::admin(config)?)
+        .context("creating the Kafka admin client")?;
+    let timeout = Duration::from_millis(config.startup_timeout_ms);
+    let partitions_of = |name: &str| -> anyhow::Result<Option<i32>> {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(name), timeout)
+            .with_context(|| format!("reading the metadata of {name}"))?;
+        Ok(metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32))
+    };
+    let inputs = [&config.telemetry_topic, &config.schedule_topic];
+    let mut counts = Vec::new();
+    for input in inputs {
+        // The consumer waits for a missing input topic; so does the changelog's partition count.
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(n) = partitions_of(input)? {
+                counts.push((input, n));
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "input topic {input} not found within {} ms: the changelog topic {topic} \
+                     needs its partition count (create the input topics first)",
+                    config.startup_timeout_ms
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let partitions = counts[0].1;
+    if counts[1].1 != partitions {
+        bail!(
+            "the input topics are not co-partitioned: {} has {} partitions, {} has {}; \
+             an aircraft's events must all land in one partition number",
+            counts[0].0,
+            counts[0].1,
+            counts[1].0,
+            counts[1].1
+        );
+    }
+    match partitions_of(&topic)? {
+        Some(n) if n == partitions => check_compacted(&admin, &topic, timeout, runtime)?,
+        Some(n) => bail!(
+            "changelog topic {topic} has {n} partitions, the input topics {partitions}: it must \
+             match them (co-partitioned by tail); delete it or set [kafka] changelog_topic"
+        ),
+        None => {
+            let new = NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(config.changelog_replication),
+            )
+            .set("cleanup.policy", "compact");
+            let created = runtime
+                .block_on(
+                    admin
+                        .create_topics(&[new], &AdminOptions::new().request_timeout(Some(timeout))),
+                )
+                .with_context(|| format!("creating the changelog topic {topic}"))?;
+            for result in created {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => bail!("creating the changelog topic {topic}: {code}"),
+                }
+            }
+            tracing::info!(%topic, partitions, replication = config.changelog_replication, "changelog topic created");
+        }
+    }
+    Ok(partitions)
+}
+
+/// A changelog that is not compacted grows without bound and restores ever slower: refused.
+/// A cluster that cannot describe configurations (librdkafka's mock) gets a warning.
+fn check_compacted(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    // A cluster without DescribeConfigs (the mock) never answers: a short wait.
+    let described = runtime.block_on(admin.describe_configs(
+        &[ResourceSpecifier::Topic(topic)],
+        &AdminOptions::new().request_timeout(Some(timeout.min(Duration::from_secs(3)))),
+    ));
+    let policy = match described {
+        Ok(mut results) => match results.pop() {
+            Some(Ok(resource)) => resource.get("cleanup.policy").and_then(|e| e.value.clone()),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    match policy {
+        Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => Ok(()),
+        Some(policy) => bail!(
+            "changelog topic {topic} has cleanup.policy={policy}: it must be compact (or \
+             compact,delete), or restores grow without bound"
+        ),
+        None => {
+            tracing::warn!(%topic, "could not read the changelog topic's cleanup.policy; assuming compact");
+            Ok(())
+        }
+    }
+}
+
+/// Produces the snapshot of each tail in `dirty` (tail → partition) to the changelog, and
+/// returns the tracker of those records (`None` when there was nothing to write). Under
+/// exactly-once the records belong to the open transaction.
+pub fn write(
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    store: &StateStore,
+    dirty: &HashMap<String, i32>,
+    done: std::sync::mpsc::Sender<()>,
+) -> Option<Arc<BatchTracker>> {
+    if dirty.is_empty() {
+        return None;
+    }
+    let tracker = BatchTracker::new(dirty.len(), done);
+    let mut bytes = 0u64;
+    for (tail, partition) in dirty {
+        let Some(snapshot) = store.read(tail, |entry| entry.state.to_snapshot()) else {
+            tracker.abandon(format!(
+                "tail {tail} was dropped before its changelog write"
+            ));
+            continue;
+        };
+        bytes += (snapshot.len() + tail.len()) as u64;
+        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
+            .key(tail.as_bytes())
+            .payload(&snapshot)
+            .partition(*partition);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    tracker.abandon(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    metrics::counter!(names::CHANGELOG_RECORDS).increment(dirty.len() as u64);
+    metrics::counter!(names::CHANGELOG_BYTES).increment(bytes);
+    Some(tracker)
+}
+
+/// The restore consumer's client errors at a bounded log rate; the end of a partition, which
+/// librdkafka also reports there, is expected.
+struct RestoreContext(ClientErrors);
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_))
+            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            self.0.report(&error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
+/// What restoring one partition read.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionRestore {
+    pub records: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+/// Reads changelog `partitions` from their start to their last stable offset into `store`
+/// (a tail's latest record wins; an empty value forgets it). The partitions answer
+/// "restoring" to readers meanwhile. Stops with an error when `stop` is set or a record does
+/// not decode (the state could not be exact).
+pub fn restore(
+    config: &KafkaConfig,
+    store: &StateStore,
+    partitions: &[i32],
+    stop: &AtomicBool,
+) -> anyhow::Result<BTreeMap<i32, PartitionRestore>> {
+    let mut done = BTreeMap::new();
+    if partitions.is_empty() {
+        return Ok(done);
+    }
+    let topic = config.changelog();
+    store.set_restoring(partitions, true);
+    metrics::gauge!(names::RESTORING_PARTITIONS).set(store.restoring().len() as f64);
+    let result = read_partitions(config, &topic, store, partitions, stop, &mut done);
+    store.set_restoring(partitions, false);
+    metrics::gauge!(names::RESTORING_PARTITIONS).set(store.restoring().len() as f64);
+    result?;
+    for (partition, r) in &done {
+        let label = partition.to_string();
+        metrics::counter!(names::RESTORE_RECORDS, "partition" => label.clone())
+            .increment(r.records);
+        metrics::counter!(names::RESTORE_BYTES, "partition" => label.clone()).increment(r.bytes);
+        metrics::gauge!(names::RESTORE_SECONDS, "partition" => label).set(r.seconds);
+        tracing::info!(%topic, partition, records = r.records, bytes = r.bytes, seconds = r.seconds, "state restored");
+    }
+    Ok(done)
+}
+
+fn read_partitions(
+    config: &KafkaConfig,
+    topic: &str,
+    store: &StateStore,
+    partitions: &[i32],
+    stop: &AtomicBool,
+    done: &mut BTreeMap<i32, PartitionRestore>,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer<RestoreContext> = settings::restore_consumer(config)?
+        .create_with_context(RestoreContext(ClientErrors::new("restore", None)))
+        .context("creating the changelog restore consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .context("building the restore assignment")?;
+    }
+    consumer
+        .assign(&tpl)
+        .context("assigning the changelog partitions")?;
+    let started = Instant::now();
+    let mut reading: HashMap<i32, PartitionRestore> = partitions
+        .iter()
+        .map(|p| (*p, PartitionRestore::default()))
+        .collect();
+    let mut last_report = Instant::now();
+    while !reading.is_empty() {
+        if stop.load(Ordering::Acquire) {
+            bail!("stopped while restoring changelog partitions {partitions:?}");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                let Some(progress) = reading.get_mut(&partition) else {
+                    continue;
+                };
+                let key = message.key().unwrap_or_default();
+                let tail = std::str::from_utf8(key).with_context(|| {
+                    format!(
+                        "changelog {topic}/{partition}@{}: key is not UTF-8",
+                        message.offset()
+                    )
+                })?;
+                progress.records += 1;
+                progress.bytes += (key.len() + message.payload_len()) as u64;
+                match message.payload() {
+                    None | Some([]) => store.remove(tail),
+                    Some(bytes) => {
+                        let state = TailState::from_snapshot(bytes).with_context(|| {
+                            format!(
+                                "changelog {topic}/{partition}@{} (tail {tail})",
+                                message.offset()
+                            )
+                        })?;
+                        store.restore(tail, state, partition);
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if let Some(mut progress) = reading.remove(&partition) {
+                    progress.seconds = started.elapsed().as_secs_f64();
+                    done.insert(partition, progress);
+                }
+            }
+            Some(Err(e)) if last_report.elapsed() >= Duration::from_secs(5) => {
+                tracing::warn!(error = %e, "changelog restore: consumer error (retrying)");
+                last_report = Instant::now();
+            }
+            Some(Err(_)) => {}
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            let records: u64 = reading.values().map(|r| r.records).sum();
+            tracing::info!(%topic, partitions = ?reading.keys().collect::<Vec<_>>(), records, "restoring state");
+            last_report = Instant::now();
+        }
+    }
+    Ok(())
+}

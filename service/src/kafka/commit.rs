@@ -1,0 +1,305 @@
+//! Commits: the outputs, the changelog and the consumed offsets, together.
+//!
+//! Every `commit_interval_ms` (and on revocation and shutdown) the pipeline waits until every
+//! output of the batches handed over so far is on the broker, writes the changelog record of
+//! each aircraft those batches changed, and commits their offsets:
+//!
+//! - **exactly-once**: the outputs and changelog records are in the open transaction; the
+//!   offsets join it (`send_offsets_to_transaction` with the consumer's group metadata, so a
+//!   zombie whose partitions moved is refused) and the transaction commits. A read_committed
+//!   consumer sees all of it or none of it.
+//! - **at-least-once**: the changelog records are acknowledged before the offsets are
+//!   committed, so the state after a restart is never behind the committed offsets; events
+//!   read again are recognised as applied (no event counts twice, none is scored twice), and a
+//!   consumer may see an output again: those produced after the last changelog write.
+//!
+//! librdkafka's transaction calls block (up to their timeout), so they run on the pipeline
+//! thread, never on an async worker. Their errors are classified as librdkafka does: a
+//! retriable one is retried until the deadline, an abortable one aborts the transaction (the
+//! caller rewinds to the committed state), a fatal one (fenced: another instance owns the
+//! transactional id, or the transaction timed out) ends the pipeline with an error.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::changelog;
+use super::delivery::DeliveryContext;
+use super::in_flight::{InFlight, Settled};
+use crate::config::{Guarantee, KafkaConfig};
+use crate::metrics::names;
+use crate::store::StateStore;
+
+/// Why a commit did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The transaction must be aborted; the work since the last commit is done again.
+    #[error("{0}")]
+    Abortable(String),
+    /// The pipeline cannot go on (fenced, fatal producer error, outputs lost at-least-once).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Aborts in a row (no commit between them) after which the pipeline gives up: the same work
+/// keeps failing (a topic refusing writes, say), and an operator must look.
+const MAX_ABORTS_IN_A_ROW: u32 = 5;
+
+pub struct Committer {
+    guarantee: Guarantee,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    in_flight: Arc<InFlight>,
+    store: Arc<StateStore>,
+    changelog_topic: String,
+    interval: Duration,
+    /// The longest a transaction call, or a wait for acknowledgements, may take.
+    call_timeout: Duration,
+    last: Instant,
+    /// A transaction is open (exactly-once).
+    open: bool,
+    aborts_in_a_row: u32,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("guarantee", &self.guarantee)
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Exactly-once: registers the transactional id with the broker (fencing an earlier
+    /// incarnation with the same id and aborting its open transaction) and opens the first
+    /// transaction.
+    pub fn start(
+        config: &KafkaConfig,
+        producer: Arc<ThreadedProducer<DeliveryContext>>,
+        in_flight: Arc<InFlight>,
+        store: Arc<StateStore>,
+    ) -> anyhow::Result<Self> {
+        let mut committer = Self {
+            guarantee: config.guarantee,
+            producer,
+            in_flight,
+            store,
+            changelog_topic: config.changelog(),
+            interval: Duration::from_millis(config.commit_interval_ms),
+            call_timeout: Duration::from_millis(config.transaction_timeout_ms),
+            last: Instant::now(),
+            open: false,
+            aborts_in_a_row: 0,
+        };
+        if committer.guarantee == Guarantee::ExactlyOnce {
+            committer
+                .producer
+                .init_transactions(committer.call_timeout)
+                .map_err(|e| anyhow::anyhow!("initialising Kafka transactions: {e}"))?;
+            committer.begin().map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok(committer)
+    }
+
+    pub fn guarantee(&self) -> Guarantee {
+        self.guarantee
+    }
+
+    /// Whether the commit interval has passed since the last commit.
+    pub fn due(&self) -> bool {
+        self.last.elapsed() >= self.interval
+    }
+
+    fn begin(&mut self) -> Result<(), CommitError> {
+        if self.guarantee == Guarantee::ExactlyOnce && !self.open {
+            self.producer.begin_transaction().map_err(classify)?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Commits everything handed over so far (see the module documentation), waiting at most
+    /// `wait` for outstanding acknowledgements. `mode`: at-least-once offset commit (sync on
+    /// revocation and shutdown).
+    pub fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        wait: Duration,
+        mode: CommitMode,
+    ) -> Result<(), CommitError> {
+        let started = Instant::now();
+        self.last = started;
+        if let Err(e) = self.in_flight.drain(wait) {
+            return Err(match self.guarantee {
+                Guarantee::ExactlyOnce => CommitError::Abortable(e.to_string()),
+                Guarantee::AtLeastOnce => CommitError::Fatal(e.to_string()),
+            });
+        }
+        let settled = self.in_flight.take_settled();
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let result = match self.guarantee {
+            Guarantee::ExactlyOnce => self.commit_transaction(consumer, &settled),
+            Guarantee::AtLeastOnce => self.commit_offsets(consumer, &settled, mode),
+        };
+        metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.aborts_in_a_row = 0;
+            metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
+        }
+        result
+    }
+
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        settled: &Settled,
+    ) -> Result<(), CommitError> {
+        let (done, _wake) = mpsc::channel();
+        // Acknowledged or not, the transaction's commit flushes them and fails if one failed.
+        let _tracker = changelog::write(
+            &self.producer,
+            &self.changelog_topic,
+            &self.store,
+            &settled.dirty,
+            done,
+        );
+        if !settled.offsets.is_empty() {
+            let metadata = consumer.group_metadata().ok_or_else(|| {
+                CommitError::Fatal("the consumer has no group metadata".to_owned())
+            })?;
+            let offsets = next_offsets(settled)?;
+            self.retrying(|p, t| p.send_offsets_to_transaction(&offsets, &metadata, t))?;
+        }
+        self.retrying(|p, t| p.commit_transaction(t))?;
+        self.open = false;
+        self.begin()
+    }
+
+    fn commit_offsets<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        settled: &Settled,
+        mode: CommitMode,
+    ) -> Result<(), CommitError> {
+        let (done, wake) = mpsc::channel();
+        if let Some(tracker) = changelog::write(
+            &self.producer,
+            &self.changelog_topic,
+            &self.store,
+            &settled.dirty,
+            done,
+        ) {
+            // The changelog before the offsets: never a committed offset ahead of the state.
+            let _ = wake.recv_timeout(self.call_timeout);
+            if !tracker.is_done() {
+                return Err(CommitError::Fatal(format!(
+                    "changelog writes not acknowledged within {} ms",
+                    self.call_timeout.as_millis()
+                )));
+            }
+            if let Some(error) = tracker.failure() {
+                return Err(CommitError::Fatal(format!(
+                    "changelog write failed: {error}"
+                )));
+            }
+        }
+        if settled.offsets.is_empty() {
+            return Ok(());
+        }
+        let offsets = next_offsets(settled)?;
+        match consumer.commit(&offsets, mode) {
+            Ok(()) => Ok(()),
+            // The group is rebalancing or the coordinator moved: the next commit (or the new
+            // owner, from the last committed offset; the changelog is ahead) covers it.
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; the events after the last commit are read again (and recognised as applied)");
+                Ok(())
+            }
+        }
+    }
+
+    /// Aborts the open transaction (exactly-once) once nothing handed over is still being
+    /// produced, forgets what was in flight and opens the next one. The caller rewinds.
+    pub fn abort(&mut self, why: &str) -> Result<(), CommitError> {
+        tracing::warn!(
+            reason = why,
+            "aborting the transaction: the work since the last commit is done again"
+        );
+        metrics::counter!(names::COMMITS, "outcome" => "aborted").increment(1);
+        self.aborts_in_a_row += 1;
+        self.in_flight
+            .abandon_all(self.call_timeout)
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        if self.guarantee == Guarantee::ExactlyOnce && self.open {
+            self.retrying(|p, t| p.abort_transaction(t))?;
+            self.open = false;
+        }
+        self.last = Instant::now();
+        if self.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
+            return Err(CommitError::Fatal(format!(
+                "{} commits in a row aborted; the last because: {why}",
+                self.aborts_in_a_row
+            )));
+        }
+        self.begin()
+    }
+
+    /// Runs a transaction call, again while it fails with a retriable error, until the
+    /// call timeout has passed in all.
+    fn retrying(
+        &self,
+        call: impl Fn(&ThreadedProducer<DeliveryContext>, Duration) -> Result<(), KafkaError>,
+    ) -> Result<(), CommitError> {
+        let deadline = Instant::now() + self.call_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match call(&self.producer, left) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && !left.is_zero() => {
+                    tracing::debug!(error = %e, "transaction call failed; retrying");
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+    }
+}
+
+/// The offsets to commit: one past the last processed record of each partition.
+fn next_offsets(settled: &Settled) -> Result<TopicPartitionList, CommitError> {
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in &settled.offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(offset + 1))
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+    }
+    Ok(tpl)
+}
+
+/// As librdkafka classifies it: fatal (fenced included) or abortable.
+fn classify(e: KafkaError) -> CommitError {
+    match &e {
+        KafkaError::Transaction(rd) if rd.is_fatal() => CommitError::Fatal(format!(
+            "fatal transaction error ({:?}; fenced by a newer instance, or the transaction timed out): {rd}",
+            rd.code()
+        )),
+        KafkaError::Transaction(rd) if rd.txn_requires_abort() => {
+            CommitError::Abortable(rd.to_string())
+        }
+        KafkaError::Transaction(rd)
+            if matches!(
+                rd.code(),
+                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
+            ) =>
+        {
+            CommitError::Fatal(format!("fenced: {rd}"))
+        }
+        _ => CommitError::Abortable(e.to_string()),
+    }
+}
