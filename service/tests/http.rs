@@ -1443,3 +1443,46 @@ async fn concurrent_requests_batched_together_each_get_their_own_rows_values() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn tails_of_a_restoring_partition_answer_503_restoring_and_others_are_served() {
+    let service = Service::new(|_| {});
+    let app = service.app();
+    stream_telemetry(&service.ctx, "CMAPSS-7", 1..=25); // partition 3
+    stream_telemetry(&service.ctx, "CMAPSS-8", 1..=25);
+    service
+        .ctx
+        .store
+        .with_entry("CMAPSS-8", |e| e.partition = Some(4));
+
+    service.ctx.store.set_restoring(&[3], true);
+    for reply in [
+        get(&app, "/tails/CMAPSS-7").await,
+        post(
+            &app,
+            "/score",
+            &json!({"model": "engine-rul", "tail": "CMAPSS-7"}),
+        )
+        .await,
+        // A tail not held may belong to the restoring partition.
+        get(&app, "/tails/N00000").await,
+    ] {
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "restoring"),
+            "{}",
+            reply.text
+        );
+        assert_eq!(reply.headers["retry-after"], "1");
+    }
+    let other = get(&app, "/tails/CMAPSS-8").await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+
+    service.ctx.store.set_restoring(&[3], false);
+    assert_eq!(get(&app, "/tails/CMAPSS-7").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&app, "/tails/N00000").await.code(),
+        "unknown_tail",
+        "restored: an unknown tail is unknown again"
+    );
+}
