@@ -90,7 +90,7 @@ fn the_watch_thread_picks_up_new_and_removed_versions() {
     wait_for("2");
     std::fs::remove_dir_all(v2).unwrap();
     wait_for("1");
-    watcher.stop();
+    watcher.stop().expect("the watch thread did not panic");
 }
 
 #[test]

@@ -57,24 +57,16 @@ use crate::config::KafkaConfig;
 use crate::metrics::names;
 use crate::scoring::{Batcher, RowInfo};
 use crate::store::{SourceRef, TailEntry};
+use crate::supervisor::ThreadEnd;
 
 /// A running pipeline; stop it to drain, commit and join.
 #[derive(Debug)]
 pub struct PipelineHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
-    /// Notified (with a stored permit) when the pipeline thread ends, however it ends.
-    ended: Arc<tokio::sync::Notify>,
+    /// Told when the pipeline thread ends, however it ends (a panic too).
+    ended: ThreadEnd,
     pub stats: Arc<PipelineStats>,
-}
-
-/// Notifies the pipeline's end when dropped: after `run` returns, and on a panic too.
-struct EndGuard(Arc<tokio::sync::Notify>);
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.0.notify_one();
-    }
 }
 
 impl PipelineHandle {
@@ -87,7 +79,7 @@ impl PipelineHandle {
     /// side, which must not poll. Only one waiter is woken.
     pub async fn finished(&self) {
         if !self.is_finished() {
-            self.ended.notified().await;
+            self.ended.ended().await;
         }
     }
 
@@ -219,8 +211,8 @@ impl Pipeline {
             errors: LogLimit::new(log_limit::INTERVAL),
         };
         let stop_flag = Arc::clone(&stop);
-        let ended = Arc::new(tokio::sync::Notify::new());
-        let guard = EndGuard(Arc::clone(&ended));
+        let ended = ThreadEnd::default();
+        let guard = ended.guard();
         let thread = std::thread::Builder::new()
             .name("kafka-pipeline".to_owned())
             .spawn(move || {
