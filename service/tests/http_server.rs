@@ -108,10 +108,16 @@ impl Drop for Child {
 }
 
 /// Spawns `command` (a `fleetscore serve`) with its stderr captured, and reads the stderr
-/// lines until "HTTP listening": the child, the rest of its stderr lines, and its address.
+/// lines until "HTTP listening": the child, the rest of its stderr lines, its address, and the
+/// lines read so far.
 fn spawn_until_listening(
     mut command: Command,
-) -> (Child, std::sync::mpsc::Receiver<String>, SocketAddr) {
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    SocketAddr,
+    Vec<String>,
+) {
     let mut child = Child(
         command
             .env("RUST_LOG", "info")
@@ -136,14 +142,17 @@ fn spawn_until_listening(
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("no 'HTTP listening' line:\n{}", log.join("\n")));
-        if line.contains("HTTP listening")
-            && let Some(addr) = line.split("addr=").nth(1)
-        {
-            break addr.split_whitespace().next().unwrap().parse().unwrap();
-        }
+        let listening = line.contains("HTTP listening");
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .map(|addr| addr.split_whitespace().next().unwrap().parse().unwrap());
         log.push(line);
+        if listening && let Some(addr) = addr {
+            break addr;
+        }
     };
-    (child, rx, addr)
+    (child, rx, addr, log)
 }
 
 #[test]
@@ -156,7 +165,7 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
     command
         .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
         .env("FLEETSCORE_MODELS_DIR", models.path());
-    let (mut child, rx, addr) = spawn_until_listening(command);
+    let (mut child, rx, addr, _) = spawn_until_listening(command);
     let deadline = Instant::now() + Duration::from_secs(60);
 
     // Ready once the models are validated (in child processes) and loaded.
@@ -199,6 +208,61 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
         let _ = rx.recv_timeout(Duration::from_millis(50));
     };
     assert!(exit.success(), "exit status {exit}");
+}
+
+/// A model file that is not ONNX at all: `GET /models` says why in a sentence naming the
+/// file relative to its package — no absolute path, none of the protobuf decoder's words —
+/// and the service's log has the whole error (validated in a child process, as in production).
+#[test]
+fn a_rejection_tells_clients_why_without_paths_and_the_log_the_whole_error() {
+    let models = tempfile::tempdir().unwrap();
+    for (name, version) in [("engine-rul", "2"), ("delay-risk", "1")] {
+        common::publish(models.path(), name, version, name, version);
+    }
+    let bad = common::publish(models.path(), "engine-rul", "2", "engine-rul", "3");
+    let noise: Vec<u8> = (0..4096).map(|i| (i * 7919 % 251) as u8).collect();
+    common::replace_model(&bad, &noise);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    command
+        .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
+        .env("FLEETSCORE_MODELS_DIR", models.path());
+    let (child, rx, addr, mut log) = spawn_until_listening(command);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rejected = loop {
+        let (status, text) = http(addr, "GET", "/models", None);
+        assert_eq!(status, 200, "{text}");
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        let found = reply["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["version"] == "3" && m["state"] == "rejected")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "never rejected: {text}");
+        std::thread::yield_now();
+    };
+    assert_eq!(rejected["reason"], "load_failed", "{rejected}");
+    assert_eq!(
+        rejected["message"], "the model does not load: model.onnx: not a valid ONNX model",
+        "{rejected}"
+    );
+    let text = rejected.to_string();
+    let dir = models.path().to_str().unwrap();
+    let canonical = models.path().canonicalize().unwrap();
+    assert!(!text.contains(dir), "{text}");
+    assert!(!text.contains(canonical.to_str().unwrap()), "{text}");
+    assert!(!text.to_lowercase().contains("protobuf"), "{text}");
+
+    log.extend(stop_binary(child, rx));
+    let line = log
+        .iter()
+        .find(|l| l.contains("model version rejected") && l.contains("version=3"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{}", log.join("\n")));
+    assert!(line.contains(dir), "{line}");
+    assert!(line.to_lowercase().contains("protobuf"), "{line}");
 }
 
 // ------------------------------------------------------------------ connection limits
@@ -451,7 +515,7 @@ fn start_binary(
         ])
         .arg(config)
         .env("FLEETSCORE_MODELS_DIR", models);
-    let (child, rx, addr) = spawn_until_listening(command);
+    let (child, rx, addr, _) = spawn_until_listening(command);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, text) = http(addr, "GET", "/readyz", None);

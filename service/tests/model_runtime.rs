@@ -37,7 +37,7 @@ fn a_crashing_or_hanging_validator_is_a_rejection_not_a_crash() {
         memory_limit_mb: 512,
     };
     let err = crash.validate(dir.path()).unwrap_err();
-    assert!(matches!(err, ModelError::Validator(_)));
+    assert!(matches!(err, ModelError::Validator { .. }));
     assert!(err.to_string().contains("killed by signal 11"), "{err}");
 
     let hang = ChildValidator {
