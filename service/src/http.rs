@@ -99,6 +99,12 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
         .routes(routes!(admin::set_pin, admin::unpin))
         .routes(routes!(admin::promote))
         .routes(routes!(admin::rollback));
+    #[cfg(feature = "fault-injection")]
+    let open = if crate::fault::armed(crate::fault::Fault::HttpHandlerPanic) {
+        open.route("/fault/panic", axum::routing::get(injected_panic))
+    } else {
+        open
+    };
     let (router, api) = guarded.merge(open).split_for_parts();
     let max_body = http.max_body_bytes;
     let scorer = Arc::new(scorer::Scorer::start()?);
@@ -145,6 +151,12 @@ fn warn_if_body_limit_is_small(http: &crate::config::HttpConfig) {
              allow ~{ROW_BYTES} bytes per row"
         );
     }
+}
+
+/// `GET /fault/panic` with the fault `http-handler-panic` armed.
+#[cfg(feature = "fault-injection")]
+async fn injected_panic() -> &'static str {
+    panic!("injected fault: a handler panics")
 }
 
 async fn no_route(req: Request) -> ApiError {

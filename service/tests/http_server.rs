@@ -661,3 +661,105 @@ fn the_binary_refuses_nonsense_http_settings_naming_the_key() {
         assert!(!stderr.contains("HTTP listening"), "{stderr}");
     }
 }
+
+// ------------------------------------------------------------------ injected faults
+
+/// Starts the binary (`serve --no-kafka`, no models) with the fault `fault` armed.
+#[cfg(feature = "fault-injection")]
+fn start_with_fault(
+    fault: &str,
+    models: &std::path::Path,
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    SocketAddr,
+    Vec<String>,
+) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    command
+        .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
+        .env("FLEETSCORE_MODELS_DIR", models)
+        .env("FLEETSCORE_FAULT", fault);
+    spawn_until_listening(command)
+}
+
+/// (feature `fault-injection`) The real binary's HTTP accept loop panics: the process exits
+/// non-zero, its log naming the task and the panic.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_panicking_http_accept_loop_ends_the_process_non_zero_with_the_reason() {
+    let models = tempfile::tempdir().unwrap();
+    let (mut child, rx, addr, mut log) = start_with_fault("http-accept-panic", models.path());
+    // Accepted, then the loop panics (the connection may or may not be answered).
+    let _ = try_http(addr, "GET", "/healthz", None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running with its accept loop gone:\n{}",
+            log.join("\n")
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            log.push(line);
+        }
+    };
+    log.extend(rx.iter());
+    let log = log.join("\n");
+    assert_eq!(exit.code(), Some(1), "{log}");
+    let failed = log
+        .lines()
+        .find(|l| l.contains("essential task failed"))
+        .unwrap_or_else(|| panic!("no supervisor error:\n{log}"));
+    assert!(failed.contains("task=\"http\""), "{failed}");
+    assert!(
+        failed.contains("panicked: injected fault: the HTTP accept loop panics"),
+        "{failed}"
+    );
+    assert!(
+        log.contains("Error: essential task `http`"),
+        "no error on stderr:\n{log}"
+    );
+}
+
+/// (feature `fault-injection`) A handler of the real binary panics: that request gets a 500
+/// with the JSON error body (the panic's message only in the log), counted; the connection
+/// and the server carry on, and SIGTERM still ends the process cleanly.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_panicking_handler_gets_a_json_500_and_the_server_carries_on() {
+    let models = tempfile::tempdir().unwrap();
+    let (child, rx, addr, mut log) = start_with_fault("http-handler-panic", models.path());
+    let mut conn = KeepAlive::connect(addr);
+    let (status, head, body) = conn.request("GET", "/fault/panic").unwrap();
+    assert_eq!(status, 500, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["code"], "internal", "{body}");
+    assert!(
+        !body.contains("injected"),
+        "the panic's message leaked: {body}"
+    );
+    // The same connection, and a new one, are still served.
+    assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+    let (status, metrics) = http(addr, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "fleetscore_http_requests_total{method=\"GET\",route=\"/fault/panic\",status=\"500\"} 1"
+        ),
+        "{metrics}"
+    );
+    log.extend(stop_binary(child, rx));
+    let log = log.join("\n");
+    assert!(
+        log.contains("injected fault: a handler panics"),
+        "the panic is not in the log:\n{log}"
+    );
+}

@@ -139,6 +139,8 @@ pub async fn run(
     let mut paused: Option<Pin<Box<Sleep>>> = None;
     let mut connections = JoinSet::new();
     let mut upkeep = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+    #[cfg(feature = "fault-injection")]
+    let panic_on_accept = crate::fault::armed(crate::fault::Fault::HttpAcceptPanic);
     loop {
         tokio::select! {
             biased;
@@ -153,6 +155,10 @@ pub async fn run(
             }
             accepted = listener.accept(), if paused.is_none() => match accepted {
                 Ok((tcp, peer)) => {
+                    #[cfg(feature = "fault-injection")]
+                    if panic_on_accept {
+                        panic!("injected fault: the HTTP accept loop panics");
+                    }
                     backoff = MIN_BACKOFF;
                     while let Some(ended) = connections.try_join_next() {
                         reaped(ended);
