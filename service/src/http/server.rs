@@ -4,7 +4,9 @@
 //! - **Connections**: at most `max_connections` open at once, capped by the process's
 //!   file-descriptor limit less [`FD_RESERVE`] (the registry, the Kafka clients, the
 //!   validator's pipes need theirs), so the accept loop never meets `EMFILE` through its own
-//!   connections. Beyond the cap a new connection is closed at once; open ones keep working.
+//!   connections. With the cap reached, a new connection takes the place of the longest-idle
+//!   keep-alive connection (one between requests), as production servers do: that one is
+//!   closed. If none is idle, the new connection is closed at once; open ones keep working.
 //! - **Header read timeout**: a request's head must arrive within `header_read_timeout_ms` of
 //!   its first byte — of the connection's opening for the first request (slowloris).
 //! - **Idle timeout**: a keep-alive connection with no request for `idle_timeout_ms` is closed,
@@ -19,12 +21,13 @@
 //! ([`Activity`]: a phase and since when, plain stores by the connection's own task), and one
 //! watchdog in the accept loop looks at them all when the next deadline comes, closing the
 //! late ones. Nothing is shared between connections on the request path: each has its own
-//! close signal (shutdown), not a token they would all poll.
+//! close signal (eviction, shutdown), not a token they would all poll.
 //!
 //! Body timeouts are per request (`limits`, `middleware`): 408 on every route.
 //!
-//! Over 400 lines on purpose: one concept (a connection's life: accepted or refused, watched,
-//! served, drained), read top to bottom, with its unit tests last.
+//! Over 400 lines on purpose: one concept (a connection's life: accepted, refused or admitted
+//! in an idle one's place, watched, served, drained), read top to bottom, with its unit tests
+//! last.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -66,6 +69,10 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Warnings of one kind (connections refused, accept errors) at most this often; the
 /// metrics count every one.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// At most this many evicted connections closing at once (their file descriptors count
+/// beyond `max_connections` until they have; [`FD_RESERVE`] has room for them).
+const MAX_CLOSING: usize = 16;
 
 /// The watchdog looks at most this often: deadlines closer together are served by one look.
 const WATCHDOG_RESOLUTION: Duration = Duration::from_millis(5);
@@ -141,7 +148,9 @@ pub async fn run(
     let open_gauge = metrics::gauge!(names::HTTP_CONNECTIONS);
     metrics::gauge!(names::HTTP_MAX_CONNECTIONS).set(settings.max_connections as f64);
     let refused = metrics::counter!(names::HTTP_CONNECTIONS_REFUSED);
+    let evicted = metrics::counter!(names::HTTP_CONNECTIONS_EVICTED);
     let mut refused_log = Throttle::default();
+    let mut evicted_log = Throttle::default();
     let mut accept_log = Throttle::default();
     let mut backoff = MIN_BACKOFF;
     let mut paused: Option<Pin<Box<Sleep>>> = None;
@@ -179,18 +188,30 @@ pub async fn run(
                         open.reaped(ended);
                     }
                     if tasks.len() >= settings.max_connections {
-                        // Closed at once: the fd comes straight back.
-                        drop(tcp);
-                        refused.increment(1);
-                        if let Some(more) = refused_log.hit(Instant::now()) {
-                            tracing::warn!(
-                                %peer,
-                                max_connections = settings.max_connections,
-                                refused_since_last_warning = more,
-                                "HTTP connection limit reached; closing new connections"
-                            );
+                        if open.evict_longest_idle() {
+                            evicted.increment(1);
+                            if let Some(more) = evicted_log.hit(Instant::now()) {
+                                tracing::warn!(
+                                    max_connections = settings.max_connections,
+                                    evicted_since_last_warning = more,
+                                    "HTTP connection limit reached; closing the longest-idle \
+                                     keep-alive connection for a new one"
+                                );
+                            }
+                        } else {
+                            // Closed at once: the fd comes straight back.
+                            drop(tcp);
+                            refused.increment(1);
+                            if let Some(more) = refused_log.hit(Instant::now()) {
+                                tracing::warn!(
+                                    %peer,
+                                    max_connections = settings.max_connections,
+                                    refused_since_last_warning = more,
+                                    "HTTP connection limit reached; closing new connections"
+                                );
+                            }
+                            continue;
                         }
-                        continue;
                     }
                     // Small responses must not wait for Nagle's algorithm.
                     let _ = tcp.set_nodelay(true);
@@ -253,8 +274,8 @@ pub async fn run(
 #[derive(Debug)]
 struct Conn {
     activity: Arc<Activity>,
-    /// Dropped to have it finish gracefully (at shutdown).
-    _close: oneshot::Sender<()>,
+    /// Sent (or dropped) to have it finish gracefully; `None` once it was (evicted).
+    close: Option<oneshot::Sender<()>>,
     abort: AbortHandle,
     /// Closed by the watchdog; waiting to be reaped.
     aborted: bool,
@@ -264,6 +285,8 @@ struct Conn {
 #[derive(Debug, Default)]
 struct Open {
     conns: HashMap<tokio::task::Id, Conn>,
+    /// Evicted and not ended yet (an idle connection ends as soon as its task runs).
+    closing: usize,
 }
 
 impl Open {
@@ -277,7 +300,7 @@ impl Open {
             abort.id(),
             Conn {
                 activity,
-                _close: close,
+                close: Some(close),
                 abort,
                 aborted: false,
             },
@@ -289,8 +312,33 @@ impl Open {
             Ok((id, ())) => *id,
             Err(e) => e.id(),
         };
-        self.conns.remove(&id);
+        if self.conns.remove(&id).is_some_and(|c| c.close.is_none()) {
+            self.closing -= 1;
+        }
         reaped(ended.map(|_| ()));
+    }
+
+    /// Closes (gracefully) the keep-alive connection idle the longest, if one is idle and
+    /// fewer than [`MAX_CLOSING`] evicted ones are still closing; whether one was.
+    fn evict_longest_idle(&mut self) -> bool {
+        if self.closing >= MAX_CLOSING {
+            return false;
+        }
+        let longest = self
+            .conns
+            .values_mut()
+            .filter(|c| c.close.is_some() && !c.aborted)
+            .filter_map(|c| c.activity.idle_since().map(|since| (since, c)))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, conn)) = longest else {
+            return false;
+        };
+        if let Some(close) = conn.close.take() {
+            let _ = close.send(());
+        }
+        self.closing += 1;
+        tracing::debug!("evicting an idle HTTP connection");
+        true
     }
 
     /// Closes the connections whose header, idle or send timeout has passed at `now`; when to
@@ -358,8 +406,8 @@ impl Throttle {
     }
 }
 
-/// Serves one connection until it ends, is closed (drained at shutdown: `close` fires), or
-/// the watchdog aborts it.
+/// Serves one connection until it ends, is closed (evicted, or drained at shutdown: `close`
+/// fires), or the watchdog aborts it.
 async fn connection(
     tcp: TcpStream,
     app: App,
@@ -426,7 +474,7 @@ enum Phase {
     Idle = 3,
 }
 
-/// What a connection is doing and since when, for the watchdog. Written by
+/// What a connection is doing and since when, for the watchdog and for eviction. Written by
 /// the connection's own task only (hyper polls the handler and the response body there too),
 /// so a change is two plain stores; the accept loop reads it.
 #[derive(Debug)]
@@ -482,6 +530,12 @@ impl Activity {
     /// A handler has the request (no clock needed: the watchdog leaves it alone).
     fn handling(&self) {
         self.phase.store(Phase::Handling as u8, Ordering::Release);
+    }
+
+    /// Since when the connection is idle, if it is.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.phase() == Phase::Idle)
+            .then(|| self.opened + Duration::from_millis(self.since.load(Ordering::Relaxed)))
     }
 
     /// `Ok(its next deadline)`, or why to close the connection now.
@@ -661,10 +715,12 @@ mod tests {
         // First request: the header clock runs from the opening.
         assert_eq!(a.check(at(50), &s), Ok(at(100)));
         assert_eq!(a.check(at(100), &s), Err(TimedOut::Header));
+        assert_eq!(a.idle_since(), None, "not idle: never evicted");
         // A request came, was answered at 200 ms: idle until 1200 ms.
         a.set(Phase::Idle, 200);
         assert_eq!(a.check(at(250), &s), Ok(at(1200)));
         assert_eq!(a.check(at(1200), &s), Err(TimedOut::Idle));
+        assert_eq!(a.idle_since(), Some(at(200)));
         // The next head started at 1100 ms: 100 ms for it.
         a.read();
         a.set(Phase::Head, 1100);
@@ -673,9 +729,10 @@ mod tests {
         // A response stuck for the idle timeout.
         a.set(Phase::Sending, 300);
         assert_eq!(a.check(at(1300), &s), Err(TimedOut::Send));
-        // A handler running: never closed by the watchdog.
+        // A handler running: never closed by the watchdog, never evicted.
         a.handling();
         assert_eq!(a.check(at(5000), &s), Ok(at(5100)));
+        assert_eq!(a.idle_since(), None);
     }
 
     #[test]

@@ -320,6 +320,11 @@ impl KeepAlive {
             self.stream,
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
         )?;
+        self.response()
+    }
+
+    /// Reads a response (by `Content-Length`): status, headers, body.
+    pub fn response(&mut self) -> std::io::Result<(u16, String, String)> {
         let mut received = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
