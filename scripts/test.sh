@@ -60,3 +60,8 @@ scripts/http-checks.sh --max-examples 50
 step "pytest training/tests"
 # Parity with onnxruntime in Python, feature-set versions.
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests
+
+step "cargo test with injected faults (a panicking HTTP accept loop, a panicking handler)"
+# Last: this rebuilds target/release/fleetscore with `fault-injection`, which the checks above
+# must not run (the feature is never in a shipped build).
+cargo test --release -p fleetscore --features fault-injection --test http_server

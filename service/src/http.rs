@@ -13,8 +13,9 @@
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
 //! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
 //!   requests that arrive together into one backend call per model.
-//! - [`limits`]: load shedding, timeouts (the request's; its body's), and the hand-off of big
-//!   bodies to blocking threads; [`json`]: request bodies; [`path`]: path parameters;
+//! - [`middleware`]: the one middleware around every handler (metrics, panics, and the limits
+//!   of [`limits`]: load shedding, timeouts — the request's, its body's — and the hand-off of
+//!   big bodies to blocking threads); [`json`]: request bodies; [`path`]: path parameters;
 //!   [`error`]: the JSON error body.
 //! - [`server`]: the connection loop (hyper): connection limit (capped by the fd limit),
 //!   header-read and idle timeouts, accept errors, graceful drain.
@@ -22,8 +23,8 @@
 //! Scoring and OIP routes are subject to the concurrency limit and the timeout; probes,
 //! metrics and admin calls are not (a busy instance must still answer its probes, and an
 //! operator must be able to roll back an overloaded one). Every response that the router
-//! produces and that is an error carries a JSON body; hyper's own answers to requests it
-//! cannot parse (400, 414, 431) have none (see the README).
+//! produces and that is an error carries a JSON body ([`App`]); hyper's own answers to requests
+//! it cannot parse (400, 414, 431) have none (see the README).
 
 pub mod admin;
 pub mod error;
@@ -31,6 +32,7 @@ pub mod health;
 pub mod json;
 pub mod limits;
 pub mod lookup;
+pub mod middleware;
 pub mod models;
 pub mod oip;
 pub mod openapi;
@@ -41,40 +43,66 @@ pub mod server;
 pub mod state_info;
 pub mod tails;
 
-use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{FromRef, Request};
+use axum::handler::HandlerWithoutStateExt;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use axum::{BoxError, Router};
+use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Service;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppContext;
 use error::ApiError;
 use limits::Limits;
+use middleware::Middleware;
+use scorer::Scorer;
 
 /// How long open connections may take to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The service's routes (and the scoring thread behind them).
-pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
+/// What the handlers share: the service's context and the scoring thread.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub ctx: Arc<AppContext>,
+    pub scorer: Arc<Scorer>,
+}
+
+impl FromRef<ApiState> for Arc<AppContext> {
+    fn from_ref(state: &ApiState) -> Self {
+        Arc::clone(&state.ctx)
+    }
+}
+
+impl FromRef<ApiState> for Arc<Scorer> {
+    fn from_ref(state: &ApiState) -> Self {
+        Arc::clone(&state.scorer)
+    }
+}
+
+/// The service's routes (and the scoring thread behind them), each under the one
+/// [`Middleware`]: the API routes with the concurrency limit and the request timeout, the
+/// others without.
+pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
     crate::metrics::install();
     let http = &ctx.config.http;
     // `Config::load` refuses these already; a config built in code must not panic here.
     http.validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e:#}")))?;
-    let limits = Arc::new(Limits::new(
-        http.concurrency_limit,
-        Duration::from_millis(http.request_timeout_ms),
-    ));
+    let timeout = Duration::from_millis(http.request_timeout_ms);
+    let limits = Arc::new(Limits::new(http.concurrency_limit, timeout));
     let guarded = OpenApiRouter::new()
         .routes(routes!(score::score))
         .routes(routes!(oip::server_metadata))
@@ -86,10 +114,7 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
         .routes(routes!(oip::infer_version))
         .routes(routes!(tails::tail))
         .routes(routes!(models::models))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&limits),
-            limits::guard,
-        ));
+        .layer(Middleware::api(limits));
     let open = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -99,22 +124,23 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<Router> {
         .routes(routes!(admin::set_pin, admin::unpin))
         .routes(routes!(admin::promote))
         .routes(routes!(admin::rollback));
+    #[cfg(feature = "fault-injection")]
+    let open = if crate::fault::armed(crate::fault::Fault::HttpHandlerPanic) {
+        open.route("/fault/panic", axum::routing::get(injected_panic))
+    } else {
+        open
+    };
+    let open = open
+        .fallback_service(no_route.into_service())
+        .layer(Middleware::open(timeout));
     let (router, api) = guarded.merge(open).split_for_parts();
-    let max_body = http.max_body_bytes;
-    let scorer = Arc::new(scorer::Scorer::start()?);
-    let routes = router
-        .merge(openapi::router(openapi::finish(api, &ctx.config.http)))
-        .fallback(no_route)
-        .layer(Extension(scorer))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(limits, limits::deadline))
-        .layer(middleware::from_fn(observe))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(ctx);
-    // Outside the routes: a route's 405 gets its `Allow` header only on the way out of it.
-    Ok(Router::new()
-        .fallback_service(routes)
-        .layer(middleware::from_fn(json_errors)))
+    let docs =
+        openapi::router(openapi::finish(api, &ctx.config.http)).layer(Middleware::open(timeout));
+    let state = ApiState {
+        scorer: Arc::new(Scorer::start()?),
+        ctx,
+    };
+    Ok(App(router.merge(docs).with_state(state)))
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains open requests (for at
@@ -125,10 +151,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = app(Arc::clone(&ctx))?;
+    let app = app(Arc::clone(&ctx))?;
     warn_if_body_limit_is_small(&ctx.config.http);
     let settings = server::Settings::new(&ctx.config.http, DRAIN_TIMEOUT);
-    server::run(listener, router, settings, shutdown).await
+    server::run(listener, app, settings, shutdown).await
 }
 
 /// A `/score` row of a 100-feature set is about 2.2 KB of JSON; a body limit that cannot hold
@@ -147,6 +173,12 @@ fn warn_if_body_limit_is_small(http: &crate::config::HttpConfig) {
     }
 }
 
+/// `GET /fault/panic` with the fault `http-handler-panic` armed.
+#[cfg(feature = "fault-injection")]
+async fn injected_panic() -> &'static str {
+    panic!("injected fault: a handler panics")
+}
+
 async fn no_route(req: Request) -> ApiError {
     ApiError::NoRoute {
         method: req.method().to_string(),
@@ -154,43 +186,86 @@ async fn no_route(req: Request) -> ApiError {
     }
 }
 
-fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
-    let detail = err
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| err.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
-    ApiError::Internal(format!("handler panicked: {detail}")).into_response()
-}
+/// The HTTP API as one service: the router, with a JSON error body given on the way out to the
+/// error responses the router makes itself (axum's 405, whose `Allow` header is only added out
+/// here, after the routes' middleware).
+#[derive(Debug, Clone)]
+pub struct App(Router);
 
-/// Counts every request by method, route (the pattern, not the path) and status, and times it.
-async fn observe(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(req).await;
-    crate::metrics::record_request(
-        method.as_str(),
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        response.status().as_u16(),
-        start.elapsed(),
-    );
-    response
-}
+impl<B> Service<axum::http::Request<B>> for App
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AppFuture;
 
-/// Turns an error response that is not JSON (axum's own 405, for one) into the JSON error
-/// body, keeping its status and headers (such as `Allow`).
-async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return response;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> AppFuture {
+        AppFuture::Routing {
+            inner: self.0.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The response of [`App`].
+    #[project = AppFutureProj]
+    pub enum AppFuture {
+        Routing { #[pin] inner: RouteFuture<Infallible> },
+        // The rare error response that is not JSON yet, its body being read.
+        Converting { inner: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl Future for AppFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                AppFutureProj::Routing { inner } => {
+                    let Ok(response) = ready!(inner.poll(cx));
+                    if is_json_or_no_error(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    self.set(AppFuture::Converting {
+                        inner: Box::pin(json_error(response)),
+                    });
+                }
+                AppFutureProj::Converting { inner } => return inner.as_mut().poll(cx).map(Ok),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for AppFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AppFuture::Routing { .. } => "AppFuture::Routing",
+            AppFuture::Converting { .. } => "AppFuture::Converting",
+        })
+    }
+}
+
+fn is_json_or_no_error(response: &Response) -> bool {
+    let status = response.status();
+    !(status.is_client_error() || status.is_server_error())
+        || response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// An error response that is not JSON (axum's own 405, for one) as the JSON error body,
+/// keeping its status and headers (such as `Allow`).
+async fn json_error(response: Response) -> Response {
+    let status = response.status();
     let (mut parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text);

@@ -21,6 +21,8 @@
 //! - [`metrics`]: the Prometheus recorder behind every metric, rendered by `GET /metrics`.
 //! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
 //!   child process) and the hot-swapping [`model::Registry`].
+//! - `fault` (feature `fault-injection`, tests only): faults injected on demand
+//!   (`FLEETSCORE_FAULT`), such as a panicking HTTP accept loop.
 //!
 //! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
 //! their own modules; see the README for what works today.
@@ -28,6 +30,8 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod http;
 pub mod kafka;
 #[cfg(feature = "lake")]

@@ -1,7 +1,7 @@
 //! The long-running service's lifecycle, which `serve` and `demo` run alike: start the registry
-//! watcher, the shared state, the signal handler and the HTTP server ([`Running`]); wait for a
-//! broker and for models; run the Kafka pipeline as an essential task; supervise; stop, within
-//! bounds.
+//! watcher, the shared state, the signal handler and the HTTP server ([`Running`]), the first
+//! and the last as essential tasks; wait for a broker and for models; run the Kafka pipeline as
+//! an essential task; supervise; stop, within bounds.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::kafka::Pipeline;
 use crate::model::registry::Watcher;
 use crate::model::{Registry, RegistryConfig};
 use crate::store::StateStore;
-use crate::supervisor::Essentials;
+use crate::supervisor::{Essentials, panic_message};
 
 /// Beyond `shutdown_timeout_ms`, how long the pipeline may take to stop (its drain, commit and
 /// close are bounded by `shutdown_timeout_ms` already; this covers the threads' ends).
@@ -27,6 +27,11 @@ const SUPERVISOR_MARGIN: Duration = Duration::from_secs(2);
 /// How long stopping the registry's watch thread may take (it may be in the middle of a scan).
 const WATCHER_STOP: Duration = Duration::from_secs(2);
 
+/// The essential task names, as the log's `task` field shows them.
+pub const HTTP_TASK: &str = "http";
+pub const KAFKA_TASK: &str = "kafka";
+pub const WATCHER_TASK: &str = "registry-watcher";
+
 /// What `serve` and `demo` run alike: the model registry and its directory watcher, the shared
 /// state, the signal handler and the HTTP server, listening; and the essential tasks that
 /// [`Running::supervise`] watches.
@@ -34,7 +39,6 @@ pub struct Running {
     pub ctx: Arc<AppContext>,
     /// Cancelled by SIGINT/SIGTERM, by [`Running::stop`], or when an essential task ends.
     pub shutdown: CancellationToken,
-    watcher: Watcher,
     tasks: Essentials,
 }
 
@@ -45,8 +49,9 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Starts everything but the Kafka pipeline; the HTTP server is the essential task `http`.
-    /// `kafka`: readiness also waits for the pipeline's first assignment.
+    /// Starts everything but the Kafka pipeline; the HTTP server is the essential task `http`,
+    /// the registry's watch thread `registry-watcher`. `kafka`: readiness also waits for the
+    /// pipeline's first assignment.
     pub async fn start(
         config: Config,
         registry: RegistryConfig,
@@ -68,12 +73,12 @@ impl Running {
             .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
         tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
         let mut tasks = Essentials::default();
+        tasks.spawn(WATCHER_TASK, supervise_watcher(watcher, shutdown.clone()));
         let http = crate::http::serve(Arc::clone(&ctx), listener, shutdown.clone());
-        tasks.spawn("http", async move { http.await.context("HTTP server") });
+        tasks.spawn(HTTP_TASK, async move { http.await.context("HTTP server") });
         Ok(Self {
             ctx,
             shutdown,
-            watcher,
             tasks,
         })
     }
@@ -88,15 +93,13 @@ impl Running {
     }
 
     /// Runs until shutdown is asked for or an essential task ends (see
-    /// [`Essentials::supervise`]), then stops the watcher. Bounded: everything stops within
-    /// `shutdown_timeout_ms` and a few seconds, or is left behind with an error.
+    /// [`Essentials::supervise`]). Bounded: everything stops within `shutdown_timeout_ms` and a
+    /// few seconds, or is left behind with an error.
     pub async fn supervise(self) -> anyhow::Result<()> {
         let grace = Duration::from_millis(self.ctx.config.kafka.shutdown_timeout_ms)
             + PIPELINE_STOP_MARGIN
             + SUPERVISOR_MARGIN;
-        let result = self.tasks.supervise(&self.shutdown, grace).await;
-        stop_watcher(self.watcher).await;
-        result
+        self.tasks.supervise(&self.shutdown, grace).await
     }
 
     /// Asks everything to stop and waits for it (as [`Running::supervise`] does).
@@ -106,13 +109,43 @@ impl Running {
     }
 }
 
+/// The registry's watch thread as an essential task: until shutdown, then it stops the thread
+/// (waiting at most [`WATCHER_STOP`]). The thread ends only when stopped, so an end before
+/// shutdown (a panic) is an error with the panic's message.
+pub(crate) async fn supervise_watcher(
+    watcher: Watcher,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let asked = tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = watcher.finished() => false,
+    };
+    if asked {
+        stop_watcher(watcher).await;
+        return Ok(());
+    }
+    // It has ended: the join does not wait.
+    match watcher.stop() {
+        Err(panic) => anyhow::bail!(
+            "the model registry's watch thread panicked: {}",
+            panic_message(&*panic)
+        ),
+        Ok(()) => anyhow::bail!("the model registry's watch thread ended"),
+    }
+}
+
 /// Stops the registry's watch thread, waiting at most [`WATCHER_STOP`].
 async fn stop_watcher(watcher: Watcher) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("watcher-stop".to_owned())
         .spawn(move || {
-            watcher.stop();
+            if let Err(panic) = watcher.stop() {
+                tracing::warn!(
+                    panic = panic_message(&*panic),
+                    "the model registry's watch thread had panicked"
+                );
+            }
             let _ = tx.send(());
         });
     if spawned.is_err() || tokio::time::timeout(WATCHER_STOP, rx).await.is_err() {

@@ -14,6 +14,7 @@
 //!   thread; [`serving`]: what scores a name (serving + shadow); [`status`]: what each version
 //!   is, as the API shows it; [`versions`]: the order of versions.
 
+use std::path::Path;
 use std::sync::Arc;
 
 pub mod backend;
@@ -38,14 +39,20 @@ pub use status::{ModelState, ModelStatus};
 pub type Source = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Why a model version cannot serve, or why scoring failed. `Display` gives the context and
-/// the underlying error's text on one line (what `GET /models` and dead letters show);
-/// `source()` gives the underlying error itself.
+/// the underlying error's text on one line, paths included (what logs and dead letters show);
+/// `source()` gives the underlying error itself; [`ModelError::reason`] a short sentence with
+/// neither paths nor a backend's own words (what `GET /models` shows).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     #[error("manifest: {0}")]
     Manifest(String),
-    #[error("a file of the package is outside its directory: {0}")]
-    PathOutsidePackage(String),
+    #[error("a file of the package is outside its directory: `{file}` {}",
+        .resolved.as_deref().map_or("is not a plain file name".to_owned(), |to| format!("resolves to {to}")))]
+    PathOutsidePackage {
+        file: String,
+        /// Where it leads (a symlink's target), if it is a plain name at all.
+        resolved: Option<String>,
+    },
     #[error("model file changed or incomplete: sha256 is {actual}, the manifest says {expected}")]
     Checksum { expected: String, actual: String },
     #[error("files changed less than a moment ago (still being copied?): {0}")]
@@ -71,8 +78,12 @@ pub enum ModelError {
     Golden(String),
     #[error("non-finite output: {0}")]
     NonFinite(String),
-    #[error("validator process: {0}")]
-    Validator(String),
+    #[error("validator process: {what}{}", .stderr.as_deref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Validator {
+        what: String,
+        /// The end of the child's standard error, for the log.
+        stderr: Option<String>,
+    },
     #[error("scoring failed: {}", joined(.context, .source.as_ref()))]
     Scoring {
         context: String,
@@ -92,7 +103,7 @@ impl ModelError {
     pub fn class(&self) -> &'static str {
         match self {
             ModelError::Manifest(_) => "manifest",
-            ModelError::PathOutsidePackage(_) => "path_outside_package",
+            ModelError::PathOutsidePackage { .. } => "path_outside_package",
             ModelError::Checksum { .. } => "checksum_mismatch",
             ModelError::Incomplete(_) => "incomplete",
             ModelError::BackendUnavailable { .. } => "backend_unavailable",
@@ -102,9 +113,58 @@ impl ModelError {
             ModelError::Output(_) => "output_mismatch",
             ModelError::Golden(_) => "golden_mismatch",
             ModelError::NonFinite(_) => "non_finite_output",
-            ModelError::Validator(_) => "validator_failed",
+            ModelError::Validator { .. } => "validator_failed",
             ModelError::Scoring { .. } => "scoring_failed",
             ModelError::Io { .. } => "io",
+        }
+    }
+
+    /// Why a version is rejected, for clients: one sentence naming files relative to the
+    /// package in `package` and none of the backend's own words (the protobuf decoder's, ONNX
+    /// Runtime's, a validator child's standard error) — `Display` has those, for the log.
+    pub fn reason(&self, package: &Path) -> String {
+        match self {
+            ModelError::PathOutsidePackage { file, resolved } => match resolved {
+                Some(_) => format!("`{file}` leads outside the package directory"),
+                None => format!("`{file}` is not a plain file name"),
+            },
+            ModelError::BackendUnavailable { backend, .. } => {
+                format!("backend {backend} is not available on this instance")
+            }
+            // The context is ours (which file, which step); the source is the backend's.
+            ModelError::Load { context, .. } => format!("the model does not load: {context}"),
+            ModelError::Scoring { context, .. } if context.is_empty() => {
+                "scoring failed in the backend".to_owned()
+            }
+            ModelError::Scoring { context, .. } => format!("scoring failed: {context}"),
+            ModelError::Validator { what, .. } => format!("validator process: {what}"),
+            ModelError::Io { path, source } => match relative_to(Path::new(path), package) {
+                Some(file) => format!("{}: {source}", file.display()),
+                None => format!("I/O error: {source}"),
+            },
+            ModelError::Manifest(_)
+            | ModelError::Checksum { .. }
+            | ModelError::Incomplete(_)
+            | ModelError::Input(_)
+            | ModelError::Features(_)
+            | ModelError::Output(_)
+            | ModelError::Golden(_)
+            | ModelError::NonFinite(_) => self.to_string(),
+        }
+    }
+
+    /// The same error, about `file` (a name in the package): a load failure says which file.
+    pub(crate) fn in_file(self, file: &str) -> Self {
+        match self {
+            ModelError::Load { context, source } => ModelError::Load {
+                context: if context.is_empty() {
+                    file.to_owned()
+                } else {
+                    format!("{file}: {context}")
+                },
+                source,
+            },
+            other => other,
         }
     }
 
@@ -159,6 +219,14 @@ impl PartialEq for ModelError {
     fn eq(&self, other: &Self) -> bool {
         self.class() == other.class() && self.to_string() == other.to_string()
     }
+}
+
+/// `path` relative to the package directory `package` (as given or canonical), if inside it.
+fn relative_to<'a>(path: &'a Path, package: &Path) -> Option<&'a Path> {
+    path.strip_prefix(package).ok().or_else(|| {
+        let canonical = package.canonicalize().ok()?;
+        path.strip_prefix(canonical).ok()
+    })
 }
 
 /// `context: source: its source...`, the whole chain on one line.

@@ -1,15 +1,20 @@
-//! The supervisor of the service's essential tasks (the HTTP server, the Kafka side): one that
-//! ends, fails or panics before shutdown was asked for ends the service, named in the log and
-//! in the error; at shutdown, the others get a bounded time to end.
+//! The supervisor of the service's essential tasks (the HTTP server, the Kafka side, the model
+//! registry's watch thread): one that ends, fails or panics before shutdown was asked for ends
+//! the service, named in the log and in the error; at shutdown, the others get a bounded time
+//! to end. Threads take part through a [`ThreadEnd`], which tells the async side when they end.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-/// The tasks the service cannot run without (the HTTP server, the Kafka side), each named.
+/// The tasks the service cannot run without (the HTTP server, the Kafka side, the registry's
+/// watch thread), each named.
 #[derive(Default)]
 pub struct Essentials {
     set: JoinSet<anyhow::Result<()>>,
@@ -105,13 +110,62 @@ fn join_error(e: JoinError) -> String {
     if !e.is_panic() {
         return "cancelled".to_owned();
     }
-    let panic = e.into_panic();
-    let message = panic
+    format!("panicked: {}", panic_message(&*e.into_panic()))
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
         .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned());
-    format!("panicked: {message}")
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// When a thread ends, for the async side, which must not block on a join: the thread holds
+/// the [`EndGuard`] of [`ThreadEnd::guard`], which marks the end when dropped — after the
+/// thread's function returns, and while a panic unwinds too.
+#[derive(Debug, Default)]
+pub struct ThreadEnd(Arc<EndState>);
+
+#[derive(Debug, Default)]
+struct EndState {
+    ended: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl ThreadEnd {
+    /// The guard to move into the thread (one per thread).
+    pub fn guard(&self) -> EndGuard {
+        EndGuard(Arc::clone(&self.0))
+    }
+
+    /// Completes once the guard has been dropped (at once if it already was), for any number
+    /// of waiters, any number of times.
+    pub async fn ended(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            // Created before the check: a notification between the two is not missed.
+            let notified = self.0.notify.notified();
+            if self.0.ended.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Marks its [`ThreadEnd`] when dropped.
+#[derive(Debug)]
+pub struct EndGuard(Arc<EndState>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0
+            .ended
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +233,44 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(format!("{err:#}"), "essential task `kafka`: no broker");
+    }
+
+    /// The registry's watch thread, supervised as `serve` does it: when it panics, the service
+    /// stops with its name and the panic; at shutdown it is stopped, and that is no error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_registry_watch_thread_ending_ends_the_service_with_its_name() {
+        use crate::lifecycle::{WATCHER_TASK, supervise_watcher};
+        use crate::model::{Registry, RegistryConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::new(RegistryConfig::new(dir.path())));
+        let shutdown = CancellationToken::new();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let watcher = registry.watch(Duration::from_secs(3600)).unwrap();
+        let mut tasks = Essentials::default();
+        tasks.spawn("http", well_behaved(&shutdown, &stopped));
+        watcher.inject_panic();
+        tasks.spawn(WATCHER_TASK, supervise_watcher(watcher, shutdown.clone()));
+        let err = tasks
+            .supervise(&shutdown, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "essential task `registry-watcher`: the model registry's watch thread panicked: \
+             injected into the watch thread"
+        );
+        assert!(stopped.load(Ordering::Acquire), "the others are stopped");
+
+        let shutdown = CancellationToken::new();
+        let watcher = registry.watch(Duration::from_secs(3600)).unwrap();
+        let mut tasks = Essentials::default();
+        tasks.spawn(WATCHER_TASK, supervise_watcher(watcher, shutdown.clone()));
+        shutdown.cancel();
+        tasks
+            .supervise(&shutdown, Duration::from_secs(10))
+            .await
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

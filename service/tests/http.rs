@@ -209,7 +209,7 @@ async fn rows_before_or_after_the_model_name_are_read_alike() {
 }
 
 /// `POST /score` with `body` as it is (JSON content type).
-async fn post_raw(app: &axum::Router, body: impl Into<Body>) -> Reply {
+async fn post_raw(app: &fleetscore::http::App, body: impl Into<Body>) -> Reply {
     let request = Request::post("/score")
         .header("content-type", "application/json")
         .body(body.into())
@@ -971,7 +971,7 @@ async fn admin_calls_need_the_token_and_are_off_without_one() {
     );
 }
 
-async fn scored_version(app: &axum::Router) -> String {
+async fn scored_version(app: &fleetscore::http::App) -> String {
     let (rows, _) = golden_rows("engine-rul", "2");
     let reply = post(
         app,

@@ -108,10 +108,16 @@ impl Drop for Child {
 }
 
 /// Spawns `command` (a `fleetscore serve`) with its stderr captured, and reads the stderr
-/// lines until "HTTP listening": the child, the rest of its stderr lines, and its address.
+/// lines until "HTTP listening": the child, the rest of its stderr lines, its address, and the
+/// lines read so far.
 fn spawn_until_listening(
     mut command: Command,
-) -> (Child, std::sync::mpsc::Receiver<String>, SocketAddr) {
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    SocketAddr,
+    Vec<String>,
+) {
     let mut child = Child(
         command
             .env("RUST_LOG", "info")
@@ -136,14 +142,17 @@ fn spawn_until_listening(
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| panic!("no 'HTTP listening' line:\n{}", log.join("\n")));
-        if line.contains("HTTP listening")
-            && let Some(addr) = line.split("addr=").nth(1)
-        {
-            break addr.split_whitespace().next().unwrap().parse().unwrap();
-        }
+        let listening = line.contains("HTTP listening");
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .map(|addr| addr.split_whitespace().next().unwrap().parse().unwrap());
         log.push(line);
+        if listening && let Some(addr) = addr {
+            break addr;
+        }
     };
-    (child, rx, addr)
+    (child, rx, addr, log)
 }
 
 #[test]
@@ -156,7 +165,7 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
     command
         .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
         .env("FLEETSCORE_MODELS_DIR", models.path());
-    let (mut child, rx, addr) = spawn_until_listening(command);
+    let (mut child, rx, addr, _) = spawn_until_listening(command);
     let deadline = Instant::now() + Duration::from_secs(60);
 
     // Ready once the models are validated (in child processes) and loaded.
@@ -199,6 +208,61 @@ fn the_binary_serves_http_only_and_stops_on_sigterm() {
         let _ = rx.recv_timeout(Duration::from_millis(50));
     };
     assert!(exit.success(), "exit status {exit}");
+}
+
+/// A model file that is not ONNX at all: `GET /models` says why in a sentence naming the
+/// file relative to its package — no absolute path, none of the protobuf decoder's words —
+/// and the service's log has the whole error (validated in a child process, as in production).
+#[test]
+fn a_rejection_tells_clients_why_without_paths_and_the_log_the_whole_error() {
+    let models = tempfile::tempdir().unwrap();
+    for (name, version) in [("engine-rul", "2"), ("delay-risk", "1")] {
+        common::publish(models.path(), name, version, name, version);
+    }
+    let bad = common::publish(models.path(), "engine-rul", "2", "engine-rul", "3");
+    let noise: Vec<u8> = (0..4096).map(|i| (i * 7919 % 251) as u8).collect();
+    common::replace_model(&bad, &noise);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    command
+        .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
+        .env("FLEETSCORE_MODELS_DIR", models.path());
+    let (child, rx, addr, mut log) = spawn_until_listening(command);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rejected = loop {
+        let (status, text) = http(addr, "GET", "/models", None);
+        assert_eq!(status, 200, "{text}");
+        let reply: Value = serde_json::from_str(&text).unwrap();
+        let found = reply["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["version"] == "3" && m["state"] == "rejected")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "never rejected: {text}");
+        std::thread::yield_now();
+    };
+    assert_eq!(rejected["reason"], "load_failed", "{rejected}");
+    assert_eq!(
+        rejected["message"], "the model does not load: model.onnx: not a valid ONNX model",
+        "{rejected}"
+    );
+    let text = rejected.to_string();
+    let dir = models.path().to_str().unwrap();
+    let canonical = models.path().canonicalize().unwrap();
+    assert!(!text.contains(dir), "{text}");
+    assert!(!text.contains(canonical.to_str().unwrap()), "{text}");
+    assert!(!text.to_lowercase().contains("protobuf"), "{text}");
+
+    log.extend(stop_binary(child, rx));
+    let line = log
+        .iter()
+        .find(|l| l.contains("model version rejected") && l.contains("version=3"))
+        .unwrap_or_else(|| panic!("no rejection logged:\n{}", log.join("\n")));
+    assert!(line.contains(dir), "{line}");
+    assert!(line.to_lowercase().contains("protobuf"), "{line}");
 }
 
 // ------------------------------------------------------------------ connection limits
@@ -312,15 +376,17 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     .await;
 }
 
+/// At the connection cap with no connection idle (each is in the middle of a request head),
+/// a new connection is closed at once, unanswered; the open ones keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_max_connections_new_connections_are_closed_and_open_ones_keep_working() {
+async fn beyond_max_connections_with_none_idle_new_connections_are_closed() {
     let server = Server::start(|c| c.http.max_connections = 4).await;
     let addr = server.addr;
     blocking(move || {
         let mut open: Vec<KeepAlive> = (0..4)
             .map(|_| {
                 let mut conn = KeepAlive::connect(addr);
-                assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+                write!(conn.stream, "GET /healthz HTTP/1.1\r\n").unwrap();
                 conn
             })
             .collect();
@@ -337,7 +403,8 @@ async fn beyond_max_connections_new_connections_are_closed_and_open_ones_keep_wo
             }
         }
         for conn in &mut open {
-            assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+            write!(conn.stream, "Host: localhost\r\nContent-Length: 0\r\n\r\n").unwrap();
+            assert_eq!(conn.response().unwrap().0, 200);
         }
         let (status, _, metrics) = open[0].request("GET", "/metrics").unwrap();
         assert_eq!(status, 200);
@@ -348,22 +415,59 @@ async fn beyond_max_connections_new_connections_are_closed_and_open_ones_keep_wo
             .parse()
             .unwrap();
         assert!(refused >= 3.0, "{metrics}");
+    })
+    .await;
+}
 
-        // Two leave: a new client gets in (once the server has seen them go).
-        open.truncate(2);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok((200, _)) = try_http(addr, "GET", "/healthz", None) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no room after connections closed"
-            );
-        }
-        for conn in &mut open {
-            assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
-        }
+/// At the connection cap with idle keep-alive connections, a new client is answered at once:
+/// the connection idle the longest is closed to make room, then the next longest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_connections_a_new_client_takes_the_place_of_the_longest_idle_connection() {
+    let server = Server::start(|c| {
+        c.http.max_connections = 2;
+        // Neither timeout may close anything during the test.
+        c.http.header_read_timeout_ms = 60_000;
+        c.http.idle_timeout_ms = 60_000;
+    })
+    .await;
+    let addr = server.addr;
+    blocking(move || {
+        let mut a = KeepAlive::connect(addr);
+        assert_eq!(a.request("GET", "/healthz").unwrap().0, 200);
+        let mut b = KeepAlive::connect(addr);
+        assert_eq!(b.request("GET", "/healthz").unwrap().0, 200);
+        // The cap is full of idle connections; `a` has been idle the longest.
+        let mut c = KeepAlive::connect(addr);
+        assert_eq!(
+            c.request("GET", "/healthz").unwrap().0,
+            200,
+            "a new client waits for an idle connection to time out"
+        );
+        assert!(
+            a.wait_closed(Duration::from_secs(10)).is_some(),
+            "the longest-idle connection is closed"
+        );
+        // Now `b` has been idle the longest (`c` was answered after it).
+        let mut d = KeepAlive::connect(addr);
+        assert_eq!(d.request("GET", "/healthz").unwrap().0, 200);
+        assert!(
+            b.wait_closed(Duration::from_secs(10)).is_some(),
+            "the next longest-idle connection is closed"
+        );
+        let (status, _, metrics) = c.request("GET", "/metrics").unwrap();
+        assert_eq!(status, 200, "the newer connection is still open");
+        let count = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        // (The recorder is shared by the tests of this binary: at least these two.)
+        assert!(
+            count("fleetscore_http_connections_evicted_total") >= 2.0,
+            "{metrics}"
+        );
+        assert_eq!(d.request("GET", "/healthz").unwrap().0, 200);
     })
     .await;
 }
@@ -451,7 +555,7 @@ fn start_binary(
         ])
         .arg(config)
         .env("FLEETSCORE_MODELS_DIR", models);
-    let (child, rx, addr) = spawn_until_listening(command);
+    let (child, rx, addr, _) = spawn_until_listening(command);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, text) = http(addr, "GET", "/readyz", None);
@@ -596,4 +700,106 @@ fn the_binary_refuses_nonsense_http_settings_naming_the_key() {
         assert!(stderr.contains(key), "{line}: {stderr}");
         assert!(!stderr.contains("HTTP listening"), "{stderr}");
     }
+}
+
+// ------------------------------------------------------------------ injected faults
+
+/// Starts the binary (`serve --no-kafka`, no models) with the fault `fault` armed.
+#[cfg(feature = "fault-injection")]
+fn start_with_fault(
+    fault: &str,
+    models: &std::path::Path,
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    SocketAddr,
+    Vec<String>,
+) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
+    command
+        .args(["serve", "--no-kafka", "--http-addr", "127.0.0.1:0"])
+        .env("FLEETSCORE_MODELS_DIR", models)
+        .env("FLEETSCORE_FAULT", fault);
+    spawn_until_listening(command)
+}
+
+/// (feature `fault-injection`) The real binary's HTTP accept loop panics: the process exits
+/// non-zero, its log naming the task and the panic.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_panicking_http_accept_loop_ends_the_process_non_zero_with_the_reason() {
+    let models = tempfile::tempdir().unwrap();
+    let (mut child, rx, addr, mut log) = start_with_fault("http-accept-panic", models.path());
+    // Accepted, then the loop panics (the connection may or may not be answered).
+    let _ = try_http(addr, "GET", "/healthz", None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running with its accept loop gone:\n{}",
+            log.join("\n")
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            log.push(line);
+        }
+    };
+    log.extend(rx.iter());
+    let log = log.join("\n");
+    assert_eq!(exit.code(), Some(1), "{log}");
+    let failed = log
+        .lines()
+        .find(|l| l.contains("essential task failed"))
+        .unwrap_or_else(|| panic!("no supervisor error:\n{log}"));
+    assert!(failed.contains("task=\"http\""), "{failed}");
+    assert!(
+        failed.contains("panicked: injected fault: the HTTP accept loop panics"),
+        "{failed}"
+    );
+    assert!(
+        log.contains("Error: essential task `http`"),
+        "no error on stderr:\n{log}"
+    );
+}
+
+/// (feature `fault-injection`) A handler of the real binary panics: that request gets a 500
+/// with the JSON error body (the panic's message only in the log), counted; the connection
+/// and the server carry on, and SIGTERM still ends the process cleanly.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_panicking_handler_gets_a_json_500_and_the_server_carries_on() {
+    let models = tempfile::tempdir().unwrap();
+    let (child, rx, addr, mut log) = start_with_fault("http-handler-panic", models.path());
+    let mut conn = KeepAlive::connect(addr);
+    let (status, head, body) = conn.request("GET", "/fault/panic").unwrap();
+    assert_eq!(status, 500, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["code"], "internal", "{body}");
+    assert!(
+        !body.contains("injected"),
+        "the panic's message leaked: {body}"
+    );
+    // The same connection, and a new one, are still served.
+    assert_eq!(conn.request("GET", "/healthz").unwrap().0, 200);
+    let (status, metrics) = http(addr, "GET", "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "fleetscore_http_requests_total{method=\"GET\",route=\"/fault/panic\",status=\"500\"} 1"
+        ),
+        "{metrics}"
+    );
+    log.extend(stop_binary(child, rx));
+    let log = log.join("\n");
+    assert!(
+        log.contains("injected fault: a handler panics"),
+        "the panic is not in the log:\n{log}"
+    );
 }

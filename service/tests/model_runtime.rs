@@ -37,7 +37,7 @@ fn a_crashing_or_hanging_validator_is_a_rejection_not_a_crash() {
         memory_limit_mb: 512,
     };
     let err = crash.validate(dir.path()).unwrap_err();
-    assert!(matches!(err, ModelError::Validator(_)));
+    assert!(matches!(err, ModelError::Validator { .. }));
     assert!(err.to_string().contains("killed by signal 11"), "{err}");
 
     let hang = ChildValidator {
@@ -90,7 +90,7 @@ fn the_watch_thread_picks_up_new_and_removed_versions() {
     wait_for("2");
     std::fs::remove_dir_all(v2).unwrap();
     wait_for("1");
-    watcher.stop();
+    watcher.stop().expect("the watch thread did not panic");
 }
 
 #[test]

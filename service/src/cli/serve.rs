@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
-use crate::lifecycle::{Running, run_pipeline};
+use crate::lifecycle::{KAFKA_TASK, Running, run_pipeline};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -51,7 +51,7 @@ async fn serve(config: Config, kafka: bool) -> anyhow::Result<()> {
     let mut running = Running::start(config, registry, kafka).await?;
     if kafka {
         let task = run_pipeline(Arc::clone(&running.ctx), running.shutdown.clone());
-        running.spawn_essential("kafka", task);
+        running.spawn_essential(KAFKA_TASK, task);
     }
     running.supervise().await?;
     tracing::info!("stopped");

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -27,13 +27,14 @@ use crate::model::ModelStatus;
 #[derive(Debug)]
 pub struct Admin;
 
-impl FromRequestParts<Arc<AppContext>> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    Arc<AppContext>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        ctx: &Arc<AppContext>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ctx = Arc::<AppContext>::from_ref(state);
         let Some(token) = &ctx.config.http.admin_token else {
             return Err(ApiError::AdminDisabled);
         };

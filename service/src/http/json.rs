@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
@@ -18,10 +18,15 @@ use crate::app::AppContext;
 #[derive(Debug)]
 pub struct JsonBody(pub Bytes);
 
-impl FromRequest<Arc<AppContext>> for JsonBody {
+impl<S: Send + Sync> FromRequest<S> for JsonBody
+where
+    Arc<AppContext>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &Arc<AppContext>) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ctx = Arc::<AppContext>::from_ref(state);
+        let limit = ctx.config.http.max_body_bytes;
         if let Some(value) = req.headers().get(header::CONTENT_TYPE) {
             let text = value.to_str().unwrap_or("");
             if !is_json(text) {
@@ -30,23 +35,46 @@ impl FromRequest<Arc<AppContext>> for JsonBody {
                 ));
             }
         }
-        match Bytes::from_request(req, state).await {
+        // Refused before a byte of it is read when its length is announced.
+        if content_length(req.headers()).is_some_and(|length| length > limit as u64) {
+            return Err(ApiError::BodyTooLarge(limit));
+        }
+        match axum::body::to_bytes(req.into_body(), limit).await {
             Ok(bytes) => Ok(JsonBody(bytes)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::BodyTooLarge(state.config.http.max_body_bytes))
-            }
-            Err(rejection) if super::limits::timed_out(&rejection) => {
-                let timeout = state.config.http.request_timeout_ms;
+            Err(e) if super::limits::timed_out(&e) => {
+                let timeout = ctx.config.http.request_timeout_ms;
                 metrics::counter!(crate::metrics::names::HTTP_BODY_TIMEOUTS).increment(1);
                 Err(ApiError::RequestTimeout(timeout))
             }
-            Err(rejection) => Err(ApiError::InvalidRequest {
-                message: format!("the body could not be read: {}", rejection.body_text()),
+            Err(e) if too_long(&e) => Err(ApiError::BodyTooLarge(limit)),
+            Err(e) => Err(ApiError::InvalidRequest {
+                message: format!("the body could not be read: {e}"),
                 field: None,
                 row: None,
             }),
         }
     }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Whether reading a body failed on the length limit.
+fn too_long(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `application/json`, `application/problem+json` and the like, with or without parameters.

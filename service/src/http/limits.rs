@@ -1,7 +1,7 @@
 //! Hardening of the API routes: a global concurrency limit that sheds load (503 at once rather
 //! than a queue), a request timeout, and the hand-off of CPU work (parsing big bodies, admin
 //! calls that wait for the registry) to the blocking thread pool; inference has its own thread
-//! ([`super::scorer`]).
+//! ([`super::scorer`]). [`super::middleware`] applies them to each request.
 //!
 //! The permit of a request travels with the work it hands off (to the blocking pool or the
 //! scorer): a request that times out answers 503 at once, but its permit is only released when
@@ -9,10 +9,12 @@
 //! whose request has gone (timed out, or the client left) is skipped when its turn comes
 //! rather than done for nobody, so the permits come back as soon as the queue reaches it.
 //!
-//! Every request body, on every route, must arrive within the request timeout ([`deadline`]):
-//! a client that stalls its upload gets 408 `request_timeout` (its fault), not the 503
-//! `timeout` of a service too slow to answer. The concurrency limit is taken before the body
-//! is read, so a shed request never buffers its body.
+//! Every request body, on every route, must arrive within the request timeout: a client that
+//! stalls its upload gets 408 `request_timeout` (its fault), not the 503 `timeout` of a service
+//! too slow to answer. On the API routes the request timeout itself tells the two apart (the
+//! permit records whether the body arrived); elsewhere the body has a deadline of its own
+//! ([`watch_body`]). The concurrency limit is taken before the body is read, so a shed request
+//! never buffers its body.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +23,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Frame, SizeHint};
 use metrics::Gauge;
@@ -49,15 +50,56 @@ impl Limits {
             timeout,
         }
     }
+
+    /// The request timeout (which also bounds every body's arrival).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A permit for one more request in flight, if the limit allows.
+    pub fn acquire(&self) -> Option<Permit> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        Some(Permit(Arc::new(Held::new(permit))))
+    }
+
+    /// The answer to a request shed at the limit: 503 `overloaded` (counted).
+    pub fn overloaded(&self) -> Response {
+        metrics::counter!(names::HTTP_SHED).increment(1);
+        ApiError::Overloaded(self.limit).into_response()
+    }
+
+    /// The answer to a request whose handler did not finish within the timeout: 408 if its
+    /// body had not arrived yet (the client's fault), else 503 `timeout`; counted.
+    pub fn timeout_response(&self, permit: &Permit) -> Response {
+        let ms = self.timeout.as_millis() as u64;
+        if permit.body_arrived() {
+            metrics::counter!(names::HTTP_TIMEOUTS).increment(1);
+            ApiError::Timeout(ms).into_response()
+        } else {
+            metrics::counter!(names::HTTP_BODY_TIMEOUTS).increment(1);
+            ApiError::RequestTimeout(ms).into_response()
+        }
+    }
 }
 
 /// A request's share of the concurrency limit; cloned into the work it starts.
 #[derive(Debug, Clone)]
-pub struct Permit(#[allow(dead_code)] Arc<Held>);
+pub struct Permit(Arc<Held>);
 
-/// The semaphore permit, counted in `fleetscore_http_in_flight` while held.
+impl Permit {
+    /// Whether the request's body has arrived whole.
+    fn body_arrived(&self) -> bool {
+        self.0.body_arrived.load(Ordering::Relaxed)
+    }
+}
+
+/// The semaphore permit, counted in `fleetscore_http_in_flight` while held; and whether the
+/// request's body has arrived (one allocation per request for both).
 #[derive(Debug)]
-pub struct Held(#[allow(dead_code)] OwnedSemaphorePermit);
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    body_arrived: AtomicBool,
+}
 
 /// `fleetscore_http_in_flight`, looked up once (the recorder is installed before the first
 /// request).
@@ -66,7 +108,10 @@ static IN_FLIGHT: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!(names::HTTP
 impl Held {
     fn new(permit: OwnedSemaphorePermit) -> Self {
         IN_FLIGHT.increment(1.0);
-        Held(permit)
+        Held {
+            _permit: permit,
+            body_arrived: AtomicBool::new(false),
+        }
     }
 }
 
@@ -76,59 +121,37 @@ impl Drop for Held {
     }
 }
 
-/// Middleware of the API routes: shed when full, give up after the timeout.
-pub async fn guard(State(limits): State<Arc<Limits>>, mut req: Request, next: Next) -> Response {
-    let Ok(permit) = Arc::clone(&limits.permits).try_acquire_owned() else {
-        metrics::counter!(names::HTTP_SHED).increment(1);
-        return ApiError::Overloaded(limits.limit).into_response();
-    };
-    req.extensions_mut()
-        .insert(Permit(Arc::new(Held::new(permit))));
-    let body = req.extensions().get::<BodyProgress>().cloned();
-    match tokio::time::timeout(limits.timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) if body.is_some_and(|b| !b.complete()) => body_timeout(limits.timeout),
-        Err(_) => {
-            metrics::counter!(names::HTTP_TIMEOUTS).increment(1);
-            ApiError::Timeout(limits.timeout.as_millis() as u64).into_response()
-        }
-    }
-}
-
-fn body_timeout(timeout: Duration) -> Response {
-    metrics::counter!(names::HTTP_BODY_TIMEOUTS).increment(1);
-    ApiError::RequestTimeout(timeout.as_millis() as u64).into_response()
-}
-
-/// Whether a request's body has arrived whole; in the request's extensions.
-#[derive(Debug, Clone)]
-pub struct BodyProgress(Arc<AtomicBool>);
-
-impl BodyProgress {
-    pub fn complete(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 /// The error a body gives when its deadline passes before its end.
 #[derive(Debug, thiserror::Error)]
 #[error("the body did not arrive in time")]
 pub struct BodyTimedOut;
 
-/// Middleware of every route: the body must arrive within the request timeout of the
-/// request's start (after that, reading it fails with [`BodyTimedOut`]).
-pub async fn deadline(State(limits): State<Arc<Limits>>, req: Request, next: Next) -> Response {
-    let until = Instant::now() + limits.timeout;
-    let (mut parts, body) = req.into_parts();
-    let progress = BodyProgress(Arc::new(AtomicBool::new(body.is_end_stream())));
-    parts.extensions.insert(progress.clone());
-    let body = Body::new(TimedBody {
-        inner: body,
-        until,
-        sleep: None,
-        progress,
-    });
-    next.run(Request::from_parts(parts, body)).await
+/// How a request's body is watched: see [`watch_body`].
+#[derive(Debug)]
+pub enum Watch {
+    /// Reading it fails with [`BodyTimedOut`] once this instant passes before its end.
+    Deadline(Instant),
+    /// Its arrival is recorded in the request's permit (the API routes: the request timeout
+    /// is the body's deadline too, so it needs no timer of its own).
+    Arrival(Permit),
+}
+
+/// `req` with its body watched by `watch`. A body that came whole with its head (none, or an
+/// empty one) is left as it is.
+pub fn watch_body(req: Request, watch: Watch) -> Request {
+    if req.body().is_end_stream() {
+        if let Watch::Arrival(permit) = &watch {
+            permit.0.body_arrived.store(true, Ordering::Relaxed);
+        }
+        return req;
+    }
+    req.map(|inner| {
+        Body::new(WatchedBody {
+            inner,
+            watch,
+            sleep: None,
+        })
+    })
 }
 
 /// Whether a failure to read a body was its deadline ([`BodyTimedOut`] in the chain).
@@ -143,16 +166,14 @@ pub fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A request body with a deadline. The timer is only armed once the body stalls (a body that
-/// came with its head never touches it).
-struct TimedBody {
+/// A request body under a [`Watch`]. A deadline's timer is only armed once the body stalls.
+struct WatchedBody {
     inner: Body,
-    until: Instant,
+    watch: Watch,
     sleep: Option<Pin<Box<Sleep>>>,
-    progress: BodyProgress,
 }
 
-impl HttpBody for TimedBody {
+impl HttpBody for WatchedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -162,12 +183,16 @@ impl HttpBody for TimedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            if frame.is_none() || this.inner.is_end_stream() {
-                this.progress.0.store(true, Ordering::Relaxed);
+            if let Watch::Arrival(permit) = &this.watch
+                && (frame.is_none() || this.inner.is_end_stream())
+            {
+                permit.0.body_arrived.store(true, Ordering::Relaxed);
             }
             return Poll::Ready(frame);
         }
-        let until = this.until;
+        let Watch::Deadline(until) = this.watch else {
+            return Poll::Pending;
+        };
         let sleep = this
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
@@ -224,16 +249,14 @@ pub async fn blocking<T: Send + 'static>(
 mod tests {
     use axum::Router;
     use axum::http::StatusCode;
-    use axum::middleware;
     use axum::routing::post;
     use tower::ServiceExt;
 
     use super::*;
+    use crate::http::middleware::Middleware;
 
-    /// `guard` and `deadline` around one route whose handler reads the body, then hangs.
-    /// Whichever fires first on a stalled body, the body's deadline or the request timeout,
-    /// the answer is the same 408.
-    fn app(limits: Arc<Limits>) -> Router {
+    /// One route whose handler reads the body, then hangs, under `middleware`.
+    fn app(middleware: Middleware) -> Router {
         Router::new()
             .route(
                 "/",
@@ -245,8 +268,7 @@ mod tests {
                     std::future::pending::<Response>().await
                 }),
             )
-            .layer(middleware::from_fn_with_state(Arc::clone(&limits), guard))
-            .layer(middleware::from_fn_with_state(limits, deadline))
+            .layer(middleware)
     }
 
     async fn status_and_code(app: Router, body: Body) -> (StatusCode, String) {
@@ -260,15 +282,23 @@ mod tests {
         (status, json["code"].as_str().unwrap().to_owned())
     }
 
+    /// On an API route the request timeout tells a slow handler (503) from a slow body (408);
+    /// elsewhere the body's own deadline makes reading it fail, and the handler says 408.
     #[tokio::test]
     async fn a_slow_handler_is_a_503_a_slow_body_a_408() {
         let limits = Arc::new(Limits::new(4, Duration::from_millis(100)));
+        let api = || app(Middleware::api(Arc::clone(&limits)));
         assert_eq!(
-            status_and_code(app(Arc::clone(&limits)), Body::from("{}")).await,
+            status_and_code(api(), Body::from("{}")).await,
             (StatusCode::SERVICE_UNAVAILABLE, "timeout".to_owned())
         );
         assert_eq!(
-            status_and_code(app(limits), Body::new(Stalled)).await,
+            status_and_code(api(), Body::new(Stalled)).await,
+            (StatusCode::REQUEST_TIMEOUT, "request_timeout".to_owned())
+        );
+        let open = app(Middleware::open(Duration::from_millis(100)));
+        assert_eq!(
+            status_and_code(open, Body::new(Stalled)).await,
             (StatusCode::REQUEST_TIMEOUT, "request_timeout".to_owned())
         );
     }

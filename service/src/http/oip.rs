@@ -252,7 +252,7 @@ pub struct InferOutput {
     ))]
 pub async fn infer(
     State(ctx): State<Arc<AppContext>>,
-    Extension(scorer): Extension<Arc<Scorer>>,
+    State(scorer): State<Arc<Scorer>>,
     ModelName(name): ModelName,
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,
@@ -275,7 +275,7 @@ pub async fn infer(
     ))]
 pub async fn infer_version(
     State(ctx): State<Arc<AppContext>>,
-    Extension(scorer): Extension<Arc<Scorer>>,
+    State(scorer): State<Arc<Scorer>>,
     path: ModelVersion,
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,

@@ -2,8 +2,6 @@
 //! annotations and the request and response types, completed with what only the running
 //! configuration knows (the batch limit).
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::header;
@@ -12,7 +10,6 @@ use serde_json::Value;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::app::AppContext;
 use crate::config::HttpConfig;
 
 /// The collected paths, with the document's title, description and security scheme.
@@ -42,7 +39,7 @@ pub fn finish(mut api: OpenApi, http: &HttpConfig) -> Value {
 }
 
 /// Serves `doc`, serialized once.
-pub fn router(doc: Value) -> Router<Arc<AppContext>> {
+pub fn router<S: Clone + Send + Sync + 'static>(doc: Value) -> Router<S> {
     let bytes = Bytes::from(serde_json::to_vec_pretty(&doc).expect("JSON serializes"));
     Router::new().route(
         "/openapi.json",

@@ -154,7 +154,7 @@ pub struct HypotheticalInfo {
 )]
 pub async fn score(
     State(ctx): State<Arc<AppContext>>,
-    Extension(scorer): Extension<Arc<Scorer>>,
+    State(scorer): State<Arc<Scorer>>,
     permit: Option<Extension<Permit>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {

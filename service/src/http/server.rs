@@ -4,7 +4,9 @@
 //! - **Connections**: at most `max_connections` open at once, capped by the process's
 //!   file-descriptor limit less [`FD_RESERVE`] (the registry, the Kafka clients, the
 //!   validator's pipes need theirs), so the accept loop never meets `EMFILE` through its own
-//!   connections. Beyond the cap a new connection is closed at once; open ones keep working.
+//!   connections. With the cap reached, a new connection takes the place of the longest-idle
+//!   keep-alive connection (one between requests), as production servers do: that one is
+//!   closed. If none is idle, the new connection is closed at once; open ones keep working.
 //! - **Header read timeout**: a request's head must arrive within `header_read_timeout_ms` of
 //!   its first byte — of the connection's opening for the first request (slowloris).
 //! - **Idle timeout**: a keep-alive connection with no request for `idle_timeout_ms` is closed,
@@ -15,36 +17,42 @@
 //! Why not hyper's own `header_read_timeout`: hyper 1 starts that timer as soon as it waits
 //! for a request head, including on an idle keep-alive connection, so it would also be the
 //! idle timeout. The two must differ (a short header timeout against slowloris; an idle
-//! timeout longer than a load balancer's), so a per-connection watchdog ([`Activity`]) keeps
-//! both, fed by the connection's reads and by the requests and responses passing through.
+//! timeout longer than a load balancer's), so each connection reports what it is doing
+//! ([`Activity`]: a phase and since when, plain stores by the connection's own task), and one
+//! watchdog in the accept loop looks at them all when the next deadline comes, closing the
+//! late ones. Nothing is shared between connections on the request path: each has its own
+//! close signal (eviction, shutdown), not a token they would all poll.
 //!
-//! Body timeouts are per request (`limits::deadline`): 408 on every route.
+//! Body timeouts are per request (`limits`, `middleware`): 408 on every route.
 //!
-//! Over 400 lines on purpose: one concept (a connection's life: accepted or refused, watched,
-//! served, drained), read top to bottom, with its unit tests (about 60 lines) last.
+//! Over 400 lines on purpose: one concept (a connection's life: accepted, refused or admitted
+//! in an idle one's place, watched, served, drained), read top to bottom, with its unit tests
+//! last.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::response::Response;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tower::Service;
 
+use super::{App, AppFuture};
 use crate::config::HttpConfig;
 use crate::metrics::names;
 
@@ -61,6 +69,13 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Warnings of one kind (connections refused, accept errors) at most this often; the
 /// metrics count every one.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// At most this many evicted connections closing at once (their file descriptors count
+/// beyond `max_connections` until they have; [`FD_RESERVE`] has room for them).
+const MAX_CLOSING: usize = 16;
+
+/// The watchdog looks at most this often: deadlines closer together are served by one look.
+const WATCHDOG_RESOLUTION: Duration = Duration::from_millis(5);
 
 /// Accepting pauses this long after an accept error, doubling up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -110,10 +125,10 @@ impl Settings {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`, then drains (see [`super::serve`]).
+/// Serves `app` on `listener` until `shutdown`, then drains (see [`super::serve`]).
 pub async fn run(
     listener: TcpListener,
-    router: Router,
+    app: App,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -130,22 +145,33 @@ pub async fn run(
     // The watchdog keeps the header timeout (see the module doc).
     builder.header_read_timeout(None);
     let builder = Arc::new(builder);
-    let open = metrics::gauge!(names::HTTP_CONNECTIONS);
+    let open_gauge = metrics::gauge!(names::HTTP_CONNECTIONS);
     metrics::gauge!(names::HTTP_MAX_CONNECTIONS).set(settings.max_connections as f64);
     let refused = metrics::counter!(names::HTTP_CONNECTIONS_REFUSED);
+    let evicted = metrics::counter!(names::HTTP_CONNECTIONS_EVICTED);
     let mut refused_log = Throttle::default();
+    let mut evicted_log = Throttle::default();
     let mut accept_log = Throttle::default();
     let mut backoff = MIN_BACKOFF;
     let mut paused: Option<Pin<Box<Sleep>>> = None;
-    let mut connections = JoinSet::new();
+    let mut tasks = JoinSet::new();
+    let mut open = Open::default();
+    let watchdog = tokio::time::sleep(settings.header_read_timeout.min(settings.idle_timeout));
+    tokio::pin!(watchdog);
     let mut upkeep = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+    #[cfg(feature = "fault-injection")]
+    let panic_on_accept = crate::fault::armed(crate::fault::Fault::HttpAcceptPanic);
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(ended) = connections.join_next() => {
-                reaped(ended);
-                open.set(connections.len() as f64);
+            Some(ended) = tasks.join_next_with_id() => {
+                open.reaped(ended);
+                open_gauge.set(tasks.len() as f64);
+            }
+            () = &mut watchdog => {
+                let next = open.watch(Instant::now(), &settings);
+                watchdog.as_mut().reset(next);
             }
             _ = upkeep.tick() => crate::metrics::upkeep(),
             () = async { paused.as_mut().expect("guarded").await }, if paused.is_some() => {
@@ -153,34 +179,58 @@ pub async fn run(
             }
             accepted = listener.accept(), if paused.is_none() => match accepted {
                 Ok((tcp, peer)) => {
-                    backoff = MIN_BACKOFF;
-                    while let Some(ended) = connections.try_join_next() {
-                        reaped(ended);
+                    #[cfg(feature = "fault-injection")]
+                    if panic_on_accept {
+                        panic!("injected fault: the HTTP accept loop panics");
                     }
-                    if connections.len() >= settings.max_connections {
-                        // Closed at once: the fd comes straight back.
-                        drop(tcp);
-                        refused.increment(1);
-                        if let Some(more) = refused_log.hit(Instant::now()) {
-                            tracing::warn!(
-                                %peer,
-                                max_connections = settings.max_connections,
-                                refused_since_last_warning = more,
-                                "HTTP connection limit reached; closing new connections"
-                            );
+                    backoff = MIN_BACKOFF;
+                    while let Some(ended) = tasks.try_join_next_with_id() {
+                        open.reaped(ended);
+                    }
+                    if tasks.len() >= settings.max_connections {
+                        if open.evict_longest_idle() {
+                            evicted.increment(1);
+                            if let Some(more) = evicted_log.hit(Instant::now()) {
+                                tracing::warn!(
+                                    max_connections = settings.max_connections,
+                                    evicted_since_last_warning = more,
+                                    "HTTP connection limit reached; closing the longest-idle \
+                                     keep-alive connection for a new one"
+                                );
+                            }
+                        } else {
+                            // Closed at once: the fd comes straight back.
+                            drop(tcp);
+                            refused.increment(1);
+                            if let Some(more) = refused_log.hit(Instant::now()) {
+                                tracing::warn!(
+                                    %peer,
+                                    max_connections = settings.max_connections,
+                                    refused_since_last_warning = more,
+                                    "HTTP connection limit reached; closing new connections"
+                                );
+                            }
+                            continue;
                         }
-                        continue;
                     }
                     // Small responses must not wait for Nagle's algorithm.
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(connection(
+                    let activity = Arc::new(Activity::new());
+                    let (close, closed) = oneshot::channel();
+                    let task = tasks.spawn(connection(
                         tcp,
-                        router.clone(),
+                        app.clone(),
                         Arc::clone(&builder),
-                        settings,
-                        shutdown.clone(),
+                        Arc::clone(&activity),
+                        closed,
                     ));
-                    open.set(connections.len() as f64);
+                    open.admitted(task, activity, close);
+                    // Its first head is due one header timeout from now.
+                    let due = Instant::now() + settings.header_read_timeout;
+                    if due < watchdog.deadline() {
+                        watchdog.as_mut().reset(due);
+                    }
+                    open_gauge.set(tasks.len() as f64);
                 }
                 Err(e) => {
                     let (kind, pause) = classify_accept_error(&e);
@@ -197,8 +247,11 @@ pub async fn run(
         }
     }
     drop(listener);
+    // Every connection is told to finish (its close signal goes with the table): idle ones
+    // close at once, the others after the request in flight.
+    drop(open);
     let drain = async {
-        while let Some(ended) = connections.join_next().await {
+        while let Some(ended) = tasks.join_next().await {
             reaped(ended);
         }
     };
@@ -208,13 +261,106 @@ pub async fn run(
     {
         tracing::warn!(
             timeout_s = settings.drain_timeout.as_secs(),
-            open = connections.len(),
+            open = tasks.len(),
             "HTTP connections still open after the drain timeout; closing them"
         );
-        connections.shutdown().await;
+        tasks.shutdown().await;
     }
-    open.set(0.0);
+    open_gauge.set(0.0);
     Ok(())
+}
+
+/// One open connection, as the accept loop knows it.
+#[derive(Debug)]
+struct Conn {
+    activity: Arc<Activity>,
+    /// Sent (or dropped) to have it finish gracefully; `None` once it was (evicted).
+    close: Option<oneshot::Sender<()>>,
+    abort: AbortHandle,
+    /// Closed by the watchdog; waiting to be reaped.
+    aborted: bool,
+}
+
+/// The open connections, by task.
+#[derive(Debug, Default)]
+struct Open {
+    conns: HashMap<tokio::task::Id, Conn>,
+    /// Evicted and not ended yet (an idle connection ends as soon as its task runs).
+    closing: usize,
+}
+
+impl Open {
+    fn admitted(
+        &mut self,
+        abort: AbortHandle,
+        activity: Arc<Activity>,
+        close: oneshot::Sender<()>,
+    ) {
+        self.conns.insert(
+            abort.id(),
+            Conn {
+                activity,
+                close: Some(close),
+                abort,
+                aborted: false,
+            },
+        );
+    }
+
+    fn reaped(&mut self, ended: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match &ended {
+            Ok((id, ())) => *id,
+            Err(e) => e.id(),
+        };
+        if self.conns.remove(&id).is_some_and(|c| c.close.is_none()) {
+            self.closing -= 1;
+        }
+        reaped(ended.map(|_| ()));
+    }
+
+    /// Closes (gracefully) the keep-alive connection idle the longest, if one is idle and
+    /// fewer than [`MAX_CLOSING`] evicted ones are still closing; whether one was.
+    fn evict_longest_idle(&mut self) -> bool {
+        if self.closing >= MAX_CLOSING {
+            return false;
+        }
+        let longest = self
+            .conns
+            .values_mut()
+            .filter(|c| c.close.is_some() && !c.aborted)
+            .filter_map(|c| c.activity.idle_since().map(|since| (since, c)))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, conn)) = longest else {
+            return false;
+        };
+        if let Some(close) = conn.close.take() {
+            let _ = close.send(());
+        }
+        self.closing += 1;
+        tracing::debug!("evicting an idle HTTP connection");
+        true
+    }
+
+    /// Closes the connections whose header, idle or send timeout has passed at `now`; when to
+    /// look again (the earliest deadline of the others, and never later than a header or idle
+    /// timeout from now, as a head may start on an idle connection at any moment).
+    fn watch(&mut self, now: Instant, settings: &Settings) -> Instant {
+        let mut next = now + settings.header_read_timeout.min(settings.idle_timeout);
+        for conn in self.conns.values_mut().filter(|c| !c.aborted) {
+            match conn.activity.check(now, settings) {
+                Ok(due) => next = next.min(due),
+                Err(reason) => {
+                    conn.abort.abort();
+                    conn.aborted = true;
+                    metrics::counter!(names::HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason.as_str())
+                        .increment(1);
+                    tracing::debug!(reason = reason.as_str(), "closing an HTTP connection");
+                }
+            }
+        }
+        // Deadlines close together are served by one look.
+        next.max(now + WATCHDOG_RESOLUTION)
+    }
 }
 
 fn reaped(ended: Result<(), tokio::task::JoinError>) {
@@ -260,6 +406,41 @@ impl Throttle {
     }
 }
 
+/// Serves one connection until it ends, is closed (evicted, or drained at shutdown: `close`
+/// fires), or the watchdog aborts it.
+async fn connection(
+    tcp: TcpStream,
+    app: App,
+    builder: Arc<http1::Builder>,
+    activity: Arc<Activity>,
+    mut close: oneshot::Receiver<()>,
+) {
+    let io = TokioIo::new(Tracked {
+        inner: tcp,
+        activity: Arc::clone(&activity),
+    });
+    let service = ConnService { app, activity };
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            // Sent or dropped alike: finish the request in flight, if any, then close.
+            _ = &mut close, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
 /// Why the watchdog closed a connection (the metric's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimedOut {
@@ -278,139 +459,98 @@ impl TimedOut {
     }
 }
 
-/// Serves one connection until it ends, the watchdog closes it, or shutdown drains it.
-async fn connection(
-    tcp: TcpStream,
-    router: Router,
-    builder: Arc<http1::Builder>,
-    settings: Settings,
-    shutdown: CancellationToken,
-) {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
-        inner: tcp,
-        activity: Arc::clone(&activity),
-    });
-    let service = ConnService {
-        router,
-        activity: Arc::clone(&activity),
-    };
-    let conn = builder.serve_connection(io, service);
-    tokio::pin!(conn);
-    let watchdog = tokio::time::sleep(settings.header_read_timeout.min(settings.idle_timeout));
-    tokio::pin!(watchdog);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "HTTP connection ended with an error");
-                }
-                return;
-            }
-            () = shutdown.cancelled(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = &mut watchdog => match activity.check(Instant::now(), &settings) {
-                Ok(next) => watchdog.as_mut().reset(next),
-                Err(reason) => {
-                    metrics::counter!(names::HTTP_CONNECTIONS_TIMED_OUT, "reason" => reason.as_str())
-                        .increment(1);
-                    tracing::debug!(reason = reason.as_str(), "closing an HTTP connection");
-                    return;
-                }
-            }
-        }
-    }
+/// What a connection is doing (HTTP/1.1: one request at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// A request head is arriving (from its first byte; the first request's from the
+    /// connection's opening).
+    Head = 0,
+    /// A handler has the request (its own limits apply: request timeout, body deadline).
+    Handling = 1,
+    /// The response is being sent.
+    Sending = 2,
+    /// Between requests, nothing received yet: a keep-alive connection.
+    Idle = 3,
 }
 
-/// What a connection is doing, for its watchdog; times in ms since the connection opened.
+/// What a connection is doing and since when, for the watchdog and for eviction. Written by
+/// the connection's own task only (hyper polls the handler and the response body there too),
+/// so a change is two plain stores; the accept loop reads it.
 #[derive(Debug)]
 struct Activity {
     opened: Instant,
-    /// Requests whose handler is running.
-    handlers: AtomicU32,
-    /// Responses being sent.
-    responses: AtomicU32,
-    /// When the last response ended (0: the connection's opening).
-    idle_since: AtomicU64,
-    /// The first byte of the next request, [`NONE`] until one comes while idle (0 for the
-    /// first request: its clock starts with the connection).
-    head_started: AtomicU64,
-    last_io: AtomicU64,
+    phase: AtomicU8,
+    /// When the phase began, in ms since `opened`; while sending, the last write.
+    since: AtomicU64,
 }
-
-const NONE: u64 = u64::MAX;
 
 impl Activity {
     fn new() -> Self {
         Self {
             opened: Instant::now(),
-            handlers: AtomicU32::new(0),
-            responses: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
-            head_started: AtomicU64::new(0),
-            last_io: AtomicU64::new(0),
+            phase: AtomicU8::new(Phase::Head as u8),
+            since: AtomicU64::new(0),
         }
     }
 
-    fn ms(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.opened).as_millis() as u64
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Head,
+            1 => Phase::Handling,
+            2 => Phase::Sending,
+            _ => Phase::Idle,
+        }
     }
 
-    fn at(&self, ms: u64) -> Instant {
-        self.opened + Duration::from_millis(ms)
+    fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
     }
 
-    fn busy(&self) -> bool {
-        self.handlers.load(Ordering::Acquire) > 0 || self.responses.load(Ordering::Acquire) > 0
+    /// Enters `phase` now (`since` first: a reader that sees the phase sees its time).
+    fn enter(&self, phase: Phase) {
+        self.since.store(self.now_ms(), Ordering::Relaxed);
+        self.phase.store(phase as u8, Ordering::Release);
     }
 
+    /// Bytes came in: on an idle connection, a head starts.
     fn read(&self) {
-        let now = self.ms(Instant::now());
-        self.last_io.store(now, Ordering::Relaxed);
-        if self.head_started.load(Ordering::Relaxed) == NONE && !self.busy() {
-            let _ =
-                self.head_started
-                    .compare_exchange(NONE, now, Ordering::Relaxed, Ordering::Relaxed);
+        if self.phase() == Phase::Idle {
+            self.enter(Phase::Head);
         }
     }
 
+    /// Bytes went out: a response being sent progresses.
     fn wrote(&self) {
-        self.last_io
-            .store(self.ms(Instant::now()), Ordering::Relaxed);
+        if self.phase() == Phase::Sending {
+            self.since.store(self.now_ms(), Ordering::Relaxed);
+        }
     }
 
-    /// `Ok(when to look again)`, or why to close the connection now.
+    /// A handler has the request (no clock needed: the watchdog leaves it alone).
+    fn handling(&self) {
+        self.phase.store(Phase::Handling as u8, Ordering::Release);
+    }
+
+    /// Since when the connection is idle, if it is.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.phase() == Phase::Idle)
+            .then(|| self.opened + Duration::from_millis(self.since.load(Ordering::Relaxed)))
+    }
+
+    /// `Ok(its next deadline)`, or why to close the connection now.
     fn check(&self, now: Instant, settings: &Settings) -> Result<Instant, TimedOut> {
-        let (header, idle) = (settings.header_read_timeout, settings.idle_timeout);
-        // A head may start at any moment while idle, so never look later than this.
-        let soon = now + header.min(idle);
-        let now_ms = self.ms(now);
-        let due = |since: u64, limit: Duration, reason: TimedOut| {
-            let due = since.saturating_add(limit.as_millis() as u64);
-            if now_ms >= due {
-                Err(reason)
-            } else {
-                Ok(self.at(due).min(soon))
-            }
+        let phase = self.phase();
+        let since = self.opened + Duration::from_millis(self.since.load(Ordering::Relaxed));
+        let (limit, reason) = match phase {
+            // A head may start at any moment, but the watchdog looks again by then anyway.
+            Phase::Handling => return Ok(now + settings.header_read_timeout),
+            Phase::Head => (settings.header_read_timeout, TimedOut::Header),
+            Phase::Sending => (settings.idle_timeout, TimedOut::Send),
+            Phase::Idle => (settings.idle_timeout, TimedOut::Idle),
         };
-        if self.handlers.load(Ordering::Acquire) > 0 {
-            // The handler's own limits apply (the request timeout, the body's deadline).
-            Ok(soon)
-        } else if self.responses.load(Ordering::Acquire) > 0 {
-            due(self.last_io.load(Ordering::Relaxed), idle, TimedOut::Send)
-        } else {
-            match self.head_started.load(Ordering::Relaxed) {
-                NONE => due(
-                    self.idle_since.load(Ordering::Relaxed),
-                    idle,
-                    TimedOut::Idle,
-                ),
-                started => due(started, header, TimedOut::Header),
-            }
-        }
+        let due = since + limit;
+        if now >= due { Err(reason) } else { Ok(due) }
     }
 }
 
@@ -473,83 +613,61 @@ impl AsyncWrite for Tracked {
     }
 }
 
-/// The router as one connection's hyper service, counting its requests and responses in the
-/// connection's [`Activity`].
-#[derive(Clone)]
+/// The app as one connection's hyper service, telling the connection's [`Activity`] when a
+/// handler has a request and when its response is sent.
 struct ConnService {
-    router: Router,
+    app: App,
     activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
-    type Response = hyper::Response<TrackedBody>;
+    type Response = hyper::Response<SentBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = ConnFuture;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let handler = Handler::start(Arc::clone(&self.activity));
-        let router = self.router.clone();
-        Box::pin(async move {
-            let response: Response = match router.oneshot(req.map(Body::new)).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            let sending = handler.responded();
-            Ok(response.map(|inner| TrackedBody {
-                inner,
-                _sending: sending,
-            }))
-        })
+    fn call(&self, req: hyper::Request<Incoming>) -> ConnFuture {
+        self.activity.handling();
+        ConnFuture {
+            inner: self.app.clone().call(req),
+            activity: Some(Arc::clone(&self.activity)),
+        }
     }
 }
 
-/// A running handler; when dropped, it no longer counts.
-struct Handler(Arc<Activity>);
-
-impl Handler {
-    fn start(activity: Arc<Activity>) -> Self {
-        activity.handlers.fetch_add(1, Ordering::AcqRel);
-        // The head is in: its clock stops.
-        activity.head_started.store(NONE, Ordering::Relaxed);
-        Handler(activity)
-    }
-
-    /// The handler has its response: the connection now counts it as being sent (before the
-    /// handler stops counting, so it never looks idle in between).
-    fn responded(self) -> Sending {
-        self.0.responses.fetch_add(1, Ordering::AcqRel);
-        Sending(Arc::clone(&self.0))
+pin_project! {
+    /// A response of [`ConnService`].
+    struct ConnFuture {
+        #[pin]
+        inner: AppFuture,
+        activity: Option<Arc<Activity>>,
     }
 }
 
-impl Drop for Handler {
-    fn drop(&mut self) {
-        self.0.handlers.fetch_sub(1, Ordering::AcqRel);
+impl Future for ConnFuture {
+    type Output = Result<hyper::Response<SentBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        let activity = this.activity.take().expect("polled after completion");
+        activity.enter(Phase::Sending);
+        Poll::Ready(Ok(response.map(|inner| SentBody { inner, activity })))
     }
 }
 
-/// A response being sent; when dropped (sent, or the connection closed), the connection is
-/// idle from then on.
-struct Sending(Arc<Activity>);
-
-impl Drop for Sending {
-    fn drop(&mut self) {
-        let activity = &self.0;
-        activity
-            .idle_since
-            .store(activity.ms(Instant::now()), Ordering::Relaxed);
-        activity.head_started.store(NONE, Ordering::Relaxed);
-        activity.responses.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that marks the end of its sending when dropped.
-struct TrackedBody {
+/// A response body; once dropped (sent, or the connection closed), the connection is idle.
+struct SentBody {
     inner: Body,
-    _sending: Sending,
+    activity: Arc<Activity>,
 }
 
-impl HttpBody for TrackedBody {
+impl Drop for SentBody {
+    fn drop(&mut self) {
+        self.activity.enter(Phase::Idle);
+    }
+}
+
+impl HttpBody for SentBody {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -582,6 +700,13 @@ mod tests {
         }
     }
 
+    impl Activity {
+        fn set(&self, phase: Phase, since_ms: u64) {
+            self.since.store(since_ms, Ordering::Relaxed);
+            self.phase.store(phase as u8, Ordering::Release);
+        }
+    }
+
     #[test]
     fn the_watchdog_applies_the_header_timeout_from_the_opening_then_the_idle_timeout() {
         let a = Activity::new();
@@ -590,23 +715,24 @@ mod tests {
         // First request: the header clock runs from the opening.
         assert_eq!(a.check(at(50), &s), Ok(at(100)));
         assert_eq!(a.check(at(100), &s), Err(TimedOut::Header));
-        // A request came, was answered at 200 ms: idle until 1200 ms, looked at every 100 ms.
-        a.head_started.store(NONE, Ordering::Relaxed);
-        a.idle_since.store(200, Ordering::Relaxed);
-        assert_eq!(a.check(at(250), &s), Ok(at(350)));
-        assert_eq!(a.check(at(1150), &s), Ok(at(1200)));
+        assert_eq!(a.idle_since(), None, "not idle: never evicted");
+        // A request came, was answered at 200 ms: idle until 1200 ms.
+        a.set(Phase::Idle, 200);
+        assert_eq!(a.check(at(250), &s), Ok(at(1200)));
         assert_eq!(a.check(at(1200), &s), Err(TimedOut::Idle));
+        assert_eq!(a.idle_since(), Some(at(200)));
         // The next head started at 1100 ms: 100 ms for it.
-        a.head_started.store(1100, Ordering::Relaxed);
+        a.read();
+        a.set(Phase::Head, 1100);
         assert_eq!(a.check(at(1150), &s), Ok(at(1200)));
         assert_eq!(a.check(at(1200), &s), Err(TimedOut::Header));
         // A response stuck for the idle timeout.
-        a.responses.store(1, Ordering::Relaxed);
-        a.last_io.store(300, Ordering::Relaxed);
+        a.set(Phase::Sending, 300);
         assert_eq!(a.check(at(1300), &s), Err(TimedOut::Send));
-        // A handler running: never closed by the watchdog.
-        a.handlers.store(1, Ordering::Relaxed);
+        // A handler running: never closed by the watchdog, never evicted.
+        a.handling();
         assert_eq!(a.check(at(5000), &s), Ok(at(5100)));
+        assert_eq!(a.idle_since(), None);
     }
 
     #[test]

@@ -62,32 +62,16 @@ use crate::config::KafkaConfig;
 use crate::metrics::names;
 use crate::scoring::{Batcher, RowInfo};
 use crate::store::{SourceRef, TailEntry};
+use crate::supervisor::ThreadEnd;
 
 /// A running pipeline; stop it to drain, commit and join.
 #[derive(Debug)]
 pub struct PipelineHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
-    /// Set and notified when the pipeline thread ends, however it ends.
-    ended: Arc<Ended>,
+    /// Told when the pipeline thread ends, however it ends (a panic too).
+    ended: ThreadEnd,
     pub stats: Arc<PipelineStats>,
-}
-
-/// The pipeline thread's end, for any number of waiters.
-#[derive(Debug, Default)]
-struct Ended {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-/// Marks the pipeline's end when dropped: after `run` returns, and on a panic too.
-struct EndGuard(Arc<Ended>);
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        self.0.flag.store(true, Ordering::Release);
-        self.0.notify.notify_waiters();
-    }
 }
 
 impl PipelineHandle {
@@ -97,15 +81,11 @@ impl PipelineHandle {
     }
 
     /// Completes when the pipeline thread has ended (after an error, or a stop); for the async
-    /// side, which must not poll. Any number of waiters, any number of times.
+    /// side, which must not poll. Any number of waiters, any number of times (the supervisor
+    /// and the stop both wait).
     pub async fn finished(&self) {
-        loop {
-            // Created before the check: a notification between the two is not missed.
-            let notified = self.ended.notify.notified();
-            if self.ended.flag.load(Ordering::Acquire) || self.is_finished() {
-                return;
-            }
-            notified.await;
+        if !self.is_finished() {
+            self.ended.ended().await;
         }
     }
 
@@ -301,8 +281,8 @@ impl Pipeline {
             errors: LogLimit::new(log_limit::INTERVAL),
         };
         let stop_flag = Arc::clone(&stop);
-        let ended = Arc::new(Ended::default());
-        let guard = EndGuard(Arc::clone(&ended));
+        let ended = ThreadEnd::default();
+        let guard = ended.guard();
         let thread = std::thread::Builder::new()
             .name("kafka-pipeline".to_owned())
             .spawn(move || {

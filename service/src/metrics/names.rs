@@ -51,8 +51,10 @@ pub const HTTP_BODY_TIMEOUTS: &str = "fleetscore_http_body_timeouts_total";
 /// Open connections (gauge) and the most allowed (gauge, after the file-descriptor cap).
 pub const HTTP_CONNECTIONS: &str = "fleetscore_http_connections";
 pub const HTTP_MAX_CONNECTIONS: &str = "fleetscore_http_max_connections";
-/// Connections closed at once because `max_connections` were open.
+/// Connections closed at once because `max_connections` were open and none was idle.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "fleetscore_http_connections_refused_total";
+/// Idle keep-alive connections closed to admit a new one, `max_connections` being open.
+pub const HTTP_CONNECTIONS_EVICTED: &str = "fleetscore_http_connections_evicted_total";
 /// Connections closed by the server for a timeout, by `reason`: `header_timeout`,
 /// `idle_timeout`, `send_timeout`.
 pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "fleetscore_http_connections_timed_out_total";

@@ -69,7 +69,7 @@ impl GraphInfo {
     pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
         let proto: pb::ModelProto = tract_onnx::onnx()
             .proto_model_for_read(&mut &*bytes)
-            .map_err(|e| ModelError::load("not an ONNX model", e))?;
+            .map_err(|e| ModelError::load("not a valid ONNX model", e))?;
         let graph = proto
             .graph
             .as_ref()

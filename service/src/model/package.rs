@@ -81,6 +81,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     let model_path = inside(&dir, &manifest.model_file)?;
     let golden_path = inside(&dir, &manifest.golden.file)?;
     let model = read_limited(&model_path, MAX_MODEL_BYTES)?;
+    let in_model = |e: ModelError| e.in_file(&manifest.model_file);
     let sha256 = hex(&Sha256::digest(&model));
     if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
         return Err(ModelError::Checksum {
@@ -107,7 +108,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
         )));
     }
 
-    let graph = GraphInfo::parse(&model)?;
+    let graph = GraphInfo::parse(&model).map_err(in_model)?;
     check_graph(&graph, &manifest)?;
     let width = manifest.input.features.len();
     let selector = OutputSelector {
@@ -120,13 +121,12 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
         None => BackendKind::Ort,
     };
     let backend: Box<dyn Backend> = match kind {
-        BackendKind::Ort => Box::new(OrtBackend::new(&model, &manifest.input.name, selector)?),
-        BackendKind::Tract => Box::new(TractBackend::new(
-            &model,
-            &manifest.input.name,
-            width,
-            selector,
-        )?),
+        BackendKind::Ort => {
+            Box::new(OrtBackend::new(&model, &manifest.input.name, selector).map_err(in_model)?)
+        }
+        BackendKind::Tract => Box::new(
+            TractBackend::new(&model, &manifest.input.name, width, selector).map_err(in_model)?,
+        ),
     };
 
     let loaded = LoadedModel {
@@ -150,10 +150,11 @@ fn check_dir_names(dir: &Path, manifest: &Manifest) -> Result<(), ModelError> {
         .and_then(|n| n.to_str());
     if version_dir != Some(manifest.version.as_str()) || name_dir != Some(manifest.name.as_str()) {
         return Err(ModelError::Manifest(format!(
-            "name/version {}/{} do not match the directory {}",
+            "name/version {}/{} do not match the directories {}/{}",
             manifest.name,
             manifest.version,
-            dir.display()
+            name_dir.unwrap_or("?"),
+            version_dir.unwrap_or("?")
         )));
     }
     Ok(())
@@ -168,17 +169,18 @@ fn inside(dir: &Path, file: &str) -> Result<PathBuf, ModelError> {
         && file != ".."
         && !file.contains('\0');
     if !plain {
-        return Err(ModelError::PathOutsidePackage(format!(
-            "`{file}` is not a plain file name"
-        )));
+        return Err(ModelError::PathOutsidePackage {
+            file: file.to_owned(),
+            resolved: None,
+        });
     }
     let path = dir.join(file);
     let resolved = path.canonicalize().map_err(|e| ModelError::io(&path, e))?;
     if resolved.parent() != Some(dir) {
-        return Err(ModelError::PathOutsidePackage(format!(
-            "`{file}` resolves to {}",
-            resolved.display()
-        )));
+        return Err(ModelError::PathOutsidePackage {
+            file: file.to_owned(),
+            resolved: Some(resolved.display().to_string()),
+        });
     }
     Ok(resolved)
 }
@@ -192,9 +194,9 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
         ));
     }
     if meta.len() > limit {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
         return Err(ModelError::load_msg(format!(
-            "{} is {} bytes, the limit is {limit}",
-            path.display(),
+            "{name} is {} bytes, the limit is {limit}",
             meta.len()
         )));
     }

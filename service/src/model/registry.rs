@@ -92,9 +92,10 @@ struct Snapshot {
 #[derive(Debug)]
 struct Known {
     fingerprint: Vec<(String, u64, SystemTime)>,
+    /// The loaded model, or why not (class, the short reason `GET /models` shows).
     outcome: Result<Arc<LoadedModel>, (String, String)>,
     /// The version loaded once, then its files changed and no longer validate (class,
-    /// message): the loaded model stays (`outcome` keeps it) until a valid replacement or the
+    /// reason): the loaded model stays (`outcome` keeps it) until a valid replacement or the
     /// version's removal; the status says why.
     damaged: Option<(String, String)>,
     /// The verdict came from an I/O error (out of file descriptors, say), not from the files:

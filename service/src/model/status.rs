@@ -74,6 +74,8 @@ pub struct ModelStatus {
     /// Rejection class (`checksum_mismatch`, `golden_mismatch`...) or why it is pending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why, in a sentence naming files relative to the package; the service's log has the
+    /// whole error (paths, the backend's own words).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub pinned: bool,

@@ -33,8 +33,12 @@ pub struct ValidationReport {
     /// Rejection class ([`ModelError::class`]) when not ok.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// The whole error, paths and the backend's words included (for the log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The short reason for clients ([`ModelError::reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Validates in this process (what the child runs).
@@ -48,6 +52,7 @@ pub fn validate_here(dir: &Path) -> ValidationReport {
         sha256: None,
         class: None,
         message: None,
+        reason: None,
     };
     match package::load(dir) {
         Ok(model) => {
@@ -60,6 +65,7 @@ pub fn validate_here(dir: &Path) -> ValidationReport {
         Err(e) => {
             report.class = Some(e.class().to_owned());
             report.message = Some(e.to_string());
+            report.reason = Some(e.reason(dir));
         }
     }
     report
@@ -113,12 +119,17 @@ impl ChildValidator {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(ModelError::Validator(format!(
-                    "no verdict within {} s; killed",
-                    self.timeout.as_secs()
-                )));
+                return Err(ModelError::Validator {
+                    what: format!("no verdict within {} s; killed", self.timeout.as_secs()),
+                    stderr: None,
+                });
             }
-            Err(e) => return Err(ModelError::Validator(e.to_string())),
+            Err(e) => {
+                return Err(ModelError::Validator {
+                    what: format!("waiting for it failed: {e}"),
+                    stderr: None,
+                });
+            }
         };
         let mut stdout = String::new();
         let mut stderr = String::new();
@@ -140,9 +151,10 @@ impl ChildValidator {
                     None => format!("exited with {status}"),
                 };
                 let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-                Err(ModelError::Validator(format!(
-                    "{how} without a verdict: {tail}"
-                )))
+                Err(ModelError::Validator {
+                    what: format!("{how} without a verdict"),
+                    stderr: Some(tail),
+                })
             }
         }
     }

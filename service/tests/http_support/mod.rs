@@ -8,12 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use fleet_features::{Event, FeatureSet};
 use fleetscore::app::{AppContext, Readiness};
 use fleetscore::config::Config;
+use fleetscore::http::App;
 use fleetscore::model::{Registry, RegistryConfig};
 use fleetscore::store::StateStore;
 use serde_json::{Value, json};
@@ -71,7 +71,7 @@ impl Service {
         Self { dir, ctx }
     }
 
-    pub fn app(&self) -> Router {
+    pub fn app(&self) -> App {
         fleetscore::http::app(Arc::clone(&self.ctx)).unwrap()
     }
 
@@ -96,7 +96,7 @@ impl Reply {
     }
 }
 
-pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+pub async fn send(app: &App, request: Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -128,16 +128,16 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
-pub async fn get(app: &Router, uri: &str) -> Reply {
+pub async fn get(app: &App, uri: &str) -> Reply {
     send(app, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
-pub async fn post(app: &Router, uri: &str, body: &Value) -> Reply {
+pub async fn post(app: &App, uri: &str, body: &Value) -> Reply {
     request(app, Method::POST, uri, Some(body), None).await
 }
 
 pub async fn request(
-    app: &Router,
+    app: &App,
     method: Method,
     uri: &str,
     body: Option<&Value>,
@@ -320,6 +320,11 @@ impl KeepAlive {
             self.stream,
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
         )?;
+        self.response()
+    }
+
+    /// Reads a response (by `Content-Length`): status, headers, body.
+    pub fn response(&mut self) -> std::io::Result<(u16, String, String)> {
         let mut received = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {

@@ -100,7 +100,8 @@ pub struct OrtBackend {
 impl OrtBackend {
     pub fn new(model: &[u8], input: &str, output: OutputSelector) -> Result<Self, ModelError> {
         let env = environment()?;
-        let session = build_session(env, model).map_err(|e| ModelError::load("", e))?;
+        let session = build_session(env, model)
+            .map_err(|e| ModelError::load("ONNX Runtime cannot load it", e))?;
         if !session.inputs().iter().any(|i| i.name() == input) {
             return Err(ModelError::Input(format!(
                 "ONNX Runtime finds no input `{input}`"

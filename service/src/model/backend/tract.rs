@@ -22,7 +22,7 @@ impl TractBackend {
         width: usize,
         output: OutputSelector,
     ) -> Result<Self, ModelError> {
-        let load = |e: TractError| ModelError::load("", e);
+        let load = |e: TractError| ModelError::load("tract cannot load it", e);
         let mut graph = tract_onnx::onnx()
             .model_for_read(&mut &*model)
             .map_err(load)?;
@@ -49,7 +49,12 @@ impl TractBackend {
                 input_index,
                 f32::fact([batch.to_dim(), width.to_dim()]).into(),
             )
-            .map_err(|e| ModelError::Input(format!("{e:#}")))?;
+            .map_err(|e| {
+                ModelError::load(
+                    format!("tract cannot take `{input}` as a float32 [N, {width}] input"),
+                    e,
+                )
+            })?;
         let outlet = graph
             .output_outlets()
             .map_err(load)?
@@ -59,9 +64,9 @@ impl TractBackend {
             .ok_or_else(|| {
                 ModelError::Output(format!("tract finds no output `{}`", output.name))
             })?;
-        graph
-            .select_output_outlets(&[outlet])
-            .map_err(|e| ModelError::Output(format!("{e:#}")))?;
+        graph.select_output_outlets(&[outlet]).map_err(|e| {
+            ModelError::load(format!("tract cannot select output `{}`", output.name), e)
+        })?;
         let plan = graph
             .into_optimized()
             .and_then(|m| m.into_runnable())

@@ -71,6 +71,7 @@ impl Registry {
             }
             let outcome = self.validate_and_load(dir);
             let previous = known.get(key).and_then(|k| k.outcome.as_ref().ok());
+            // Clients see the short reason (`GET /models`); the log gets the whole error.
             let entry = match (outcome, previous) {
                 (Ok(model), _) => {
                     tracing::info!(
@@ -84,8 +85,16 @@ impl Registry {
                         retry: false,
                     }
                 }
-                (Err((class, message)), Some(loaded)) => {
-                    tracing::warn!(model = %key.0, version = %key.1, reason = %class, %message,
+                (
+                    Err(Rejection {
+                        class,
+                        reason,
+                        detail,
+                    }),
+                    Some(loaded),
+                ) => {
+                    tracing::warn!(model = %key.0, version = %key.1, dir = %dir.display(), reason = %class,
+                        message = %detail,
                         "files of a loaded model version changed and no longer validate; the loaded model stays");
                     metrics::counter!(names::MODEL_DAMAGED,
                         "model" => key.0.clone(), "reason" => class.clone())
@@ -94,18 +103,26 @@ impl Registry {
                         fingerprint,
                         outcome: Ok(Arc::clone(loaded)),
                         retry: class == IO_CLASS,
-                        damaged: Some((class, message)),
+                        damaged: Some((class, reason)),
                     }
                 }
-                (Err((class, message)), None) => {
-                    tracing::warn!(model = %key.0, version = %key.1, reason = %class, %message, "model version rejected");
+                (
+                    Err(Rejection {
+                        class,
+                        reason,
+                        detail,
+                    }),
+                    None,
+                ) => {
+                    tracing::warn!(model = %key.0, version = %key.1, dir = %dir.display(), reason = %class,
+                        message = %detail, "model version rejected");
                     metrics::counter!(names::MODEL_REJECTIONS,
                         "model" => key.0.clone(), "reason" => class.clone())
                     .increment(1);
                     Known {
                         fingerprint,
                         retry: class == IO_CLASS,
-                        outcome: Err((class, message)),
+                        outcome: Err((class, reason)),
                         damaged: None,
                     }
                 }
@@ -117,17 +134,24 @@ impl Registry {
         self.publish(&known, &pending)
     }
 
-    fn validate_and_load(&self, dir: &Path) -> Result<Arc<LoadedModel>, (String, String)> {
-        let reject = |e: ModelError| (e.class().to_owned(), e.to_string());
+    fn validate_and_load(&self, dir: &Path) -> Result<Arc<LoadedModel>, Rejection> {
+        let reject = |e: ModelError| Rejection {
+            class: e.class().to_owned(),
+            reason: e.reason(dir),
+            detail: e.to_string(),
+        };
         if let Some(validator) = &self.config.validator {
             let report = validator.validate(dir).map_err(reject)?;
             if !report.ok {
-                return Err((
-                    report
+                return Err(Rejection {
+                    class: report
                         .class
                         .unwrap_or_else(|| "validator_failed".to_owned()),
-                    report.message.unwrap_or_default(),
-                ));
+                    reason: report
+                        .reason
+                        .unwrap_or_else(|| "rejected by the validator process".to_owned()),
+                    detail: report.message.unwrap_or_default(),
+                });
             }
         }
         package::load(dir).map(Arc::new).map_err(reject)
@@ -190,6 +214,16 @@ impl Registry {
         listing.found.sort();
         listing
     }
+}
+
+/// Why a version was not loaded.
+#[derive(Debug)]
+struct Rejection {
+    class: String,
+    /// For clients: no paths, no backend's words ([`ModelError::reason`]).
+    reason: String,
+    /// The whole error, for the log.
+    detail: String,
 }
 
 /// The class of a verdict that came from an I/O error rather than from the files.

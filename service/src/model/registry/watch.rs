@@ -1,5 +1,7 @@
 //! The registry's watch thread: rescans on every change in the models directory (debounced)
-//! and at least every interval, until its [`Watcher`] is stopped or dropped.
+//! and at least every interval, until its [`Watcher`] is stopped or dropped. The service
+//! supervises it as an essential task ([`Watcher::finished`]): it ends only when stopped, so
+//! an end before that (a panic) stops the service.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use super::Registry;
 use crate::model::ModelError;
 use crate::model::status::ModelState;
+use crate::supervisor::ThreadEnd;
 
 impl Registry {
     /// Rescans on every change in the directory (debounced) and at least every `interval`,
@@ -29,9 +32,12 @@ impl Registry {
             .map_err(|e| ModelError::io(&self.config.dir, std::io::Error::other(e)))?;
         let registry = Arc::clone(self);
         let settle = self.config.settle;
+        let ended = ThreadEnd::default();
+        let guard = ended.guard();
         let thread = std::thread::Builder::new()
             .name("model-registry".to_owned())
             .spawn(move || {
+                let _guard = guard; // dropped last, however the thread ends
                 let _watcher = watcher; // dropped (and unwatched) when the loop ends
                 registry.rescan();
                 loop {
@@ -46,6 +52,8 @@ impl Registry {
                     };
                     match rx.recv_timeout(wait) {
                         Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                        #[cfg(test)]
+                        Ok(Signal::Panic) => panic!("injected into the watch thread"),
                         Ok(Signal::Changed) => {
                             // Debounce a burst of file events into one scan.
                             while let Ok(signal) = rx.recv_timeout(Duration::from_millis(100)) {
@@ -65,46 +73,68 @@ impl Registry {
         Ok(Watcher {
             stop: tx,
             thread: Some(thread),
+            ended,
         })
     }
 }
 
+#[derive(Debug)]
 enum Signal {
     Changed,
     Stop,
+    /// Makes the thread panic (the supervisor's tests).
+    #[cfg(test)]
+    Panic,
 }
 
-/// Stops the registry's watch thread when stopped or dropped.
+/// The registry's watch thread; stops it when stopped or dropped.
 #[derive(Debug)]
 pub struct Watcher {
     stop: mpsc::Sender<Signal>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Told when the thread ends, however it ends (a panic too).
+    ended: ThreadEnd,
 }
 
 impl Watcher {
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// Whether the thread has ended (it ends only when stopped, or by a panic).
+    pub fn is_finished(&self) -> bool {
+        self.thread
+            .as_ref()
+            .is_none_or(std::thread::JoinHandle::is_finished)
     }
 
-    fn shutdown(&mut self) {
+    /// Completes when the thread has ended; for the async side, which must not poll. Only one
+    /// waiter is woken.
+    pub async fn finished(&self) {
+        if !self.is_finished() {
+            self.ended.ended().await;
+        }
+    }
+
+    /// Stops the thread and waits for it (it may be in the middle of a scan); `Err` with the
+    /// panic's payload if it had panicked.
+    pub fn stop(mut self) -> std::thread::Result<()> {
+        self.shutdown()
+    }
+
+    /// Makes the thread panic, as a bug in a scan would.
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        let _ = self.stop.send(Signal::Panic);
+    }
+
+    fn shutdown(&mut self) -> std::thread::Result<()> {
         let _ = self.stop.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        match self.thread.take() {
+            Some(thread) => thread.join(),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-impl std::fmt::Debug for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Signal::Changed => "Changed",
-            Signal::Stop => "Stop",
-        })
+        let _ = self.shutdown();
     }
 }
