@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BASE_TAIL = b'"tail":"CMAPSS-'
@@ -186,8 +186,18 @@ def high_watermarks(c: Consumer, topic: str) -> dict[int, int]:
 
 
 def read_all(brokers: str, topic: str, headers: bool = False, values: bool = False):
-    """Every record of `topic` now: (partition, offset, timestamp_ms, headers, value) rows."""
-    c = consumer(brokers)
+    """Every committed record of `topic` now: (partition, offset, timestamp_ms, headers, value)
+    rows. read_committed: an exactly-once writer's aborted records are not counted, and its
+    transaction markers (which take offsets, but are no records) end a partition by its EOF."""
+    c = Consumer(
+        {
+            "bootstrap.servers": brokers,
+            "group.id": "bench-e2e-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
     try:
         highs = high_watermarks(c, topic)
         todo = {p for p, h in highs.items() if h > 0}
@@ -199,6 +209,10 @@ def read_all(brokers: str, topic: str, headers: bool = False, values: bool = Fal
                 sys.exit(f"reading {topic}: timed out with partitions {sorted(todo)} unfinished")
             for m in c.consume(num_messages=10_000, timeout=1.0):
                 if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        if m.offset() >= highs[m.partition()]:
+                            todo.discard(m.partition())
+                        continue
                     raise KafkaException(m.error())
                 p, o = m.partition(), m.offset()
                 rows.append(

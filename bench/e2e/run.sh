@@ -32,6 +32,8 @@
 #   FS_BATCH_MAX_RECORDS, FS_BATCH_MAX_MS   fleetscore [kafka] batch settings (service defaults
 #                         when unset: 512 records, 0 ms)
 #   FS_CONSUMER, FS_PRODUCER   "key=value,key=value" for [kafka.consumer] / [kafka.producer]
+#   FS_KAFKA              raw TOML lines for fleetscore's [kafka] section, e.g.
+#                         'guarantee = "at_least_once"' (\n separates lines)
 #   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
 #                         throughput is also measured with Quix Streams' defaults (RocksDB state
@@ -194,7 +196,7 @@ log "broker at $bootstrap"
   echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
   echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE"
   echo "load generator: $LOADGEN"
-  echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-}"
+  echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-} FS_KAFKA=${FS_KAFKA:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
   echo "broker JVM: $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS"
   echo "nice: $(ps -o ni= -p $$ | tr -d ' ')"
@@ -234,6 +236,7 @@ start_system() {
       echo "deadletter_topic = \"fs.deadletter\""
       if [[ -n "${FS_BATCH_MAX_RECORDS:-}" ]]; then echo "batch_max_records = $FS_BATCH_MAX_RECORDS"; fi
       if [[ -n "${FS_BATCH_MAX_MS:-}" ]]; then echo "batch_max_ms = $FS_BATCH_MAX_MS"; fi
+      if [[ -n "${FS_KAFKA:-}" ]]; then printf '%b\n' "$FS_KAFKA"; fi
       echo "[kafka.consumer]"
       toml_table "${FS_CONSUMER:-}"
       echo "[kafka.producer]"
