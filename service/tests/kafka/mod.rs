@@ -140,6 +140,21 @@ pub fn create_topics_replicated(bootstrap: &str, topics: &Topics, replicas: i32)
     }
 }
 
+/// Deletes topics (those that exist; errors are ignored): a large test would otherwise leave
+/// gigabytes on the brokers' disks.
+pub fn delete_topics(bootstrap: &str, names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let _ = runtime.block_on(admin.delete_topics(names, &options));
+}
+
 /// Writes a service config for these topics and models; `extra` goes into `[models]`.
 pub fn config(dir: &Path, bootstrap: &str, topics: &Topics, models: &Path, extra: &str) -> PathBuf {
     config_with_kafka(dir, bootstrap, topics, models, extra, "")

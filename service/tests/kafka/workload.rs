@@ -125,6 +125,7 @@ impl Workload {
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
+            .set("compression.type", "lz4")
             .set("partitioner", "murmur2_random")
             .create()
             .unwrap();
