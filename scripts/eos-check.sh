@@ -10,7 +10,7 @@
 # consumer, missing, duplicates, differing from `fleetscore replay`, out of order, dead letters)
 # and its run time. TEST_FILTER picks tests by name as cargo test does (e.g. `kill_9`).
 # The cluster (jars from Maven Central on first use, Java 17+) runs in /tmp/eos-kafka-*, and is
-# stopped when the test process exits; the workload (~1 GB at full scale) is written under the
+# stopped when the test process exits; the workload (~1.3 GB at full scale) is written under the
 # target directory. Output is also kept in $CARGO_TARGET_DIR/eos-check.log (default
 # <repo>/target). Exit status is non-zero if a check fails.
 set -euo pipefail

@@ -101,7 +101,7 @@ fn input() -> &'static Input {
     static INPUT: OnceLock<Input> = OnceLock::new();
     INPUT.get_or_init(|| {
         let started = Instant::now();
-        // Under the target directory, replaced on each run (a million events are ~1 GB).
+        // Under the target directory, replaced on each run (a million events take ~1.3 GB).
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eos-workload");
         let _ = std::fs::remove_dir_all(&dir);
         let workload = Workload::generate(&dir, events());

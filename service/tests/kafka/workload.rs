@@ -50,10 +50,10 @@ impl Workload {
         let mut by_tail: Vec<Vec<(&str, String)>> = Vec::new();
         for copy in 1..=copies {
             let mut index = std::collections::HashMap::new();
-            for line in std::fs::read_to_string(import_copy(dir, copy))
-                .unwrap()
-                .lines()
-            {
+            let file = import_copy(dir, copy);
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::remove_file(file).unwrap();
+            for line in text.lines() {
                 let event = fleet_features::Event::decode(line.as_bytes()).unwrap();
                 let topic = match event {
                     fleet_features::Event::Telemetry(_) => "telemetry",
