@@ -32,17 +32,7 @@ fn setup(test: &str) -> Option<(String, Topics, tempfile::TempDir)> {
 /// Replays `events` with the same models; predictions by event id.
 fn replay(events: &Path, dir: &Path) -> HashMap<String, serde_json::Value> {
     let out = dir.join("replay.jsonl");
-    let status = kafka::fleetscore()
-        .args(["replay", "-i"])
-        .arg(events)
-        .arg("-o")
-        .arg(&out)
-        .arg("--models-dir")
-        .arg(models())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    kafka::replay(events, &out, &models());
     std::fs::read_to_string(out)
         .unwrap()
         .lines()
@@ -311,7 +301,7 @@ fn bad_events_are_dead_lettered_once_with_provenance_and_good_ones_flow() {
     let predictions = read_all(&bootstrap, &topics.predictions);
     let traced: Vec<_> = predictions
         .iter()
-        .filter(|m| header(m, "traceparent").is_some())
+        .filter(|m| header(*m, "traceparent").is_some())
         .collect();
     assert_eq!(traced.len(), 1);
     assert_eq!(header(traced[0], "traceparent"), Some(traceparent));

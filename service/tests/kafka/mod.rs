@@ -15,6 +15,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+pub mod verify;
+pub mod workload;
+
 pub const PARTITIONS: i32 = 3;
 
 /// The broker, or `None` (with a note) when none was started and none is required.
@@ -82,7 +85,9 @@ pub fn create_topics(bootstrap: &str, topics: &Topics) {
     create_topics_replicated(bootstrap, topics, 1);
 }
 
-/// [`create_topics`] with `replicas` copies of each partition.
+/// [`create_topics`] with `replicas` copies of each partition. With 3 or more, a write also
+/// needs `min.insync.replicas=2` copies (as in Apache Kafka's `transactions_test.py`): one
+/// broker may die without an acknowledged record being lost or writes stopping.
 pub fn create_topics_replicated(bootstrap: &str, topics: &Topics, replicas: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -91,7 +96,14 @@ pub fn create_topics_replicated(bootstrap: &str, topics: &Topics, replicas: i32)
     let new: Vec<NewTopic<'_>> = topics
         .all()
         .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replicas)))
+        .map(|t| {
+            let topic = NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(replicas));
+            if replicas >= 3 {
+                topic.set("min.insync.replicas", "2")
+            } else {
+                topic
+            }
+        })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -131,6 +143,21 @@ pub fn create_topics_replicated(bootstrap: &str, topics: &Topics, replicas: i32)
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Deletes topics (those that exist; errors are ignored): a large test would otherwise leave
+/// gigabytes on the brokers' disks.
+pub fn delete_topics(bootstrap: &str, names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let _ = runtime.block_on(admin.delete_topics(names, &options));
 }
 
 /// Writes a service config for these topics and models; `extra` goes into `[models]`.
@@ -254,17 +281,24 @@ impl Service {
 
     /// Waits for the process to exit, at most `timeout`.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        self.try_wait_for(timeout).unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!(
+                "fleetscore did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            )
+        })
+    }
+
+    /// The exit status if the process exits within `timeout`; `None` if it is still running.
+    pub fn try_wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "fleetscore did not exit within {timeout:?}; log:\n{}",
-                    self.log_text()
-                );
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -291,6 +325,44 @@ impl Service {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The partitions this instance owns now, by its log: the `partitions assigned`,
+    /// `partitions revoked` and `partitions lost` lines (`assigned=[("topic", 0), ...]`,
+    /// `revoked=[...]`, `lost=[...]`) applied in order, which works for eager rebalances
+    /// (everything revoked, the new set assigned) and incremental ones (only what moves) alike.
+    pub fn assignment(&self) -> std::collections::BTreeSet<(String, i32)> {
+        let mut owned = std::collections::BTreeSet::new();
+        for line in self.log_text().lines() {
+            if let Some(list) = list_after(line, "partitions assigned", "assigned=[") {
+                owned.extend(list);
+            } else if let Some(list) = list_after(line, "partitions revoked", "revoked=[")
+                .or_else(|| list_after(line, "partitions lost", "lost=["))
+            {
+                for p in list {
+                    owned.remove(&p);
+                }
+            }
+        }
+        owned
+    }
+}
+
+/// The `(topic, partition)` list of a log line `... {message} ... {field}("t", 0), ...]`.
+fn list_after(line: &str, message: &str, field: &str) -> Option<Vec<(String, i32)>> {
+    if !line.contains(message) {
+        return None;
+    }
+    let list = line.split_once(field)?.1.split(']').next()?;
+    Some(
+        list.split("(\"")
+            .skip(1)
+            .filter_map(|item| {
+                let (topic, rest) = item.split_once("\", ")?;
+                let partition = rest.split(')').next()?.trim().parse().ok()?;
+                Some((topic.to_owned(), partition))
+            })
+            .collect(),
+    )
 }
 
 impl Drop for Service {
@@ -358,6 +430,23 @@ pub fn count(bootstrap: &str, topic: &str) -> i64 {
                     Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
                 }
             }
+        })
+        .sum()
+}
+
+/// [`count`] without retries: an error while a partition has no reachable leader (a broker
+/// just died), for callers that poll anyway.
+pub fn try_count(bootstrap: &str, topic: &str) -> Result<i64, String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(2))
+                .map(|(low, high)| high - low)
+                .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))
         })
         .sum()
 }
@@ -450,7 +539,7 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
     out
 }
 
-pub fn header<'m>(message: &'m OwnedMessage, key: &str) -> Option<&'m str> {
+pub fn header<'m, M: Message>(message: &'m M, key: &str) -> Option<&'m str> {
     use rdkafka::message::Headers;
     let headers = message.headers()?;
     headers
@@ -479,6 +568,22 @@ pub fn cmapss_events(dir: &Path, limit: Option<usize>) -> PathBuf {
         std::fs::write(&out, head.join("\n") + "\n").unwrap();
     }
     out
+}
+
+/// `fleetscore replay` of `events` with the models in `models`, no Kafka: the uninterrupted
+/// computation the streaming results are compared with. Writes `output`.
+pub fn replay(events: &Path, output: &Path, models: &Path) {
+    let status = fleetscore()
+        .args(["replay", "-i"])
+        .arg(events)
+        .arg("-o")
+        .arg(output)
+        .arg("--models-dir")
+        .arg(models)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "fleetscore replay failed: {status}");
 }
 
 /// Predictions keyed by source event id.
@@ -534,38 +639,302 @@ pub fn wait_for_every_event(
     }
 }
 
-/// A Kafka cluster of its own (`scripts/kafka-broker.sh start --brokers N`), stopped on drop.
+/// The partitions of `topic` (from the cluster's metadata).
+pub fn partitions(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(rdkafka::metadata::MetadataPartition::id)
+        .collect()
+}
+
+/// Each partition's end offset as a reader at `isolation` (`read_committed`: the last stable
+/// offset, before any transaction still open; `read_uncommitted`: the high watermark).
+/// `(partition, offset)` in partition order; `None` while a partition does not answer.
+fn end_offsets(bootstrap: &str, topic: &str, isolation: &str) -> Option<Vec<(i32, i64)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut partitions = partitions(bootstrap, topic);
+    partitions.sort_unstable();
+    partitions
+        .into_iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .ok()
+                .map(|(_, high)| (p, high))
+        })
+        .collect()
+}
+
+/// Waits until consumer group `group` has committed, on every partition of `inputs`, the
+/// offset at the partition's end: everything in the inputs was processed and its outputs
+/// committed (or acknowledged, at-least-once). The producer must have finished.
+pub fn wait_for_group_to_consume_all(
+    bootstrap: &str,
+    group: &str,
+    inputs: &[&str],
+    timeout: Duration,
+    context: impl Fn() -> String,
+) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut ends = Vec::new();
+    for topic in inputs {
+        let offsets = end_offsets(bootstrap, topic, "read_uncommitted")
+            .unwrap_or_else(|| panic!("{topic}: a partition's end offset is unknown"));
+        ends.extend(
+            offsets
+                .into_iter()
+                .map(|(p, end)| (topic.to_string(), p, end)),
+        );
+    }
+    wait_until(
+        &format!("group {group} to commit the end of {inputs:?}"),
+        timeout,
+        || {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, p, _) in &ends {
+                tpl.add_partition(topic, *p);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, Duration::from_secs(5))
+                .map_err(|e| format!("committed offsets: {e}"))?;
+            let behind: String = ends
+                .iter()
+                .filter_map(|(topic, p, end)| {
+                    let at = match committed.find_partition(topic, *p)?.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    };
+                    (at < *end).then(|| format!("{topic}/{p}: {at} of {end}; "))
+                })
+                .collect();
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("behind: {behind}"))
+            }
+        },
+        context,
+    );
+}
+
+/// Every record of `topic` that a `read_committed` consumer sees, in each partition's order,
+/// handed to `each`. First waits (at most `timeout`) until no transaction is open on the topic
+/// (its last stable offset is its high watermark: the writers are gone and the broker has
+/// aborted what they left open), then reads every partition to its end. Returns how many.
+pub fn read_committed(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> usize {
+    wait_until(
+        &format!("no transaction open on {topic}"),
+        timeout,
+        || {
+            let stable = end_offsets(bootstrap, topic, "read_committed");
+            let high = end_offsets(bootstrap, topic, "read_uncommitted");
+            if stable.is_some() && stable == high {
+                Ok(())
+            } else {
+                Err(format!(
+                    "last stable offsets {stable:?}, high watermarks {high:?}"
+                ))
+            }
+        },
+        String::new,
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fleetscore-test-read-committed")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let partitions = partitions(bootstrap, topic);
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut at_end = std::collections::HashSet::new();
+    let mut read = 0;
+    let deadline = Instant::now() + timeout;
+    while at_end.len() < partitions.len() {
+        assert!(
+            Instant::now() < deadline,
+            "read {read} records of {topic} in {timeout:?}; at the end of {at_end:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                read += 1;
+                each(&m);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            // A node restarted moments ago (the bounce test): the client reconnects.
+            Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure,
+            ))) => {}
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    read
+}
+
+/// A Kafka cluster of its own (`scripts/kafka-broker.sh start --brokers N`), stopped on drop;
+/// or the one a whole test process shares ([`Cluster::shared`]).
 pub struct Cluster {
     pub bootstrap: String,
-    dir: tempfile::TempDir,
+    /// The script's `--dir`: the nodes' configs, data and logs.
+    run_dir: PathBuf,
+    /// `Some` for a test's own cluster: stopped (and deleted) on drop.
+    own: Option<tempfile::TempDir>,
+    /// The shared cluster's watchdog's stdin (see [`Cluster::shared`]).
+    _watchdog: Option<std::process::ChildStdin>,
 }
 
 impl Cluster {
     pub fn start(brokers: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("kafka");
+        Self {
+            bootstrap: Self::launch(brokers, &run_dir),
+            run_dir,
+            own: Some(dir),
+            _watchdog: None,
+        }
+    }
+
+    /// One cluster of `brokers` nodes for every test of this process that asks, started by the
+    /// first one in a fresh `/tmp/{prefix}XXXXXX`. A static is never dropped, so a watchdog
+    /// (`sh`, in a process group of its own so Ctrl-C does not take it down) blocks reading a
+    /// pipe only this process holds, and stops the cluster when the pipe closes: when the test
+    /// process exits, however it exits.
+    pub fn shared(brokers: u32, prefix: &str) -> &'static Cluster {
+        static SHARED: std::sync::OnceLock<Cluster> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let run_dir = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .unwrap()
+                .keep();
+            let mut watchdog = Command::new("sh");
+            watchdog
+                .arg("-c")
+                .arg(r#"read -r line; exec "$0" stop --dir "$1""#)
+                .arg(Self::script())
+                .arg(&run_dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut watchdog, 0);
+            #[allow(
+                clippy::zombie_processes,
+                reason = "the watchdog outlives this process on purpose"
+            )]
+            let watchdog = watchdog.spawn().unwrap();
+            Self {
+                bootstrap: Self::launch(brokers, &run_dir),
+                run_dir,
+                own: None,
+                _watchdog: watchdog.stdin,
+            }
+        })
+    }
+
+    fn launch(brokers: u32, run_dir: &Path) -> String {
         let out = Command::new(Self::script())
             .args(["start", "--brokers", &brokers.to_string(), "--dir"])
-            .arg(dir.path().join("kafka"))
+            .arg(run_dir)
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
         assert!(out.status.success(), "kafka-broker.sh start failed");
-        let bootstrap = String::from_utf8(out.stdout)
+        String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix("BOOTSTRAP=").map(str::to_owned))
-            .expect("kafka-broker.sh printed no BOOTSTRAP=");
-        Self { bootstrap, dir }
+            .expect("kafka-broker.sh printed no BOOTSTRAP=")
     }
 
-    /// `kill -9` node `i` (1-based).
+    /// `kill -9` node `i` (1-based; also its broker id).
     pub fn kill_node(&self, i: u32) {
-        let status = Command::new(Self::script())
-            .args(["kill-node", &i.to_string(), "--dir"])
-            .arg(self.dir.path().join("kafka"))
+        self.node_command("kill-node", i);
+    }
+
+    /// Starts node `i` again after [`Cluster::kill_node`]; returns once it listens.
+    pub fn start_node(&self, i: u32) {
+        self.node_command("start-node", i);
+    }
+
+    fn node_command(&self, command: &str, i: u32) {
+        assert!(
+            self.try_node_command(command, i),
+            "kafka-broker.sh {command} {i} failed"
+        );
+    }
+
+    /// Runs `kafka-broker.sh COMMAND I`; whether it succeeded (never panics: also for drops).
+    pub fn try_node_command(&self, command: &str, i: u32) -> bool {
+        Command::new(Self::script())
+            .args([command, &i.to_string(), "--dir"])
+            .arg(&self.run_dir)
             .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// The broker id (= node number) leading each partition of `topic`, waiting (at most
+    /// `timeout`) for the topic to exist and every partition to have a leader.
+    pub fn leaders(&self, topic: &str, timeout: Duration) -> Vec<u32> {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
             .unwrap();
-        assert!(status.success(), "kafka-broker.sh kill-node {i} failed");
+        wait_until(
+            &format!("a leader for every partition of {topic}"),
+            timeout,
+            || {
+                client
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|m| {
+                        let t = m.topics().first()?;
+                        if t.error().is_some() || t.partitions().is_empty() {
+                            return None;
+                        }
+                        let mut leaders = t
+                            .partitions()
+                            .iter()
+                            .map(|p| Some((p.id(), u32::try_from(p.leader()).ok()?)))
+                            .collect::<Option<Vec<(i32, u32)>>>()?;
+                        leaders.sort_unstable();
+                        Some(leaders.into_iter().map(|(_, l)| l).collect::<Vec<u32>>())
+                    })
+                    .ok_or_else(|| "not yet".to_owned())
+            },
+            String::new,
+        )
     }
 
     fn script() -> PathBuf {
@@ -575,12 +944,36 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(Self::script())
-            .args(["stop", "--dir"])
-            .arg(self.dir.path().join("kafka"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if self.own.is_some() {
+            let _ = Command::new(Self::script())
+                .args(["stop", "--dir"])
+                .arg(&self.run_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it is `Ok`; after `timeout`, panics naming `what`, with
+/// what the last check said (`Err`: the state so far) and `context()` (logs).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(done) => return done,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "not done after {timeout:?}: {what}; {state}\n{}",
+                context()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

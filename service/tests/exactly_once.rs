@@ -1,0 +1,613 @@
+//! Issue #13's fault tests: a prediction after any failure equals the prediction without it.
+//!
+//! Modelled on Apache Kafka's `tests/kafkatest/tests/core/transactions_test.py` (a 3-broker
+//! cluster, topics on 3 replicas with `min.insync.replicas=2`, processes hard-killed mid-stream,
+//! then a `read_committed` reader must see every input exactly once) and
+//! `tests/kafkatest/tests/streams/streams_eos_test.py` (instances join, leave and die while the
+//! stream runs; the result is recomputed independently and compared). Here the input is real
+//! NASA C-MAPSS data over many aircraft with malformed events mixed in
+//! (`kafka::workload`), the independent computation is `fleetscore replay` of the valid events
+//! with the same models and no restart, and the comparison is record by record
+//! (`kafka::verify`).
+//!
+//! Scenarios, each on the process's shared 3-node cluster with fresh topics and group:
+//! kill -9 three times and restart; rebalance churn over three instances; a broker bounce
+//! (the node leading the state changelog); a zombie (SIGSTOP until its partitions move,
+//! then SIGCONT). Plus an uninterrupted control run, which must pass on any build.
+//!
+//! The scenarios need the service side of #13 (transactions, the state changelog): until it
+//! lands they only run with `FLEETSCORE_EOS=1`, and fail. `FLEETSCORE_EOS_EVENTS` sets the
+//! stream's size (default 200,000; `scripts/eos-check.sh` runs 1,000,000).
+
+mod common;
+mod kafka;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kafka::verify::{Expected, Guarantee, Tally};
+use kafka::workload::{Release, Workload};
+use kafka::{Cluster, Service, Topics};
+
+/// Which service the scenarios configure. Each test names one; switching a test to the new keys
+/// is changing `Today` to `Issue13` in its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceSide {
+    /// Today's binary: at-least-once, no changelog; it refuses the new keys (unknown keys are
+    /// errors), so none is written. A shorter session (6 s, the broker's minimum) makes a dead
+    /// instance's partitions move sooner.
+    Today,
+    /// The `[kafka]` keys of #13: `guarantee`, a stable `instance_id` per instance (a restart
+    /// fences its previous incarnation at once), the changelog's replication.
+    #[allow(
+        dead_code,
+        reason = "no test uses it until the service side of #13 lands"
+    )]
+    Issue13,
+}
+
+impl ServiceSide {
+    /// The `[kafka]` lines for instance `id` (may open sub-tables: they come last).
+    fn kafka_lines(self, guarantee: Guarantee, id: &str, replication: i32) -> String {
+        match self {
+            ServiceSide::Today => "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n".into(),
+            ServiceSide::Issue13 => match guarantee {
+                Guarantee::ExactlyOnce => format!(
+                    "guarantee = \"exactly_once\"\ninstance_id = \"{id}\"\n\
+                     changelog_replication = {replication}\n"
+                ),
+                Guarantee::AtLeastOnce => format!(
+                    "guarantee = \"at_least_once\"\nchangelog_replication = {replication}\n"
+                ),
+            },
+        }
+    }
+}
+
+/// How far ahead of the next step the stream is released (a fraction of its events).
+const LEAD: f64 = 0.1;
+
+/// The stream's size: `FLEETSCORE_EOS_EVENTS`, default 200,000 (CI).
+fn events() -> usize {
+    std::env::var("FLEETSCORE_EOS_EVENTS")
+        .ok()
+        .map(|n| {
+            n.replace(['_', ','], "")
+                .parse()
+                .expect("FLEETSCORE_EOS_EVENTS: a number")
+        })
+        .unwrap_or(200_000)
+}
+
+/// Whether the fault scenarios run (`FLEETSCORE_EOS=1`), with a note when they do not.
+fn scenarios_enabled(test: &str) -> bool {
+    let on = std::env::var("FLEETSCORE_EOS").as_deref() == Ok("1");
+    if !on {
+        eprintln!("{test}: not run; needs FLEETSCORE_EOS=1 (the service side of issue #13)");
+    }
+    on
+}
+
+/// The workload and replay's predictions for it, made once per test process.
+struct Input {
+    workload: Workload,
+    expected: Expected,
+}
+
+fn input() -> &'static Input {
+    static INPUT: OnceLock<Input> = OnceLock::new();
+    INPUT.get_or_init(|| {
+        let started = Instant::now();
+        // Under the target directory, replaced on each run (a million events take ~1.3 GB).
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eos-workload");
+        let _ = std::fs::remove_dir_all(&dir);
+        let workload = Workload::generate(&dir, events());
+        let expected = Expected::replay(&workload, &common::fixtures(), &dir);
+        eprintln!(
+            "workload: {} valid events over {} aircraft, {} malformed; replay: {} predictions; \
+             {:.1} s",
+            workload.valid_count,
+            workload.tails,
+            workload.malformed.len(),
+            expected.predictions(),
+            started.elapsed().as_secs_f64()
+        );
+        Input { workload, expected }
+    })
+}
+
+/// One scenario's run: fresh topics and group, the instances it starts (by id), the producer,
+/// and what went wrong along the way (reported with the counts at the end).
+struct Scenario {
+    name: String,
+    guarantee: Guarantee,
+    side: ServiceSide,
+    bootstrap: String,
+    cluster: Option<&'static Cluster>,
+    replication: i32,
+    topics: Topics,
+    dir: tempfile::TempDir,
+    input: &'static Input,
+    live: BTreeMap<String, Service>,
+    /// Instances stopped with SIGSTOP: not expected to own anything.
+    paused: HashSet<String>,
+    incarnations: usize,
+    producer: Option<JoinHandle<()>>,
+    release: Arc<Release>,
+    problems: Vec<String>,
+    started: Instant,
+    // One scenario at a time: they share the cluster and two cores.
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Scenario {
+    /// A fault scenario on the shared 3-node cluster; `None` (skipped) without `FLEETSCORE_EOS=1`.
+    fn new(name: &str, guarantee: Guarantee, side: ServiceSide) -> Option<Self> {
+        if !scenarios_enabled(name) {
+            return None;
+        }
+        let serial = serial();
+        let cluster = Cluster::shared(3, "eos-kafka-");
+        Some(Self::on(
+            name,
+            guarantee,
+            side,
+            cluster.bootstrap.clone(),
+            Some(cluster),
+            serial,
+        ))
+    }
+
+    fn on(
+        name: &str,
+        guarantee: Guarantee,
+        side: ServiceSide,
+        bootstrap: String,
+        cluster: Option<&'static Cluster>,
+        serial: MutexGuard<'static, ()>,
+    ) -> Self {
+        let input = input();
+        let replication = if cluster.is_some() { 3 } else { 1 };
+        let topics = Topics::new(name);
+        kafka::create_topics_replicated(&bootstrap, &topics, replication);
+        eprintln!("{name}: {guarantee:?}, {side:?}, group {}", topics.group);
+        Self {
+            name: name.to_owned(),
+            guarantee,
+            side,
+            bootstrap,
+            cluster,
+            replication,
+            topics,
+            dir: tempfile::Builder::new().prefix("eos-").tempdir().unwrap(),
+            input,
+            live: BTreeMap::new(),
+            paused: HashSet::new(),
+            incarnations: 0,
+            producer: None,
+            release: Arc::default(),
+            problems: Vec::new(),
+            started: Instant::now(),
+            _serial: serial,
+        }
+    }
+
+    /// Deadline for anything that waits on the stream's progress.
+    fn budget(&self) -> Duration {
+        Duration::from_secs(180) + Duration::from_millis(self.input.workload.valid_count as u64 / 2)
+    }
+
+    /// Starts (or restarts) instance `id`: its own config (same group), a new log.
+    fn start(&mut self, id: &str) {
+        assert!(!self.live.contains_key(id), "{id} is running");
+        let dir = self.dir.path().join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = kafka::config_with_kafka(
+            &dir,
+            &self.bootstrap,
+            &self.topics,
+            &common::fixtures(),
+            "",
+            &self.side.kafka_lines(self.guarantee, id, self.replication),
+        );
+        self.incarnations += 1;
+        let log = self
+            .dir
+            .path()
+            .join(format!("{:02}-{id}.log", self.incarnations));
+        self.live
+            .insert(id.to_owned(), Service::start(&config, &log));
+    }
+
+    /// `kill -9` instance `id`.
+    fn kill(&mut self, id: &str) {
+        let mut service = self.live.remove(id).expect("a running instance");
+        service.signal("-KILL");
+        service.wait(Duration::from_secs(30));
+    }
+
+    /// SIGTERM instance `id`: it must drain, commit and exit 0.
+    fn stop(&mut self, id: &str) {
+        let mut service = self.live.remove(id).expect("a running instance");
+        service.signal("-TERM");
+        let status = service.wait(Duration::from_secs(60));
+        if !status.success() {
+            self.problems.push(format!(
+                "{id} exited {status} on SIGTERM; log:\n{}",
+                tail(&service.log_text())
+            ));
+        }
+    }
+
+    /// Waits until the running, unpaused instances own every input partition between them, each
+    /// partition once, each instance at least one (by their logs): the group has rebalanced.
+    fn settle(&self) {
+        let mut inputs = BTreeSet::new();
+        for topic in [&self.topics.telemetry, &self.topics.schedule] {
+            for p in kafka::partitions(&self.bootstrap, topic) {
+                inputs.insert((topic.clone(), p));
+            }
+        }
+        kafka::wait_until(
+            "the group to settle",
+            self.budget(),
+            || {
+                let owners: Vec<(&String, BTreeSet<_>)> = self
+                    .live
+                    .iter()
+                    .filter(|(id, _)| !self.paused.contains(*id))
+                    .map(|(id, s)| (id, s.assignment().intersection(&inputs).cloned().collect()))
+                    .collect();
+                let total: usize = owners.iter().map(|(_, o)| o.len()).sum();
+                let union: BTreeSet<_> = owners.iter().flat_map(|(_, o)| o.clone()).collect();
+                if union == inputs
+                    && total == inputs.len()
+                    && owners.iter().all(|(_, o)| !o.is_empty())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("owners: {owners:?}"))
+                }
+            },
+            || self.logs(),
+        );
+        eprintln!(
+            "{}: settled at {:.1} s",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Starts the producer (in the background): it produces the workload as fast as it goes,
+    /// as far as [`Scenario::wait_progress`] and [`Scenario::finish`] release it.
+    fn produce(&mut self) {
+        let (bootstrap, topics, input) = (self.bootstrap.clone(), self.topics.clone(), self.input);
+        let release = Arc::clone(&self.release);
+        self.producer = Some(std::thread::spawn(move || {
+            input.workload.produce(&bootstrap, &topics, &release);
+        }));
+    }
+
+    /// Releases the stream up to `fraction` + [`LEAD`] of its valid events and waits until the
+    /// predictions topic holds `fraction` of the expected predictions (counting what is there,
+    /// committed or not: a measure of progress, not a check). What comes next (a kill, a join)
+    /// therefore happens with a tenth of the stream still arriving or in flight.
+    fn wait_progress(&self, fraction: f64) {
+        let valid = self.input.workload.valid_count as f64;
+        self.release
+            .up_to((valid * (fraction + LEAD).min(1.0)).ceil() as usize);
+        let want = (self.input.expected.predictions() as f64 * fraction) as i64;
+        let have = kafka::wait_until(
+            &format!("{want} predictions"),
+            self.budget(),
+            || {
+                // Errors while a broker is down (the bounce): try again.
+                let have = kafka::try_count(&self.bootstrap, &self.topics.predictions)?;
+                if have >= want {
+                    Ok(have)
+                } else {
+                    Err(format!("{have} predictions"))
+                }
+            },
+            || self.logs(),
+        );
+        eprintln!(
+            "{}: {have} predictions at {:.1} s",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn signal(&mut self, id: &str, signal: &str) {
+        self.live[id].signal(signal);
+        match signal {
+            "-STOP" => self.paused.insert(id.to_owned()),
+            _ => self.paused.remove(id),
+        };
+    }
+
+    /// The last lines of every running instance's log.
+    fn logs(&self) -> String {
+        self.live
+            .iter()
+            .map(|(id, s)| format!("--- {id} ({})\n{}", s.log.display(), tail(&s.log_text())))
+            .collect()
+    }
+
+    /// Lets the stream end, stops every instance (SIGTERM), reads the output topics as a
+    /// `read_committed` consumer and checks them against replay; prints the counts either way.
+    fn finish(mut self) {
+        self.release.up_to(self.input.workload.valid_count);
+        if let Some(producer) = self.producer.take() {
+            producer.join().expect("the producer failed");
+        }
+        kafka::wait_for_group_to_consume_all(
+            &self.bootstrap,
+            &self.topics.group,
+            &[&self.topics.telemetry, &self.topics.schedule],
+            self.budget(),
+            || self.logs(),
+        );
+        for id in self.live.keys().cloned().collect::<Vec<_>>() {
+            self.stop(&id);
+        }
+        let tally = Tally::read(
+            &self.bootstrap,
+            &self.topics,
+            &self.input.expected,
+            self.budget(),
+        );
+        eprintln!(
+            "{} ({:?}, {:?}): {}; {:.1} s",
+            self.name,
+            self.guarantee,
+            self.side,
+            tally.summary(),
+            self.started.elapsed().as_secs_f64()
+        );
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.extend(tally.violations(self.guarantee));
+        if !problems.is_empty() {
+            self.dir.disable_cleanup(true);
+        }
+        assert!(
+            problems.is_empty(),
+            "{}: {}\n{}\nexamples:\n{}\nlogs in {}",
+            self.name,
+            problems.join("; "),
+            tally.summary(),
+            tally
+                .examples
+                .iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            self.dir.path().display()
+        );
+    }
+}
+
+impl Drop for Scenario {
+    /// Kills what still runs, then deletes the scenario's topics (the changelog too): at full
+    /// scale each scenario leaves about a gigabyte per broker otherwise.
+    fn drop(&mut self) {
+        self.live.clear();
+        let changelog = format!("{}-state-changelog", self.topics.group);
+        let mut names = self.topics.all().to_vec();
+        names.push(&changelog);
+        kafka::delete_topics(&self.bootstrap, &names);
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n") + "\n"
+}
+
+/// The control: one instance, no failure. Every check must pass on any build (it shows the
+/// checks do not fail for nothing). On the shared 3-node cluster with `FLEETSCORE_EOS=1`, else
+/// wherever the Kafka tests run (`KAFKA_BOOTSTRAP`).
+#[test]
+fn an_uninterrupted_run_equals_replay_exactly_once() {
+    let (bootstrap, cluster) = if std::env::var("FLEETSCORE_EOS").as_deref() == Ok("1") {
+        let c = Cluster::shared(3, "eos-kafka-");
+        (c.bootstrap.clone(), Some(c))
+    } else {
+        let Some(b) = kafka::bootstrap() else {
+            return;
+        };
+        (b, None)
+    };
+    let serial = serial();
+    let mut s = Scenario::on(
+        "control",
+        Guarantee::ExactlyOnce,
+        ServiceSide::Today,
+        bootstrap,
+        cluster,
+        serial,
+    );
+    s.start("a");
+    s.settle();
+    s.produce();
+    s.finish();
+}
+
+/// (a) `kill -9` three times mid-stream (at a quarter, half and three quarters of the
+/// predictions), restarting the instance each time.
+fn kill_9_three_times(guarantee: Guarantee, side: ServiceSide) {
+    let Some(mut s) = Scenario::new("kill-9", guarantee, side) else {
+        return;
+    };
+    s.start("a");
+    s.settle();
+    s.produce();
+    for quarter in 1..=3 {
+        s.wait_progress(f64::from(quarter) / 4.0);
+        s.kill("a");
+        s.start("a");
+    }
+    s.finish();
+}
+
+#[test]
+fn kill_9_three_times_exactly_once() {
+    kill_9_three_times(Guarantee::ExactlyOnce, ServiceSide::Today);
+}
+
+#[test]
+fn kill_9_three_times_at_least_once() {
+    kill_9_three_times(Guarantee::AtLeastOnce, ServiceSide::Today);
+}
+
+/// (b) Rebalance churn, as `streams_eos_test.py`: three instances of one group join, leave
+/// (SIGTERM) and die (`kill -9`) while the stream runs; after each change the group settles
+/// and the stream moves on before the next.
+fn rebalance_churn(guarantee: Guarantee, side: ServiceSide) {
+    let Some(mut s) = Scenario::new("churn", guarantee, side) else {
+        return;
+    };
+    s.start("a");
+    s.settle();
+    s.produce();
+    s.wait_progress(0.1);
+    s.start("b");
+    s.settle();
+    s.wait_progress(0.2);
+    s.start("c");
+    s.settle();
+    s.wait_progress(0.3);
+    s.stop("b");
+    s.settle();
+    s.wait_progress(0.4);
+    s.kill("c");
+    s.settle();
+    s.wait_progress(0.5);
+    s.start("b");
+    s.start("c");
+    s.settle();
+    s.wait_progress(0.6);
+    s.kill("a");
+    s.settle();
+    s.wait_progress(0.7);
+    s.stop("c");
+    s.start("a");
+    s.settle();
+    s.wait_progress(0.8);
+    s.kill("b");
+    s.settle();
+    s.finish();
+}
+
+#[test]
+fn rebalance_churn_exactly_once() {
+    rebalance_churn(Guarantee::ExactlyOnce, ServiceSide::Today);
+}
+
+#[test]
+fn rebalance_churn_at_least_once() {
+    rebalance_churn(Guarantee::AtLeastOnce, ServiceSide::Today);
+}
+
+/// A killed node, started again when dropped (so a failed test leaves the shared cluster whole).
+struct NodeDown {
+    cluster: &'static Cluster,
+    node: Option<u32>,
+}
+
+impl NodeDown {
+    fn kill(cluster: &'static Cluster, node: u32) -> Self {
+        cluster.kill_node(node);
+        Self {
+            cluster,
+            node: Some(node),
+        }
+    }
+
+    fn restart(mut self) {
+        if let Some(node) = self.node.take() {
+            self.cluster.start_node(node);
+        }
+    }
+}
+
+impl Drop for NodeDown {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.cluster.try_node_command("start-node", node);
+        }
+    }
+}
+
+/// (c) Broker bounce: `kill -9` the node leading (most of) the state changelog's partitions
+/// mid-stream, let the stream go on without it, start it again.
+#[test]
+fn broker_bounce_exactly_once() {
+    let side = ServiceSide::Today;
+    let Some(mut s) = Scenario::new("bounce", Guarantee::ExactlyOnce, side) else {
+        return;
+    };
+    let cluster = s.cluster.expect("the shared cluster");
+    s.start("a");
+    s.start("b");
+    s.settle();
+    s.produce();
+    s.wait_progress(0.3);
+    // Today's service writes no changelog: then the inputs' leader is bounced instead.
+    let topic = match side {
+        ServiceSide::Issue13 => format!("{}-state-changelog", s.topics.group),
+        ServiceSide::Today => s.topics.telemetry.clone(),
+    };
+    let leaders = cluster.leaders(&topic, Duration::from_secs(60));
+    let node = (1..=3)
+        .max_by_key(|n| (leaders.iter().filter(|l| *l == n).count(), -i64::from(*n)))
+        .unwrap();
+    eprintln!("bounce: killing node {node}, leader of {topic} partitions: {leaders:?}");
+    let down = NodeDown::kill(cluster, node);
+    s.wait_progress(0.6);
+    down.restart();
+    s.finish();
+}
+
+/// (d) Zombie: SIGSTOP one instance until its partitions have moved to the other (by the
+/// other's log), then SIGCONT. It must exit non-zero (fenced), and a `read_committed` reader
+/// must see nothing it wrote (the checks of `finish`).
+#[test]
+fn zombie_is_fenced_exactly_once() {
+    let Some(mut s) = Scenario::new("zombie", Guarantee::ExactlyOnce, ServiceSide::Today) else {
+        return;
+    };
+    s.start("a");
+    s.start("b");
+    s.settle();
+    s.produce();
+    s.wait_progress(0.3);
+    s.signal("a", "-STOP");
+    s.settle();
+    // The new owner processes (and commits) what the zombie had in hand.
+    s.wait_progress(0.5);
+    s.signal("a", "-CONT");
+    let mut zombie = s.live.remove("a").unwrap();
+    match zombie.try_wait_for(Duration::from_secs(30)) {
+        Some(status) if !status.success() => {
+            eprintln!("zombie: exited {status} after SIGCONT");
+        }
+        other => {
+            s.problems.push(format!(
+                "the zombie did not exit non-zero within 30 s of SIGCONT ({other:?}); log:\n{}",
+                tail(&zombie.log_text())
+            ));
+            zombie.signal("-KILL");
+            zombie.wait(Duration::from_secs(30));
+        }
+    }
+    s.finish();
+}
