@@ -4,7 +4,7 @@
 #
 #   scripts/eos-check.sh [--events N] [TEST_FILTER]
 #
-# Sets FLEETSCORE_EOS=1 (the scenarios run) and FLEETSCORE_EOS_EVENTS (default 1000000; CI runs
+# Sets FLEETSCORE_EOS=1 (the scenarios run even without KAFKA_BOOTSTRAP) and FLEETSCORE_EOS_EVENTS (default 1000000; CI runs
 # 200,000), then `cargo test --release -p fleetscore --test exactly_once` one test at a time,
 # with each scenario's counts on stderr (predictions expected and read by a read_committed
 # consumer, missing, duplicates, differing from `fleetscore replay`, out of order, dead letters)

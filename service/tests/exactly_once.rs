@@ -15,9 +15,9 @@
 //! (the node leading the state changelog); a zombie (SIGSTOP until its partitions move,
 //! then SIGCONT). Plus an uninterrupted control run, which must pass on any build.
 //!
-//! The scenarios need the service side of #13 (transactions, the state changelog): until it
-//! lands they only run with `FLEETSCORE_EOS=1`, and fail. `FLEETSCORE_EOS_EVENTS` sets the
-//! stream's size (default 200,000; `scripts/eos-check.sh` runs 1,000,000).
+//! The scenarios run wherever the Kafka tests run (`FLEETSCORE_EOS=0` skips them); against a
+//! build from before #13 (no transactions, no changelog) they fail. `FLEETSCORE_EOS_EVENTS`
+//! sets the stream's size (default 200,000; `scripts/eos-check.sh` runs 1,000,000).
 
 mod common;
 mod kafka;
@@ -36,16 +36,14 @@ use kafka::{Cluster, Service, Topics};
 /// is changing `Today` to `Issue13` in its line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ServiceSide {
-    /// Today's binary: at-least-once, no changelog; it refuses the new keys (unknown keys are
-    /// errors), so none is written. A shorter session (6 s, the broker's minimum) makes a dead
-    /// instance's partitions move sooner.
+    /// The binary before #13: at-least-once, no changelog; it refuses the new keys (unknown
+    /// keys are errors), so none is written. A shorter session (6 s, the broker's minimum)
+    /// makes a dead instance's partitions move sooner. Kept to run these checks against an old
+    /// build (`FLEETSCORE_BIN`-style experiments), which they must fail.
+    #[allow(dead_code, reason = "for runs against a build from before #13")]
     Today,
     /// The `[kafka]` keys of #13: `guarantee`, a stable `instance_id` per instance (a restart
     /// fences its previous incarnation at once), the changelog's replication.
-    #[allow(
-        dead_code,
-        reason = "no test uses it until the service side of #13 lands"
-    )]
     Issue13,
 }
 
@@ -82,11 +80,17 @@ fn events() -> usize {
         .unwrap_or(200_000)
 }
 
-/// Whether the fault scenarios run (`FLEETSCORE_EOS=1`), with a note when they do not.
+/// Whether the fault scenarios run: with `FLEETSCORE_EOS=1`, and by default wherever the Kafka
+/// tests run (`KAFKA_BOOTSTRAP`: Java and the broker's jars are there), unless
+/// `FLEETSCORE_EOS=0`; with a note when they do not.
 fn scenarios_enabled(test: &str) -> bool {
-    let on = std::env::var("FLEETSCORE_EOS").as_deref() == Ok("1");
+    let on = match std::env::var("FLEETSCORE_EOS").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => kafka::bootstrap().is_some(),
+    };
     if !on {
-        eprintln!("{test}: not run; needs FLEETSCORE_EOS=1 (the service side of issue #13)");
+        eprintln!("{test}: not run (no KAFKA_BOOTSTRAP, or FLEETSCORE_EOS=0)");
     }
     on
 }
@@ -149,7 +153,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 impl Scenario {
-    /// A fault scenario on the shared 3-node cluster; `None` (skipped) without `FLEETSCORE_EOS=1`.
+    /// A fault scenario on the shared 3-node cluster; `None` when scenarios do not run here.
     fn new(name: &str, guarantee: Guarantee, side: ServiceSide) -> Option<Self> {
         if !scenarios_enabled(name) {
             return None;
@@ -413,11 +417,11 @@ fn tail(log: &str) -> String {
 }
 
 /// The control: one instance, no failure. Every check must pass on any build (it shows the
-/// checks do not fail for nothing). On the shared 3-node cluster with `FLEETSCORE_EOS=1`, else
+/// checks do not fail for nothing). On the shared 3-node cluster when the scenarios run, else
 /// wherever the Kafka tests run (`KAFKA_BOOTSTRAP`).
 #[test]
 fn an_uninterrupted_run_equals_replay_exactly_once() {
-    let (bootstrap, cluster) = if std::env::var("FLEETSCORE_EOS").as_deref() == Ok("1") {
+    let (bootstrap, cluster) = if scenarios_enabled("control (3 nodes)") {
         let c = Cluster::shared(3, "eos-kafka-");
         (c.bootstrap.clone(), Some(c))
     } else {
@@ -430,7 +434,7 @@ fn an_uninterrupted_run_equals_replay_exactly_once() {
     let mut s = Scenario::on(
         "control",
         Guarantee::ExactlyOnce,
-        ServiceSide::Today,
+        ServiceSide::Issue13,
         bootstrap,
         cluster,
         serial,
@@ -460,12 +464,12 @@ fn kill_9_three_times(guarantee: Guarantee, side: ServiceSide) {
 
 #[test]
 fn kill_9_three_times_exactly_once() {
-    kill_9_three_times(Guarantee::ExactlyOnce, ServiceSide::Today);
+    kill_9_three_times(Guarantee::ExactlyOnce, ServiceSide::Issue13);
 }
 
 #[test]
 fn kill_9_three_times_at_least_once() {
-    kill_9_three_times(Guarantee::AtLeastOnce, ServiceSide::Today);
+    kill_9_three_times(Guarantee::AtLeastOnce, ServiceSide::Issue13);
 }
 
 /// (b) Rebalance churn, as `streams_eos_test.py`: three instances of one group join, leave
@@ -509,12 +513,12 @@ fn rebalance_churn(guarantee: Guarantee, side: ServiceSide) {
 
 #[test]
 fn rebalance_churn_exactly_once() {
-    rebalance_churn(Guarantee::ExactlyOnce, ServiceSide::Today);
+    rebalance_churn(Guarantee::ExactlyOnce, ServiceSide::Issue13);
 }
 
 #[test]
 fn rebalance_churn_at_least_once() {
-    rebalance_churn(Guarantee::AtLeastOnce, ServiceSide::Today);
+    rebalance_churn(Guarantee::AtLeastOnce, ServiceSide::Issue13);
 }
 
 /// A killed node, started again when dropped (so a failed test leaves the shared cluster whole).
@@ -551,7 +555,7 @@ impl Drop for NodeDown {
 /// mid-stream, let the stream go on without it, start it again.
 #[test]
 fn broker_bounce_exactly_once() {
-    let side = ServiceSide::Today;
+    let side = ServiceSide::Issue13;
     let Some(mut s) = Scenario::new("bounce", Guarantee::ExactlyOnce, side) else {
         return;
     };
@@ -582,7 +586,7 @@ fn broker_bounce_exactly_once() {
 /// must see nothing it wrote (the checks of `finish`).
 #[test]
 fn zombie_is_fenced_exactly_once() {
-    let Some(mut s) = Scenario::new("zombie", Guarantee::ExactlyOnce, ServiceSide::Today) else {
+    let Some(mut s) = Scenario::new("zombie", Guarantee::ExactlyOnce, ServiceSide::Issue13) else {
         return;
     };
     s.start("a");

@@ -252,25 +252,36 @@ impl Committer {
         self.begin()
     }
 
-    /// Runs a transaction call, again while it fails with a retriable error, until the
-    /// call timeout has passed in all.
+    /// Runs a transaction call, again while it fails with a retriable error (librdkafka:
+    /// a call that timed out must be called again to resume; another call meanwhile is refused
+    /// as conflicting), for at most [`RETRY_ROUNDS`] call timeouts in all; a call still
+    /// retriable then is fatal (the broker aborts the transaction after its timeout anyway).
     fn retrying(
         &self,
         call: impl Fn(&ThreadedProducer<DeliveryContext>, Duration) -> Result<(), KafkaError>,
     ) -> Result<(), CommitError> {
-        let deadline = Instant::now() + self.call_timeout;
+        let deadline = Instant::now() + self.call_timeout * RETRY_ROUNDS;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match call(&self.producer, left) {
+            match call(&self.producer, left.min(self.call_timeout)) {
                 Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && !left.is_zero() => {
-                    tracing::debug!(error = %e, "transaction call failed; retrying");
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                    if left.is_zero() {
+                        return Err(CommitError::Fatal(format!(
+                            "a transaction call still failing after {} s: {e}",
+                            (self.call_timeout * RETRY_ROUNDS).as_secs()
+                        )));
+                    }
+                    tracing::warn!(error = %e, "transaction call failed; retrying");
                 }
                 Err(e) => return Err(classify(e)),
             }
         }
     }
 }
+
+/// How many call timeouts a transaction call may take in all, retries included.
+const RETRY_ROUNDS: u32 = 6;
 
 /// The offsets to commit: one past the last processed record of each partition.
 fn next_offsets(settled: &Settled) -> Result<TopicPartitionList, CommitError> {
