@@ -28,7 +28,7 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::delivery::{BatchTracker, DeliveryContext};
+use super::delivery::{self, BatchTracker, DeliveryContext};
 use super::log_limit::ClientErrors;
 use super::settings;
 use crate::config::KafkaConfig;
@@ -172,23 +172,11 @@ pub fn write(
             continue;
         };
         bytes += (snapshot.len() + tail.len()) as u64;
-        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
+        let record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
             .key(tail.as_bytes())
             .payload(&snapshot)
             .partition(*partition);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => {
-                    tracker.abandon(e.to_string());
-                    break;
-                }
-            }
-        }
+        delivery::send(producer, record);
     }
     metrics::counter!(names::CHANGELOG_RECORDS).increment(dirty.len() as u64);
     metrics::counter!(names::CHANGELOG_BYTES).increment(bytes);

@@ -135,6 +135,7 @@ impl Committer {
     ) -> Result<(), CommitError> {
         let started = Instant::now();
         self.last = started;
+        let wait = wait.min(self.ack_timeout());
         let drained = self.in_flight.drain(wait);
         tracing::debug!(
             drain_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -214,6 +215,18 @@ impl Committer {
         }
     }
 
+    /// How long a commit waits for acknowledgements. Under exactly-once, half the transaction
+    /// timeout (records time out then too, see `settings::producer`): an abort must reach the
+    /// broker before the transaction times out there, or the producer is fenced (measured: a
+    /// broker killed mid-transaction, acknowledgements waited for the whole timeout, and the
+    /// abort that followed was refused as INVALID_TXN_STATE, which is fatal).
+    fn ack_timeout(&self) -> Duration {
+        match self.guarantee {
+            Guarantee::ExactlyOnce => self.call_timeout / 2,
+            Guarantee::AtLeastOnce => self.call_timeout,
+        }
+    }
+
     /// Writes the changed aircraft to the changelog and waits for the acknowledgements.
     fn write_changelog(&self, settled: &Settled) -> Result<(), String> {
         let (done, wake) = mpsc::channel();
@@ -226,11 +239,11 @@ impl Committer {
         ) else {
             return Ok(());
         };
-        let _ = wake.recv_timeout(self.call_timeout);
+        let _ = wake.recv_timeout(self.ack_timeout());
         if !tracker.is_done() {
             return Err(format!(
                 "changelog writes not acknowledged within {} ms",
-                self.call_timeout.as_millis()
+                self.ack_timeout().as_millis()
             ));
         }
         match tracker.failure() {
@@ -239,8 +252,11 @@ impl Committer {
         }
     }
 
-    /// Aborts the open transaction (exactly-once) once nothing handed over is still being
-    /// produced, forgets what was in flight and opens the next one. The caller rewinds.
+    /// Aborts the open transaction (exactly-once; librdkafka purges what it still holds of it)
+    /// at once, before the broker's transaction timeout can fence the producer; then waits
+    /// until nothing handed over is still being produced (a record sent between two
+    /// transactions is refused, so none of the aborted work reaches the next one), forgets what
+    /// was in flight and opens the next transaction. The caller rewinds.
     pub fn abort(&mut self, why: &str) -> Result<(), CommitError> {
         tracing::warn!(
             reason = why,
@@ -248,13 +264,13 @@ impl Committer {
         );
         metrics::counter!(names::COMMITS, "outcome" => "aborted").increment(1);
         self.aborts_in_a_row += 1;
-        self.in_flight
-            .abandon_all(self.call_timeout)
-            .map_err(|e| CommitError::Fatal(e.to_string()))?;
         if self.guarantee == Guarantee::ExactlyOnce && self.open {
             self.retrying(|p, t| p.abort_transaction(t))?;
             self.open = false;
         }
+        self.in_flight
+            .abandon_all(self.call_timeout)
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
         self.last = Instant::now();
         if self.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
             return Err(CommitError::Fatal(format!(

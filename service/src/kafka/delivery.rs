@@ -10,10 +10,15 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use std::time::Duration;
+
 use super::log_limit::ClientErrors;
 use crate::metrics::names;
 use rdkafka::ClientContext;
-use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 
 #[derive(Debug)]
 pub struct BatchTracker {
@@ -101,5 +106,26 @@ impl ProducerContext for DeliveryContext {
             metrics::counter!(names::PRODUCE_FAILURES).increment(1);
         }
         tracker.settle(error);
+    }
+}
+
+/// Hands `record` to librdkafka, waiting while its queue is full (the producer's thread is
+/// draining it); a record that cannot be queued at all settles its tracker as failed.
+pub fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<DeliveryContext>,
+    mut record: BaseRecord<'_, K, P, Arc<BatchTracker>>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, back)) => {
+                back.delivery_opaque.abandon(e.to_string());
+                return;
+            }
+        }
     }
 }

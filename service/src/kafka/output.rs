@@ -9,16 +9,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use metrics::{Counter, Histogram};
-use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::delivery::{BatchTracker, DeliveryContext};
+use super::delivery::{self, BatchTracker, DeliveryContext};
 use super::headers;
 use super::stats::PipelineStats;
 use crate::app::AppContext;
@@ -237,20 +235,7 @@ impl Emitter {
             if let Some(key) = &key {
                 record = record.key(key);
             }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // The producer's thread is draining the queue; give it a moment.
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err((e, _)) => {
-                        tracker.abandon(e.to_string());
-                        break;
-                    }
-                }
-            }
+            delivery::send(&self.producer, record);
         }
     }
 }

@@ -331,7 +331,7 @@ impl Pipeline {
                     anyhow::bail!(reason);
                 }
                 if self.signals.take_rewind() {
-                    self.rewind(consumer)?;
+                    self.rewind(consumer, stop)?;
                     break;
                 }
                 match polled {
@@ -375,7 +375,7 @@ impl Pipeline {
             self.in_flight
                 .settle_to(self.config.max_in_flight_batches.max(1), stop)?;
             if lock(&self.committer).due() {
-                self.commit(consumer, CommitMode::Async)?;
+                self.commit(consumer, CommitMode::Async, stop)?;
             }
         }
         Ok(())
@@ -383,7 +383,12 @@ impl Pipeline {
 
     /// Commits what was handed over (see [`super::commit`]); an abortable failure aborts and
     /// rewinds, a fatal one is an error.
-    fn commit(&mut self, consumer: &InputConsumer, mode: CommitMode) -> anyhow::Result<()> {
+    fn commit(
+        &mut self,
+        consumer: &InputConsumer,
+        mode: CommitMode,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<()> {
         let wait = Duration::from_millis(self.config.transaction_timeout_ms);
         let outcome = lock(&self.committer).commit(consumer, wait, mode);
         match outcome {
@@ -393,36 +398,32 @@ impl Pipeline {
                 lock(&self.committer)
                     .abort(&why)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                self.rewind(consumer)
+                self.rewind(consumer, stop)
             }
         }
     }
 
     /// After an abort: every assigned partition back to its committed offset and its
-    /// aircraft back to the changelog; what was polled since is dropped.
-    fn rewind(&mut self, consumer: &InputConsumer) -> anyhow::Result<()> {
+    /// aircraft back to the changelog; what was polled since is dropped. A broker that is
+    /// away (the usual reason for an abort) is waited for, up to [`REWIND_PATIENCE`].
+    fn rewind(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
         self.received.clear();
         self.offsets.clear();
         self.dirty.clear();
         let numbers: Vec<i32> = lock(&self.assignment).numbers().into_iter().collect();
         let context = consumer.context();
         let dropped = context.forget(&numbers);
-        let timeout = Duration::from_millis(self.config.transaction_timeout_ms);
-        let assigned = consumer.assignment().context("reading the assignment")?;
-        let committed = consumer
-            .committed_offsets(assigned, timeout)
-            .context("reading the committed offsets to rewind to")?;
-        for mut element in committed.elements() {
-            if !matches!(element.offset(), Offset::Offset(_)) {
-                // Nothing committed yet: from the start, as auto.offset.reset says.
-                element
-                    .set_offset(Offset::Beginning)
-                    .context("rewinding to the start")?;
+        let started = Instant::now();
+        loop {
+            match seek_to_committed(consumer, &self.config) {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < REWIND_PATIENCE && !stop.load(Ordering::Acquire) => {
+                    tracing::warn!(error = %format!("{e:#}"), "rewind: cannot read or seek to the committed offsets yet; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.context("rewinding to the committed offsets")),
             }
         }
-        consumer
-            .seek_partitions(committed, timeout)
-            .context("seeking to the committed offsets")?;
         tracing::warn!(partitions = ?numbers, tails_dropped = dropped, "rewound to the committed offsets; restoring");
         context.restore_missing(consumer);
         match self.signals.fatal() {
@@ -654,6 +655,35 @@ impl Pipeline {
         );
         dispatched.and(committed)
     }
+}
+
+/// How long a rewind waits for the committed offsets to be readable (a broker away).
+const REWIND_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Seeks every assigned partition to its committed offset (the start when none).
+fn seek_to_committed(consumer: &InputConsumer, config: &KafkaConfig) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(config.transaction_timeout_ms);
+    let assigned = consumer.assignment().context("reading the assignment")?;
+    let committed = consumer
+        .committed_offsets(assigned, timeout)
+        .context("reading the committed offsets")?;
+    for mut element in committed.elements() {
+        if !matches!(element.offset(), Offset::Offset(_)) {
+            // Nothing committed yet: from the start, as auto.offset.reset says.
+            element
+                .set_offset(Offset::Beginning)
+                .context("rewinding to the start")?;
+        }
+    }
+    let sought = consumer
+        .seek_partitions(committed, timeout)
+        .context("seeking")?;
+    for element in sought.elements() {
+        if let Err(e) = element.error() {
+            anyhow::bail!("seeking {}/{}: {e}", element.topic(), element.partition());
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -62,10 +62,11 @@ pub fn producer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
                 "transaction.timeout.ms",
                 config.transaction_timeout_ms.to_string(),
             )
-            // A record's delivery may not outlast its transaction.
+            // A record's delivery gives up at half the transaction's timeout, so that the
+            // abort that follows reaches the broker before the transaction times out there.
             .set(
                 "message.timeout.ms",
-                config.transaction_timeout_ms.min(30_000).to_string(),
+                (config.transaction_timeout_ms / 2).min(30_000).to_string(),
             );
     }
     Ok(c)
