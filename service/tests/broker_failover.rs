@@ -22,12 +22,16 @@ fn a_broker_killed_mid_stream_loses_no_event() {
     let dir = tempfile::tempdir().unwrap();
     let events = kafka::cmapss_events(dir.path(), None);
     let (first_half, second_half, _) = kafka::halves(&events, dir.path());
-    let config = kafka::config(
+    // Transactions must outlive the node's death being noticed (the controller's broker
+    // session, 9 s), or their producer is fenced and the instance exits (README: riding
+    // through a broker loss).
+    let config = kafka::config_with_kafka(
         dir.path(),
         &cluster.bootstrap,
         &topics,
         &common::fixtures(),
         "",
+        "transaction_timeout_ms = 60000",
     );
 
     let mut service = Service::start(&config, &dir.path().join("serve.log"));

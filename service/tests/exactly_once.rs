@@ -142,6 +142,8 @@ struct Scenario {
     producer: Option<JoinHandle<()>>,
     release: Arc<Release>,
     problems: Vec<String>,
+    /// More `[kafka]` lines for every instance (before any sub-table).
+    extra: String,
     started: Instant,
     // One scenario at a time: they share the cluster and two cores.
     _serial: MutexGuard<'static, ()>,
@@ -199,6 +201,7 @@ impl Scenario {
             producer: None,
             release: Arc::default(),
             problems: Vec::new(),
+            extra: String::new(),
             started: Instant::now(),
             _serial: serial,
         }
@@ -220,7 +223,7 @@ impl Scenario {
             &self.topics,
             &common::fixtures(),
             "",
-            &self.side.kafka_lines(self.guarantee, id, self.replication),
+            &(self.extra.clone() + &self.side.kafka_lines(self.guarantee, id, self.replication)),
         );
         self.incarnations += 1;
         let log = self
@@ -560,6 +563,12 @@ fn broker_bounce_exactly_once() {
         return;
     };
     let cluster = s.cluster.expect("the shared cluster");
+    // A node's death is noticed after the controller's broker session (9 s): the transactions
+    // caught in it must outlive that, or their producer is fenced and the instance exits
+    // (README: riding through a broker loss).
+    if side == ServiceSide::Issue13 {
+        s.extra = "transaction_timeout_ms = 60000\n".to_owned();
+    }
     s.start("a");
     s.start("b");
     s.settle();

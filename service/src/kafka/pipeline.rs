@@ -29,8 +29,9 @@
 //! the final commit waits at most the timeout; the close (librdkafka's takes no timeout) runs
 //! on a thread of its own that is left behind once the time is up.
 //!
-//! Over 400 lines: the consume loop and its bounded stop read as one story (poll, hand over,
-//! commit, stop); splitting the stop out is the next step if it grows.
+//! Over 700 lines since #13 (deferred apply, commit, rewind): too long. The next step is to
+//! move the intake (`Received`, `handle`, `build`, `apply`) and the rewind into modules of
+//! their own, leaving here the loop and its bounded stop.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
