@@ -412,6 +412,11 @@ impl Pipeline {
         self.offsets.clear();
         self.dirty.clear();
         let numbers: Vec<i32> = lock(&self.assignment).numbers().into_iter().collect();
+        if numbers.is_empty() {
+            // Everything was revoked (the eager protocol, a lost assignment): the next
+            // assignment restores from the changelog and reads from the committed offsets.
+            return Ok(());
+        }
         let context = consumer.context();
         let dropped = context.forget(&numbers);
         let started = Instant::now();
