@@ -22,6 +22,7 @@
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
 //! - [`stats`]: the pipeline's counters, shared by its threads.
+//! - [`watchdog`]: the step the pipeline thread is in, and a warning when one lasts long.
 
 pub mod assignment;
 pub mod changelog;
@@ -37,6 +38,7 @@ pub mod rebalance;
 pub mod scoring_stage;
 pub mod settings;
 pub mod stats;
+pub mod watchdog;
 
 pub use pipeline::{Pipeline, PipelineHandle};
 pub use stats::PipelineStats;

@@ -51,7 +51,7 @@ fn a_broker_killed_mid_stream_loses_no_event() {
     let ids = kafka::event_ids(&events);
     let all = kafka::wait_for_every_event(
         &cluster.bootstrap,
-        &topics.predictions,
+        &topics,
         &ids,
         Duration::from_secs(180),
         &service,

@@ -447,13 +447,7 @@ fn interrupted_run(test: &str, signal: &str) -> Option<usize> {
     let mut second = Service::start(&config, &dir.path().join("serve-2.log"));
     kafka::produce_all(&bootstrap, &topics, &second_half);
     let ids = kafka::event_ids(&events);
-    kafka::wait_for_every_event(
-        &bootstrap,
-        &topics.predictions,
-        &ids,
-        Duration::from_secs(180),
-        &second,
-    );
+    kafka::wait_for_every_event(&bootstrap, &topics, &ids, Duration::from_secs(180), &second);
     second.signal("-TERM");
     assert!(second.wait(Duration::from_secs(30)).success());
     let all = read_all(&bootstrap, &topics.predictions);

@@ -58,6 +58,7 @@ use super::rebalance::{RebalanceContext, Signals};
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
 use super::stats::PipelineStats;
+use super::watchdog::{self, Step, Steps};
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
@@ -185,6 +186,8 @@ pub struct Pipeline {
     consumed_counters: Vec<(String, Counter)>,
     /// Consumer errors: each counted, identical ones logged once per interval.
     errors: LogLimit,
+    /// The step this thread is in, for the watchdog.
+    steps: Arc<Steps>,
 }
 
 /// The final commit and the close get at least this long, even when draining used up
@@ -234,6 +237,7 @@ impl Pipeline {
         )?));
         let signals = Arc::new(Signals::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let steps = Arc::new(Steps::default());
         let consumer: BaseConsumer<RebalanceContext> = settings::consumer(&config)?
             .create_with_context(RebalanceContext {
                 config: config.clone(),
@@ -244,6 +248,7 @@ impl Pipeline {
                 held: Arc::new(Mutex::new(BTreeSet::new())),
                 signals: Arc::clone(&signals),
                 stop: Arc::clone(&stop),
+                steps: Arc::clone(&steps),
                 drain_timeout: Duration::from_millis(config.shutdown_timeout_ms),
                 errors: ClientErrors::new(
                     "consumer",
@@ -280,7 +285,9 @@ impl Pipeline {
             spare: scoring.spare,
             scorer: Some(scoring.thread),
             errors: LogLimit::new(log_limit::INTERVAL),
+            steps: Arc::clone(&steps),
         };
+        watchdog::start(&steps, Arc::clone(&stop)).context("starting the pipeline watchdog")?;
         let stop_flag = Arc::clone(&stop);
         let ended = ThreadEnd::default();
         let guard = ended.guard();
@@ -373,8 +380,11 @@ impl Pipeline {
             }
             self.dispatch()?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
-            self.in_flight
-                .settle_to(self.config.max_in_flight_batches.max(1), stop)?;
+            {
+                let _step = self.steps.enter(Step::BackPressure);
+                self.in_flight
+                    .settle_to(self.config.max_in_flight_batches.max(1), stop)?;
+            }
             if lock(&self.committer).due() {
                 self.commit(consumer, CommitMode::Async, stop)?;
             }
@@ -391,14 +401,20 @@ impl Pipeline {
         stop: &AtomicBool,
     ) -> anyhow::Result<()> {
         let wait = Duration::from_millis(self.config.transaction_timeout_ms);
-        let outcome = lock(&self.committer).commit(consumer, wait, mode);
+        let outcome = {
+            let _step = self.steps.enter(Step::Committing);
+            lock(&self.committer).commit(consumer, wait, mode)
+        };
         match outcome {
             Ok(()) => Ok(()),
             Err(CommitError::Fatal(why)) => anyhow::bail!(why),
             Err(CommitError::Abortable(why)) => {
-                lock(&self.committer)
-                    .abort(&why)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                {
+                    let _step = self.steps.enter(Step::Rewinding);
+                    lock(&self.committer)
+                        .abort(&why)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
                 self.rewind(consumer, stop)
             }
         }
@@ -408,6 +424,8 @@ impl Pipeline {
     /// aircraft back to the changelog; what was polled since is dropped. A broker that is
     /// away (the usual reason for an abort) is waited for, up to [`REWIND_PATIENCE`].
     fn rewind(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
+        let steps = Arc::clone(&self.steps);
+        let _step = steps.enter(Step::Rewinding);
         self.received.clear();
         self.offsets.clear();
         self.dirty.clear();
@@ -609,6 +627,7 @@ impl Pipeline {
             tracker,
         };
         let waiting = Instant::now();
+        let _step = self.steps.enter(Step::HandingOver);
         let sent = self
             .work
             .as_ref()

@@ -30,6 +30,7 @@ use super::assignment::Assignment;
 use super::changelog;
 use super::commit::{CommitError, Committer};
 use super::log_limit::ClientErrors;
+use super::watchdog::{Step, Steps};
 use crate::app::Readiness;
 use crate::config::KafkaConfig;
 use crate::store::StateStore;
@@ -76,6 +77,8 @@ pub struct RebalanceContext {
     pub(crate) held: Arc<Mutex<BTreeSet<i32>>>,
     pub(crate) signals: Arc<Signals>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// The pipeline thread's step (the callbacks run on it, inside its poll).
+    pub(crate) steps: Arc<Steps>,
     pub(crate) drain_timeout: Duration,
     /// The client's error callback, at a bounded log rate.
     pub(crate) errors: ClientErrors,
@@ -124,6 +127,7 @@ impl RebalanceContext {
             return;
         }
         self.readiness.set_partitions_ready(false);
+        let _step = self.steps.enter(Step::Restoring);
         wait_for_stable_offsets(consumer, &self.config);
         match changelog::restore(&self.config, &self.store, &missing, &self.stop) {
             Ok(_) => {
@@ -163,6 +167,7 @@ impl ConsumerContext for RebalanceContext {
         let lost = consumer.assignment_lost();
         // After a fatal error nothing more is written: the pipeline is stopping.
         if self.signals.fatal().is_none() {
+            let _step = self.steps.enter(Step::Committing);
             let mut committer = lock(&self.committer);
             let outcome = if lost {
                 Err(CommitError::Abortable(

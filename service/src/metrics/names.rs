@@ -29,6 +29,8 @@ pub const RESTORING_PARTITIONS: &str = "fleetscore_restoring_partitions";
 pub const COMMITS: &str = "fleetscore_commits_total";
 /// One commit: waiting for the outputs, writing the changelog, committing.
 pub const COMMIT_DURATION: &str = "fleetscore_commit_seconds";
+/// Steps of the pipeline thread that lasted long (`kafka::watchdog`), by `step`.
+pub const PIPELINE_STALLS: &str = "fleetscore_pipeline_stalls_total";
 
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";

@@ -220,7 +220,9 @@ deadletter_topic = "{d}"
 
 pub fn fleetscore() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetscore"));
-    c.env("RUST_LOG", "info");
+    // FLEETSCORE_TEST_LOG: another filter for the services under test (debugging a test).
+    let filter = std::env::var("FLEETSCORE_TEST_LOG").unwrap_or_else(|_| "info".to_owned());
+    c.env("RUST_LOG", filter);
     c
 }
 
@@ -612,31 +614,71 @@ pub fn event_ids(events: &Path) -> std::collections::HashSet<String> {
         .collect()
 }
 
-/// Waits until every id in `ids` has at least one prediction in `topic` (at most `timeout`);
-/// returns all the predictions then.
+/// Waits until every id in `ids` has at least one prediction in the predictions topic (at
+/// most `timeout`); returns all the predictions then. On a timeout the failure says how far
+/// the service got ([`progress`]) and shows its log.
 pub fn wait_for_every_event(
     bootstrap: &str,
-    topic: &str,
+    topics: &Topics,
     ids: &std::collections::HashSet<String>,
     timeout: Duration,
     service: &Service,
 ) -> Vec<OwnedMessage> {
     let deadline = Instant::now() + timeout;
+    let mut missing = ids.len();
     loop {
-        if count(bootstrap, topic) >= ids.len() as i64 {
-            let all = read_all(bootstrap, topic);
+        if count(bootstrap, &topics.predictions) >= ids.len() as i64 {
+            let all = read_all(bootstrap, &topics.predictions);
             let covered = by_event(&all);
-            if ids.iter().all(|id| covered.contains_key(id)) {
+            missing = ids.iter().filter(|id| !covered.contains_key(*id)).count();
+            if missing == 0 {
                 return all;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "not every event predicted after {timeout:?}; log:\n{}",
+            "not every event predicted after {timeout:?} ({missing} of {} missing when last \
+             read); {}\nlog:\n{}",
+            ids.len(),
+            progress(bootstrap, topics),
             service.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// How far the service got, for a failure message: per input partition its end offset and
+/// the group's committed offset, per predictions partition its end offset.
+pub fn progress(bootstrap: &str, topics: &Topics) -> String {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &topics.group)
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => return format!("progress unknown: {e}"),
+    };
+    let timeout = Duration::from_secs(10);
+    let mut out = String::from("progress (partition: end offset / committed offset):");
+    for topic in [&topics.telemetry, &topics.schedule, &topics.predictions] {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(tpl, timeout).ok();
+        out.push_str(&format!("\n  {topic}:"));
+        for p in 0..PARTITIONS {
+            let end = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map_or_else(|e| e.to_string(), |(_, high)| high.to_string());
+            let at = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(topic, p))
+                .map_or_else(|| "?".to_owned(), |e| format!("{:?}", e.offset()));
+            out.push_str(&format!(" [{p}] {end} / {at}"));
+        }
+    }
+    out
 }
 
 /// The partitions of `topic` (from the cluster's metadata).
