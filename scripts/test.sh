@@ -61,7 +61,9 @@ step "pytest training/tests"
 # Parity with onnxruntime in Python, feature-set versions.
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests
 
-step "cargo test with injected faults (a panicking HTTP accept loop, a panicking handler)"
+step "cargo test with injected faults (a panicking HTTP accept loop, a panicking handler, a transaction call that never returns)"
 # Last: this rebuilds target/release/fleetscore with `fault-injection`, which the checks above
 # must not run (the feature is never in a shipped build).
 cargo test --release -p fleetscore --features fault-injection --test http_server
+FLEETSCORE_EOS_EVENTS=50000 cargo test --release -p fleetscore --features fault-injection \
+    --test exactly_once -- a_transaction_call_that_never_returns

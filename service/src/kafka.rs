@@ -17,6 +17,8 @@
 //! - [`output`]: the output thread: prediction records and dead letters, produced with their
 //!   batch's tracker.
 //! - [`log_limit`]: repeated consumer errors logged at a bounded rate.
+//! - [`producer`]: the producer of outputs and changelog, replaced when a transaction call
+//!   never returns.
 //! - [`rebalance`]: partition assignment (restore) and revocation (commit, or abort when lost).
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
@@ -34,6 +36,7 @@ pub mod in_flight;
 pub mod log_limit;
 pub mod output;
 pub mod pipeline;
+pub mod producer;
 pub mod rebalance;
 pub mod scoring_stage;
 pub mod settings;

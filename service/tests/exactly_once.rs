@@ -144,6 +144,8 @@ struct Scenario {
     problems: Vec<String>,
     /// More `[kafka]` lines for every instance (before any sub-table).
     extra: String,
+    /// More environment variables for every instance.
+    env: Vec<(String, String)>,
     started: Instant,
     // One scenario at a time: they share the cluster and two cores.
     _serial: MutexGuard<'static, ()>,
@@ -202,6 +204,7 @@ impl Scenario {
             release: Arc::default(),
             problems: Vec::new(),
             extra: String::new(),
+            env: Vec::new(),
             started: Instant::now(),
             _serial: serial,
         }
@@ -230,8 +233,10 @@ impl Scenario {
             .dir
             .path()
             .join(format!("{:02}-{id}.log", self.incarnations));
-        self.live
-            .insert(id.to_owned(), Service::start(&config, &log));
+        self.live.insert(
+            id.to_owned(),
+            Service::start_with_env(&config, &log, &self.env),
+        );
     }
 
     /// `kill -9` instance `id`.
@@ -622,5 +627,44 @@ fn zombie_is_fenced_exactly_once() {
             zombie.wait(Duration::from_secs(30));
         }
     }
+    s.finish();
+}
+
+/// (feature `fault-injection`) A `send_offsets_to_transaction` call that never returns, as
+/// librdkafka's can once the coordinator's broker is gone (librdkafka #5456 and #5511; seen
+/// here as a service gone quiet for good after a broker was killed): the instance gives up on
+/// it past its timeout, replaces the producer (which fences the stuck one; the broker aborts
+/// its transaction) and rewinds, without a restart. A `read_committed` reader still sees
+/// exactly one prediction per event, equal to replay's. On the single broker: the fault is
+/// injected, no broker needs to die.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_transaction_call_that_never_returns_is_left_behind_exactly_once() {
+    if !scenarios_enabled("hung call") {
+        return;
+    }
+    let Some(bootstrap) = kafka::bootstrap() else {
+        return;
+    };
+    let serial = serial();
+    let mut s = Scenario::on(
+        "hung-call",
+        Guarantee::ExactlyOnce,
+        ServiceSide::Issue13,
+        bootstrap,
+        None,
+        serial,
+    );
+    s.env.push((
+        "FLEETSCORE_FAULT".to_owned(),
+        "kafka-offsets-hang".to_owned(),
+    ));
+    s.start("a");
+    s.settle();
+    s.produce();
+    // The fault fires a few commits in (a commit every 100 ms): well before half the stream,
+    // whose release waits for this progress.
+    s.wait_progress(0.5);
+    s.live["a"].wait_for_log("replacing the Kafka producer", s.budget());
     s.finish();
 }

@@ -13,25 +13,28 @@
 //!   read again are recognised as applied (no event counts twice, none is scored twice), and a
 //!   consumer may see an output again: those produced after the last changelog write.
 //!
-//! librdkafka's transaction calls block (up to their timeout), so they run on the pipeline
-//! thread, never on an async worker. Their errors are classified as librdkafka does: a
-//! retriable one is retried until the deadline, an abortable one aborts the transaction (the
-//! caller rewinds to the committed state), a fatal one (fenced: another instance owns the
-//! transactional id, or the transaction timed out) ends the pipeline with an error.
+//! librdkafka's transaction calls block (up to their timeout), so they run off the async
+//! workers: each on a thread of its own, which the pipeline thread waits for at most the
+//! call's timeout and [`CALL_MARGIN`]. A call that has not returned by then (librdkafka can
+//! block past its timeout, see [`super::producer`]) is left behind and the producer replaced
+//! (the caller rewinds). Errors are classified as librdkafka does: a retriable one is retried
+//! until the deadline, an abortable one aborts the transaction (the caller rewinds to the
+//! committed state), a fatal one (fenced: another instance owns the transactional id, or the
+//! transaction timed out) ends the pipeline with an error.
 
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog;
-use super::delivery::DeliveryContext;
 use super::in_flight::{InFlight, Settled};
+use super::producer::{OutputProducer, ProducerSlot};
 use crate::config::{Guarantee, KafkaConfig};
 use crate::metrics::names;
 use crate::store::StateStore;
@@ -51,9 +54,16 @@ pub enum CommitError {
 /// keeps failing (a topic refusing writes, say), and an operator must look.
 const MAX_ABORTS_IN_A_ROW: u32 = 5;
 
+/// How much longer than its own timeout a transaction call is waited for before it is taken
+/// for stuck (see [`super::producer`]).
+const CALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// A transaction call, run on a thread of its own (so: shared, and `'static`).
+type TxnCall = Arc<dyn Fn(&OutputProducer, Duration) -> KafkaResult<()> + Send + Sync>;
+
 pub struct Committer {
     guarantee: Guarantee,
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    producers: Arc<ProducerSlot>,
     in_flight: Arc<InFlight>,
     store: Arc<StateStore>,
     changelog_topic: String,
@@ -63,6 +73,8 @@ pub struct Committer {
     last: Instant,
     /// A transaction is open (exactly-once).
     open: bool,
+    /// A transaction call did not return in time: the next abort replaces the producer.
+    stuck: bool,
     aborts_in_a_row: u32,
 }
 
@@ -81,13 +93,13 @@ impl Committer {
     /// transaction.
     pub fn start(
         config: &KafkaConfig,
-        producer: Arc<ThreadedProducer<DeliveryContext>>,
+        producers: Arc<ProducerSlot>,
         in_flight: Arc<InFlight>,
         store: Arc<StateStore>,
     ) -> anyhow::Result<Self> {
         let mut committer = Self {
             guarantee: config.guarantee,
-            producer,
+            producers,
             in_flight,
             store,
             changelog_topic: config.changelog(),
@@ -95,11 +107,13 @@ impl Committer {
             call_timeout: Duration::from_millis(config.transaction_timeout_ms),
             last: Instant::now(),
             open: false,
+            stuck: false,
             aborts_in_a_row: 0,
         };
         if committer.guarantee == Guarantee::ExactlyOnce {
             committer
-                .producer
+                .producers
+                .current()
                 .init_transactions(committer.call_timeout)
                 .map_err(|e| anyhow::anyhow!("initialising Kafka transactions: {e}"))?;
             committer.begin().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -118,7 +132,10 @@ impl Committer {
 
     fn begin(&mut self) -> Result<(), CommitError> {
         if self.guarantee == Guarantee::ExactlyOnce && !self.open {
-            self.producer.begin_transaction().map_err(classify)?;
+            self.producers
+                .current()
+                .begin_transaction()
+                .map_err(classify)?;
             self.open = true;
         }
         Ok(())
@@ -179,10 +196,14 @@ impl Committer {
                 CommitError::Fatal("the consumer has no group metadata".to_owned())
             })?;
             let offsets = next_offsets(settled)?;
-            self.retrying(|p, t| p.send_offsets_to_transaction(&offsets, &metadata, t))?;
+            self.retrying(Arc::new(move |p, t| {
+                #[cfg(feature = "fault-injection")]
+                crate::fault::maybe_hang_offsets_call();
+                p.send_offsets_to_transaction(&offsets, &metadata, t)
+            }))?;
         }
         let t1 = Instant::now();
-        self.retrying(|p, t| p.commit_transaction(t))?;
+        self.retrying(Arc::new(|p, t| p.commit_transaction(t)))?;
         tracing::debug!(
             offsets_ms = (t1 - t0).as_secs_f64() * 1e3,
             commit_ms = t1.elapsed().as_secs_f64() * 1e3,
@@ -231,7 +252,7 @@ impl Committer {
     fn write_changelog(&self, settled: &Settled) -> Result<(), String> {
         let (done, wake) = mpsc::channel();
         let Some(tracker) = changelog::write(
-            &self.producer,
+            &self.producers.current(),
             &self.changelog_topic,
             &self.store,
             &settled.dirty,
@@ -264,9 +285,15 @@ impl Committer {
         );
         metrics::counter!(names::COMMITS, "outcome" => "aborted").increment(1);
         self.aborts_in_a_row += 1;
-        if self.guarantee == Guarantee::ExactlyOnce && self.open {
-            self.retrying(|p, t| p.abort_transaction(t))?;
-            self.open = false;
+        if self.guarantee == Guarantee::ExactlyOnce && self.open && !self.stuck {
+            match self.retrying(Arc::new(|p, t| p.abort_transaction(t))) {
+                Ok(()) => self.open = false,
+                Err(_) if self.stuck => {} // replaced next
+                Err(e) => return Err(e),
+            }
+        }
+        if self.stuck {
+            self.replace_producer()?;
         }
         self.in_flight
             .abandon_all(self.call_timeout)
@@ -285,14 +312,21 @@ impl Committer {
     /// a call that timed out must be called again to resume; another call meanwhile is refused
     /// as conflicting), for at most [`RETRY_ROUNDS`] call timeouts in all; a call still
     /// retriable then is fatal (the broker aborts the transaction after its timeout anyway).
-    fn retrying(
-        &self,
-        call: impl Fn(&ThreadedProducer<DeliveryContext>, Duration) -> Result<(), KafkaError>,
-    ) -> Result<(), CommitError> {
+    /// A call that does not return at all is abortable, and marks the producer stuck.
+    fn retrying(&mut self, call: TxnCall) -> Result<(), CommitError> {
         let deadline = Instant::now() + self.call_timeout * RETRY_ROUNDS;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match call(&self.producer, left.min(self.call_timeout)) {
+            let timeout = left.min(self.call_timeout);
+            let Some(result) = self.bounded(&call, timeout) else {
+                self.stuck = true;
+                return Err(CommitError::Abortable(format!(
+                    "a transaction call did not return within {} s, past its timeout \
+                     (librdkafka #5456): the producer is replaced",
+                    (timeout + CALL_MARGIN).as_secs()
+                )));
+            };
+            match result {
                 Ok(()) => return Ok(()),
                 Err(KafkaError::Transaction(e)) if e.is_retriable() => {
                     if left.is_zero() {
@@ -306,6 +340,58 @@ impl Committer {
                 Err(e) => return Err(classify(e)),
             }
         }
+    }
+
+    /// Runs `call` on the current producer on a thread of its own and waits for it at most
+    /// `timeout` and [`CALL_MARGIN`]; `None` when it has not returned by then (it is left to
+    /// itself; see [`super::producer`]).
+    fn bounded(&self, call: &TxnCall, timeout: Duration) -> Option<KafkaResult<()>> {
+        let producer = self.producers.current();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let run = Arc::clone(call);
+        let spawned = std::thread::Builder::new()
+            .name("kafka-txn-call".to_owned())
+            .spawn(move || {
+                let _ = tx.send(run(&producer, timeout));
+            });
+        if spawned.is_err() {
+            // No thread to spare: run it here, unbounded, as librdkafka has it.
+            return Some(call(&self.producers.current(), timeout));
+        }
+        rx.recv_timeout(timeout + CALL_MARGIN).ok()
+    }
+
+    /// Replaces a producer stuck in a transaction call (see [`super::producer`]): the new one,
+    /// with the same transactional id, fences it (the broker aborts its open transaction and
+    /// refuses its records), and every batch given to the stuck one completes (fails) before
+    /// the new one is used, so that none of the aborted work reaches the next transaction.
+    fn replace_producer(&mut self) -> Result<(), CommitError> {
+        tracing::warn!(
+            "replacing the Kafka producer stuck in a transaction call; its transaction is aborted"
+        );
+        metrics::counter!(names::PRODUCER_REPLACEMENTS).increment(1);
+        let fatal = |what: &str, e: String| {
+            CommitError::Fatal(format!("replacing the stuck producer: {what}: {e}"))
+        };
+        let fresh = self
+            .producers
+            .fresh()
+            .map_err(|e| fatal("creating", format!("{e:#}")))?;
+        fresh
+            .init_transactions(self.call_timeout)
+            .map_err(|e| fatal("initialising transactions", e.to_string()))?;
+        self.in_flight
+            .abandon_all(self.call_timeout)
+            .map_err(|e| fatal("waiting for the stuck producer's records", e.to_string()))?;
+        let stuck = self.producers.replace(Arc::new(fresh));
+        // The stuck call holds it too; should this be the last reference, dropping it waits for
+        // librdkafka to tear down, which must not hold up the pipeline.
+        let _ = std::thread::Builder::new()
+            .name("kafka-producer-drop".to_owned())
+            .spawn(move || drop(stuck));
+        self.stuck = false;
+        self.open = false;
+        Ok(())
     }
 }
 

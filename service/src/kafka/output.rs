@@ -14,10 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use metrics::{Counter, Histogram};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use rdkafka::producer::BaseRecord;
 
-use super::delivery::{self, BatchTracker, DeliveryContext};
+use super::delivery::{self, BatchTracker};
 use super::headers;
+use super::producer::ProducerSlot;
 use super::stats::PipelineStats;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
@@ -69,7 +70,7 @@ pub(super) struct Emitter {
     ctx: Arc<AppContext>,
     predictions_topic: String,
     deadletter_topic: String,
-    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    producers: Arc<ProducerSlot>,
     stats: Arc<PipelineStats>,
     /// `fleetscore_event_lag_seconds{stage="produced"}`.
     lag_produced: Histogram,
@@ -81,14 +82,14 @@ impl Emitter {
     pub(super) fn new(
         ctx: Arc<AppContext>,
         config: &KafkaConfig,
-        producer: Arc<ThreadedProducer<DeliveryContext>>,
+        producers: Arc<ProducerSlot>,
         stats: Arc<PipelineStats>,
     ) -> Self {
         Self {
             ctx,
             predictions_topic: config.predictions_topic.clone(),
             deadletter_topic: config.deadletter_topic.clone(),
-            producer,
+            producers,
             stats,
             lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
             predictions_counters: Vec::new(),
@@ -210,6 +211,8 @@ impl Emitter {
         for _ in outputs.len()..expected {
             tracker.abandon("a row of the batch produced no output".to_owned());
         }
+        // The producer of the moment, for the whole batch (see `super::producer`).
+        let producer = self.producers.current();
         for output in outputs {
             // Headers move into the record; key and value are copied by librdkafka on send.
             let (topic, key, value, headers) = match output {
@@ -235,7 +238,7 @@ impl Emitter {
             if let Some(key) = &key {
                 record = record.key(key);
             }
-            delivery::send(&self.producer, record);
+            delivery::send(&producer, record);
         }
     }
 }

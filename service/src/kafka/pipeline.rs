@@ -46,14 +46,13 @@ use metrics::{Counter, Histogram};
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::producer::ThreadedProducer;
 
 use super::assignment::Assignment;
 use super::commit::{CommitError, Committer};
-use super::delivery::DeliveryContext;
 use super::in_flight::InFlight;
 use super::log_limit::{self, ClientErrors, LogLimit};
 use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
+use super::producer::ProducerSlot;
 use super::rebalance::{RebalanceContext, Signals};
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
@@ -223,15 +222,10 @@ impl Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let assignment = Arc::new(Mutex::new(Assignment::default()));
         let in_flight = Arc::new(InFlight::new(Arc::clone(&assignment), Arc::clone(&stats)));
-        let producer: ThreadedProducer<DeliveryContext> = settings::producer(&config)?
-            .create_with_context(DeliveryContext {
-                errors: ClientErrors::new("producer", None),
-            })
-            .context("creating the Kafka producer")?;
-        let producer = Arc::new(producer);
+        let producers = Arc::new(ProducerSlot::create(&config)?);
         let committer = Arc::new(Mutex::new(Committer::start(
             &config,
-            Arc::clone(&producer),
+            Arc::clone(&producers),
             Arc::clone(&in_flight),
             Arc::clone(&ctx.store),
         )?));
@@ -262,7 +256,7 @@ impl Pipeline {
         let scoring = ScoringStage::start(Emitter::new(
             Arc::clone(&ctx),
             &config,
-            Arc::clone(&producer),
+            Arc::clone(&producers),
             Arc::clone(&stats),
         ))?;
         let mut pipeline = Pipeline {

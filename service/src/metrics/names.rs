@@ -31,6 +31,8 @@ pub const COMMITS: &str = "fleetscore_commits_total";
 pub const COMMIT_DURATION: &str = "fleetscore_commit_seconds";
 /// Steps of the pipeline thread that lasted long (`kafka::watchdog`), by `step`.
 pub const PIPELINE_STALLS: &str = "fleetscore_pipeline_stalls_total";
+/// Producers replaced because a transaction call never returned (`kafka::producer`).
+pub const PRODUCER_REPLACEMENTS: &str = "fleetscore_producer_replacements_total";
 
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";

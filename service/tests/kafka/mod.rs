@@ -259,8 +259,14 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path, log: &Path) -> Self {
+        Self::start_with_env(config, log, &[])
+    }
+
+    /// [`Service::start`] with more environment variables (`FLEETSCORE_FAULT`, say).
+    pub fn start_with_env(config: &Path, log: &Path, env: &[(String, String)]) -> Self {
         let file = std::fs::File::create(log).unwrap();
         let child = fleetscore()
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(config)
             .stdout(file.try_clone().unwrap())
