@@ -11,6 +11,8 @@
 //!   exactly-once).
 //! - [`connect`]: the start-up check that a broker answers, within `startup_timeout_ms`.
 //! - [`delivery`]: acknowledgements of produced records, tracked per micro-batch.
+//! - [`intake`]: polled records decoded, then applied and turned into the batch when it is
+//!   handed over.
 //! - [`in_flight`]: the batches awaiting acknowledgement, oldest first; their offsets and
 //!   changed aircraft go to the next commit only when every output of the batch is on the
 //!   broker, in batch order.
@@ -19,6 +21,7 @@
 //! - [`log_limit`]: repeated consumer errors logged at a bounded rate.
 //! - [`producer`]: the producer of outputs and changelog, replaced when a transaction call
 //!   never returns.
+//! - [`rewind`]: back to the committed state after an abort.
 //! - [`rebalance`]: partition assignment (restore) and revocation (commit, or abort when lost).
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
@@ -33,11 +36,13 @@ pub mod connect;
 pub mod delivery;
 pub mod headers;
 pub mod in_flight;
+pub mod intake;
 pub mod log_limit;
 pub mod output;
 pub mod pipeline;
 pub mod producer;
 pub mod rebalance;
+pub mod rewind;
 pub mod scoring_stage;
 pub mod settings;
 pub mod stats;

@@ -29,31 +29,28 @@
 //! the final commit waits at most the timeout; the close (librdkafka's takes no timeout) runs
 //! on a thread of its own that is left behind once the time is up.
 //!
-//! Over 700 lines since #13 (deferred apply, commit, rewind): too long. The next step is to
-//! move the intake (`Received`, `handle`, `build`, `apply`) and the rewind into modules of
-//! their own, leaving here the loop and its bounded stop.
+//! The intake (decoding, then applying at hand-over: [`super::intake`]) and the rewind after
+//! an abort ([`super::rewind`]) live in modules of their own; here are the loop, the
+//! hand-over to the scoring thread, the commits and the bounded stop.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
-use fleet_features::{ApplyOutcome, Event, FeatureSet};
-use metrics::{Counter, Histogram};
-use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedHeaders};
 
 use super::assignment::Assignment;
 use super::commit::{CommitError, Committer};
 use super::in_flight::InFlight;
+use super::intake::Intake;
 use super::log_limit::{self, ClientErrors, LogLimit};
-use super::output::{Emitter, Meta, OutputRecord, dead_letter, lag_since};
+use super::output::{Emitter, Meta};
 use super::producer::ProducerSlot;
 use super::rebalance::{RebalanceContext, Signals};
+use super::rewind;
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
 use super::stats::PipelineStats;
@@ -61,8 +58,7 @@ use super::watchdog::{self, Step, Steps};
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
-use crate::scoring::{Batcher, RowInfo};
-use crate::store::{SourceRef, TailEntry};
+use crate::scoring::Batcher;
 use crate::supervisor::ThreadEnd;
 
 /// A running pipeline; stop it to drain, commit and join.
@@ -125,39 +121,6 @@ impl Drop for PipelineHandle {
 
 type InputConsumer = BaseConsumer<RebalanceContext>;
 
-/// A record polled and decoded, waiting for its batch to be handed over.
-struct Received {
-    /// The assignment epoch it was polled in ([`Assignment::still_ours`]).
-    epoch: u64,
-    item: Item,
-}
-
-// Nearly every record is an event: boxing it would cost an allocation per event.
-#[allow(clippy::large_enum_variant)]
-enum Item {
-    Event {
-        event: Event,
-        meta: Meta,
-    },
-    Undecodable {
-        source: SourceRef,
-        key: Option<Vec<u8>>,
-        value: Vec<u8>,
-        headers: Option<OwnedHeaders>,
-        reason: &'static str,
-        message: String,
-    },
-}
-
-impl Item {
-    fn source(&self) -> &SourceRef {
-        match self {
-            Item::Event { meta, .. } => &meta.source,
-            Item::Undecodable { source, .. } => source,
-        }
-    }
-}
-
 pub struct Pipeline {
     ctx: Arc<AppContext>,
     config: KafkaConfig,
@@ -165,24 +128,14 @@ pub struct Pipeline {
     committer: Arc<Mutex<Committer>>,
     assignment: Arc<Mutex<Assignment>>,
     signals: Arc<Signals>,
-    /// Polled, not yet handed over.
-    received: Vec<Received>,
-    batcher: Batcher<Meta>,
-    outputs: Vec<OutputRecord>,
-    offsets: HashMap<(String, i32), i64>,
-    /// Aircraft changed by the batch being handed over, with their partition.
-    dirty: HashMap<String, i32>,
-    vector: Vec<f32>,
+    /// Polled records, applied and turned into the batch when it is handed over.
+    intake: Intake,
     stats: Arc<PipelineStats>,
     /// Batches to the scoring thread (capacity 1: at most one waits while one is scored).
     work: Option<mpsc::SyncSender<Work>>,
     /// Emptied batchers coming back, to be reused.
     spare: mpsc::Receiver<Batcher<Meta>>,
     scorer: Option<JoinHandle<()>>,
-    /// `fleetscore_event_lag_seconds{stage="consumed"}`.
-    lag_consumed: Histogram,
-    /// `fleetscore_events_consumed_total` by topic.
-    consumed_counters: Vec<(String, Counter)>,
     /// Consumer errors: each counted, identical ones logged once per interval.
     errors: LogLimit,
     /// The step this thread is in, for the watchdog.
@@ -260,22 +213,19 @@ impl Pipeline {
             Arc::clone(&stats),
         ))?;
         let mut pipeline = Pipeline {
-            batcher: Batcher::new(Arc::clone(&ctx.registry)),
+            intake: Intake::new(
+                Arc::clone(&ctx),
+                Arc::clone(&assignment),
+                Arc::clone(&stats),
+            ),
             ctx,
             config,
             in_flight,
             committer,
             assignment,
             signals,
-            received: Vec::new(),
-            outputs: Vec::new(),
-            offsets: HashMap::new(),
-            dirty: HashMap::new(),
-            vector: Vec::new(),
             stats: Arc::clone(&stats),
             work: Some(scoring.work),
-            lag_consumed: metrics::histogram!(names::EVENT_LAG, "stage" => "consumed"),
-            consumed_counters: Vec::new(),
             spare: scoring.spare,
             scorer: Some(scoring.thread),
             errors: LogLimit::new(log_limit::INTERVAL),
@@ -368,7 +318,7 @@ impl Pipeline {
                     Some(Ok(message)) => {
                         first_at.get_or_insert_with(Instant::now);
                         rows += 1;
-                        self.handle(&message);
+                        self.intake.handle(&message);
                     }
                 }
             }
@@ -414,210 +364,43 @@ impl Pipeline {
         }
     }
 
-    /// After an abort: every assigned partition back to its committed offset and its
-    /// aircraft back to the changelog; what was polled since is dropped. A broker that is
-    /// away (the usual reason for an abort) is waited for, up to [`REWIND_PATIENCE`].
+    /// After an abort: what was polled since the last commit is dropped, and the partitions
+    /// go back to the committed state ([`super::rewind`]).
     fn rewind(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
-        let steps = Arc::clone(&self.steps);
-        let _step = steps.enter(Step::Rewinding);
-        self.received.clear();
-        self.offsets.clear();
-        self.dirty.clear();
-        let numbers: Vec<i32> = lock(&self.assignment).numbers().into_iter().collect();
-        if numbers.is_empty() {
-            // Everything was revoked (the eager protocol, a lost assignment): the next
-            // assignment restores from the changelog and reads from the committed offsets.
-            return Ok(());
-        }
-        let context = consumer.context();
-        let dropped = context.forget(&numbers);
-        let started = Instant::now();
-        loop {
-            match seek_to_committed(consumer, &self.config) {
-                Ok(()) => break,
-                Err(e) if started.elapsed() < REWIND_PATIENCE && !stop.load(Ordering::Acquire) => {
-                    tracing::warn!(error = %format!("{e:#}"), "rewind: cannot read or seek to the committed offsets yet; retrying");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e.context("rewinding to the committed offsets")),
-            }
-        }
-        tracing::warn!(partitions = ?numbers, tails_dropped = dropped, "rewound to the committed offsets; restoring");
-        context.restore_missing(consumer);
-        match self.signals.fatal() {
-            Some(reason) => anyhow::bail!(reason),
-            None => Ok(()),
-        }
-    }
-
-    /// Decodes a polled record and keeps it for the batch; nothing is applied yet.
-    fn handle(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
-        let topic = message.topic();
-        let partition = message.partition();
-        let epoch = {
-            let assignment = lock(&self.assignment);
-            if !assignment.owns(topic, partition) {
-                return; // revoked while buffered: the new owner has it
-            }
-            assignment.epoch()
-        };
-        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cached(
-            &mut self.consumed_counters,
-            topic,
-            |topic| metrics::counter!(names::EVENTS_CONSUMED, "topic" => topic.to_owned()),
+        let _step = self.steps.enter(Step::Rewinding);
+        self.intake.clear();
+        rewind::to_committed(
+            consumer,
+            &self.config,
+            &self.assignment,
+            &self.signals,
+            stop,
         )
-        .increment(1);
-        let source = SourceRef {
-            topic: topic.to_owned(),
-            partition,
-            offset: message.offset(),
-        };
-        let timestamp_ms = message.timestamp().to_millis();
-        if let Some(lag) = lag_since(timestamp_ms) {
-            self.lag_consumed.record(lag);
-        }
-        let payload = message.payload().unwrap_or_default();
-        let key = message.key().map(<[u8]>::to_vec);
-        let headers = message.headers().map(|h| h.detach());
-        let item = match Event::decode(payload) {
-            Ok(event) => Item::Event {
-                event,
-                meta: Meta {
-                    source,
-                    timestamp_ms,
-                    key,
-                    value: payload.to_vec(),
-                    headers,
-                },
-            },
-            Err(e) => Item::Undecodable {
-                source,
-                key,
-                value: payload.to_vec(),
-                headers,
-                reason: e.reason.as_str(),
-                message: e.to_string(),
-            },
-        };
-        self.received.push(Received { epoch, item });
-    }
-
-    /// Applies an event to its aircraft and adds its features to the batch.
-    fn apply(&mut self, event: &Event, meta: Meta) {
-        let partition = meta.source.partition;
-        let now = Utc::now();
-        let vector = &mut self.vector;
-        let (outcome, scored) = self
-            .ctx
-            .store
-            .with_entry(event.tail(), |entry: &mut TailEntry| {
-                entry.partition = Some(partition);
-                let outcome = entry.state.apply(event);
-                let mut scored = None;
-                if outcome == ApplyOutcome::Applied {
-                    entry.last_source = Some(meta.source.clone());
-                    entry.last_applied_at = Some(now);
-                    if let Some(set) = FeatureSet::for_event(event)
-                        && set.compute(&entry.state, vector).is_ok()
-                    {
-                        scored = Some(set);
-                    }
-                }
-                (outcome, scored)
-            });
-        match outcome {
-            ApplyOutcome::Applied => {
-                if !self.dirty.contains_key(event.tail()) {
-                    self.dirty.insert(event.tail().to_owned(), partition);
-                }
-            }
-            ApplyOutcome::Duplicate => {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(names::EVENTS_IGNORED, "reason" => "duplicate").increment(1);
-            }
-            ApplyOutcome::Late(why) => {
-                self.stats.late.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(names::EVENTS_IGNORED, "reason" => why.as_str()).increment(1);
-            }
-        }
-        if let Some(set) = scored {
-            self.batcher
-                .push(set.id(), &self.vector, RowInfo::of(event), meta);
-        }
-    }
-
-    /// Applies the records polled for the batch (those still this consumer's to process) and
-    /// builds its features and dead letters.
-    fn build(&mut self) {
-        let mut received = std::mem::take(&mut self.received);
-        {
-            let assignment = lock(&self.assignment);
-            received.retain(|r| {
-                let source = r.item.source();
-                assignment.still_ours(&source.topic, source.partition, r.epoch)
-            });
-        }
-        for Received { item, .. } in received.drain(..) {
-            let source = item.source();
-            match self
-                .offsets
-                .iter_mut()
-                .find(|((t, p), _)| *p == source.partition && *t == source.topic)
-            {
-                Some((_, stored)) => *stored = (*stored).max(source.offset),
-                None => {
-                    self.offsets
-                        .insert((source.topic.clone(), source.partition), source.offset);
-                }
-            }
-            match item {
-                Item::Event { event, meta } => self.apply(&event, meta),
-                Item::Undecodable {
-                    source,
-                    key,
-                    value,
-                    headers,
-                    reason,
-                    message,
-                } => self.outputs.push(dead_letter(
-                    &self.stats,
-                    key,
-                    value,
-                    headers.as_ref(),
-                    &source,
-                    reason,
-                    &message,
-                )),
-            }
-        }
-        self.received = received; // keeps its capacity
     }
 
     /// Builds the batch, registers it in flight (offsets, changed aircraft and a tracker for
     /// all its outputs), then hands it to the scoring thread.
     fn dispatch(&mut self) -> anyhow::Result<()> {
-        self.build();
-        if self.offsets.is_empty() && self.outputs.is_empty() && self.batcher.is_empty() {
+        self.intake.build();
+        if self.intake.is_empty() {
             return Ok(());
         }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         // One output per row (a prediction or a dead letter), plus the decoding dead letters.
-        let tracker = self.in_flight.register(
-            self.outputs.len() + self.batcher.len(),
-            std::mem::take(&mut self.offsets),
-            std::mem::take(&mut self.dirty),
-        );
-        if self.outputs.is_empty() && self.batcher.is_empty() {
+        let outputs = self.intake.output_count();
+        let (offsets, dirty) = self.intake.take_progress();
+        let tracker = self.in_flight.register(outputs, offsets, dirty);
+        if outputs == 0 {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
         let spare = self
             .spare
             .try_recv()
             .unwrap_or_else(|_| Batcher::new(Arc::clone(&self.ctx.registry)));
+        let (batcher, outputs) = self.intake.take_outputs(spare);
         let work = Work {
-            batcher: std::mem::replace(&mut self.batcher, spare),
-            outputs: std::mem::take(&mut self.outputs),
+            batcher,
+            outputs,
             tracker,
         };
         let waiting = Instant::now();
@@ -674,35 +457,6 @@ impl Pipeline {
         );
         dispatched.and(committed)
     }
-}
-
-/// How long a rewind waits for the committed offsets to be readable (a broker away).
-const REWIND_PATIENCE: Duration = Duration::from_secs(60);
-
-/// Seeks every assigned partition to its committed offset (the start when none).
-fn seek_to_committed(consumer: &InputConsumer, config: &KafkaConfig) -> anyhow::Result<()> {
-    let timeout = Duration::from_millis(config.transaction_timeout_ms);
-    let assigned = consumer.assignment().context("reading the assignment")?;
-    let committed = consumer
-        .committed_offsets(assigned, timeout)
-        .context("reading the committed offsets")?;
-    for mut element in committed.elements() {
-        if !matches!(element.offset(), Offset::Offset(_)) {
-            // Nothing committed yet: from the start, as auto.offset.reset says.
-            element
-                .set_offset(Offset::Beginning)
-                .context("rewinding to the start")?;
-        }
-    }
-    let sought = consumer
-        .seek_partitions(committed, timeout)
-        .context("seeking")?;
-    for element in sought.elements() {
-        if let Err(e) = element.error() {
-            anyhow::bail!("seeking {}/{}: {e}", element.topic(), element.partition());
-        }
-    }
-    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
