@@ -77,14 +77,7 @@ FLEETSCORE_HTTP_ADDR= RUST_LOG=warn,fleetscore::lifecycle=info \
   >"$work/serve.log" 2>&1 &
 server_pid=$!
 
-addr=""
-for _ in $(seq 600); do
-  addr="$(sed -n 's/.*HTTP listening addr=\([0-9.:]*\).*/\1/p' "$work/serve.log" | head -n1)"
-  [[ -n "$addr" ]] && curl -fsS -o /dev/null "http://$addr/readyz" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.log" >&2; log "server exited"; exit 1; }
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://$addr/readyz" || { cat "$work/serve.log" >&2; log "server never ready"; exit 1; }
+addr="$(scripts/wait-ready.sh "$work/serve.log" "$server_pid")"
 log "server ready on $addr"
 
 # --- checks --------------------------------------------------------------------------------

@@ -5,16 +5,19 @@
 # 200. Prints one JSON object: answers by status, the server's RSS (before, peak, after) and the
 # seconds until that first 200.
 #
-#   bench/http/overload.sh [--connections 2000] [--rows 400] [--seconds 15]
+#   bench/http/overload.sh [--connections 2000] [--rows 400] [--seconds 15] [--concurrency-limit N]
 #
+# --concurrency-limit sets [http] concurrency_limit (default: the service's): memory for bodies
+# in flight is bounded by it times the body size.
 # Traffic goes to 127.0.0.1 only; raw output in target/bench-http-overload/.
 set -euo pipefail
 
-args=()
+args=() limit=""
 while (($#)); do
   case "$1" in
+    --concurrency-limit) limit="$2"; shift 2 ;;
     --connections | --rows | --seconds) args+=("$1" "$2"); shift 2 ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "overload.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -29,6 +32,7 @@ out="${CARGO_TARGET_DIR:-$repo/target}/bench-http-overload"
 rm -rf "$out"; mkdir -p "$out"
 cp -r service/tests/fixtures/models "$out/models"
 printf '[models]\ndir = "%s/models"\n' "$out" >"$out/fleetscore.toml"
+[[ -z "$limit" ]] || printf '[http]\nconcurrency_limit = %s\n' "$limit" >>"$out/fleetscore.toml"
 
 # One real feature row of engine-rul (a golden row), by name.
 "$FLEETSCORE_PYTHON" - "$out/row.json" <<'PY'
@@ -46,14 +50,7 @@ FLEETSCORE_HTTP_ADDR= RUST_LOG=warn,fleetscore::lifecycle=info \
   >"$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
-addr=""
-for _ in $(seq 600); do
-  addr="$(sed -n 's/.*HTTP listening addr=\([0-9.:]*\).*/\1/p' "$out/serve.log" | head -n1)"
-  [[ -n "$addr" ]] && curl -fsS -o /dev/null "http://$addr/readyz" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$out/serve.log" >&2; log "server exited"; exit 1; }
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://$addr/readyz" || { cat "$out/serve.log" >&2; log "server never ready"; exit 1; }
+addr="$(scripts/wait-ready.sh "$out/serve.log" "$pid")"
 log "server ready on $addr (pid $pid)"
 "$FLEETSCORE_PYTHON" bench/http/overload.py --addr "$addr" --pid "$pid" --row "$out/row.json" \
   ${args[@]+"${args[@]}"} | tee "$out/result.json"
