@@ -18,13 +18,14 @@
 //!   big bodies to blocking threads); [`json`]: request bodies; [`path`]: path parameters;
 //!   [`error`]: the JSON error body.
 //! - [`server`]: the connection loop (hyper): connection limit (capped by the fd limit),
-//!   header-read and idle timeouts, accept errors, graceful drain.
+//!   header-read and idle timeouts, accept errors, graceful drain; [`parse_errors`]: the JSON
+//!   body of hyper's own answers to requests it cannot parse.
 //!
 //! Scoring and OIP routes are subject to the concurrency limit and the timeout; probes,
 //! metrics and admin calls are not (a busy instance must still answer its probes, and an
-//! operator must be able to roll back an overloaded one). Every response that the router
-//! produces and that is an error carries a JSON body ([`App`]); hyper's own answers to requests
-//! it cannot parse (400, 414, 431) have none (see the README).
+//! operator must be able to roll back an overloaded one). Every error response carries a JSON
+//! body: the router's ([`App`]), and hyper's own answers to requests it cannot parse (400, 414,
+//! 431), rewritten on their way to the socket ([`parse_errors`]).
 
 pub mod admin;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod middleware;
 pub mod models;
 pub mod oip;
 pub mod openapi;
+pub mod parse_errors;
 pub mod path;
 pub mod score;
 pub mod scorer;

@@ -502,36 +502,116 @@ async fn a_stalled_upload_gets_a_408_and_its_connection_is_closed() {
     );
 }
 
-/// Requests hyper refuses before the router sees them get hyper's own answer: the status,
-/// no body (documented in the README).
+/// A response to a request hyper refuses before the router sees it: `status`, the JSON error
+/// body of every other error with `code`, and `connection: close`; the body.
+fn assert_json_error(response: (u16, String, String), status: u16, code: &str) -> Value {
+    let (got, head, body) = response;
+    let head = head.to_ascii_lowercase();
+    assert_eq!(got, status, "{head}\n\n{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let reply: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    assert_eq!(reply["code"], code, "{body}");
+    assert!(
+        reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    reply
+}
+
+/// Requests hyper refuses before the router sees them get hyper's status with the JSON error
+/// body (`http::parse_errors`), then the connection is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_hyper_cannot_parse_get_a_bare_status() {
+async fn requests_hyper_cannot_parse_get_the_json_error_body() {
     let server = Server::start(|_| {}).await;
     let addr = server.addr;
-    let raw = |request: Vec<u8>| {
-        blocking(move || {
-            let mut stream = TcpStream::connect(addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let _ = stream.write_all(&request);
-            let mut response = Vec::new();
-            let _ = stream.read_to_end(&mut response);
-            String::from_utf8_lossy(&response).into_owned()
+    let head_limit = fleetscore::http::server::READ_BUFFER_BYTES;
+    let cases = [
+        (
+            "a garbage request line",
+            b"GARBAGE\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "two Content-Lengths that disagree",
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "a header section over the head limit",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(head_limit + 1024)
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        // hyper's URI limit (65,534 bytes, 414) is above the head limit: a URI that long
+        // makes the head too large first.
+        (
+            "a URI over hyper's URI limit",
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let (response, closed) = blocking(move || {
+            let mut conn = KeepAlive::connect(addr);
+            conn.stream.write_all(&request).unwrap();
+            let response = conn.response().unwrap_or_else(|e| panic!("{what}: {e}"));
+            (response, conn.wait_closed(Duration::from_secs(10)))
         })
-    };
-    let bad_line = raw(b"GARBAGE\r\n\r\n".to_vec()).await;
-    assert!(bad_line.starts_with("HTTP/1.1 400 "), "{bad_line}");
-    let huge_head = raw(format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(100 * 1024)
-    )
-    .into_bytes())
-    .await;
-    assert!(huge_head.starts_with("HTTP/1.1 431 "), "{huge_head}");
-    for response in [bad_line, huge_head] {
-        let (_, body) = parse_response(&response);
-        assert!(body.is_empty(), "{response}");
+        .await;
+        let reply = assert_json_error(response, status, code);
+        if status == 431 {
+            assert_eq!(reply["limit"], head_limit, "{what}: {reply}");
+        }
+        assert!(closed.is_some(), "{what}: the connection stays open");
+    }
+}
+
+/// On a keep-alive connection, a request answered normally, then one hyper cannot parse: the
+/// normal response, then the JSON error — sent one after the other, and pipelined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparseable_request_after_a_good_one_on_a_keep_alive_connection_gets_the_json_error() {
+    let server = Server::start(|_| {}).await;
+    let addr = server.addr;
+    let good = "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let bad = "GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n";
+    for pipelined in [false, true] {
+        let (first, second, closed) = blocking(move || {
+            let mut conn = KeepAlive::connect(addr);
+            if pipelined {
+                conn.stream
+                    .write_all(format!("{good}{bad}").as_bytes())
+                    .unwrap();
+            } else {
+                conn.stream.write_all(good.as_bytes()).unwrap();
+            }
+            let first = conn.response().unwrap();
+            if !pipelined {
+                conn.stream.write_all(bad.as_bytes()).unwrap();
+            }
+            let second = conn.response().unwrap();
+            (first, second, conn.wait_closed(Duration::from_secs(10)))
+        })
+        .await;
+        assert_eq!(first.0, 200, "pipelined: {pipelined}: {first:?}");
+        assert!(
+            !first.1.to_ascii_lowercase().contains("connection: close"),
+            "{first:?}"
+        );
+        assert_json_error(second, 400, "bad_request");
+        assert!(
+            closed.is_some(),
+            "pipelined: {pipelined}: the connection stays open"
+        );
     }
 }
 

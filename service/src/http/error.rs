@@ -135,13 +135,27 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("the body is larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// hyper could not parse the request head. This and the next two are hyper's own answers
+    /// (the request never reaches the router), given their body on the way out by
+    /// [`super::parse_errors`].
+    #[error(
+        "the request line or headers could not be parsed (a malformed request line or header, \
+         or a Content-Length that is invalid or given twice with different values)"
+    )]
+    BadRequestHead,
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request head (request line and headers) is larger than {0} bytes")]
+    HeadersTooLarge(usize),
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            MalformedJson(_) => StatusCode::BAD_REQUEST,
+            MalformedJson(_) | BadRequestHead => StatusCode::BAD_REQUEST,
+            UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidRequest { .. }
             | FeatureMismatch { .. }
@@ -198,6 +212,9 @@ impl ApiError {
             NoRoute { .. } => "not_found",
             MethodNotAllowed(_) => "method_not_allowed",
             BodyTooLarge(_) => "body_too_large",
+            BadRequestHead => "bad_request",
+            UriTooLong(_) => "uri_too_long",
+            HeadersTooLarge(_) => "headers_too_large",
         }
     }
 
@@ -225,7 +242,9 @@ impl ApiError {
             }
             ApiError::NonFiniteOutput { row, .. } => body.row = Some(*row),
             ApiError::BatchTooLarge { max, .. } => body.limit = Some(*max as u64),
-            ApiError::BodyTooLarge(limit) => body.limit = Some(*limit as u64),
+            ApiError::BodyTooLarge(limit)
+            | ApiError::UriTooLong(limit)
+            | ApiError::HeadersTooLarge(limit) => body.limit = Some(*limit as u64),
             ApiError::Overloaded(limit) => body.limit = Some(*limit as u64),
             ApiError::Timeout(ms) | ApiError::RequestTimeout(ms) => body.limit = Some(*ms),
             ApiError::InvalidEvent(e) => {

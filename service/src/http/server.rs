@@ -23,7 +23,8 @@
 //! late ones. Nothing is shared between connections on the request path: each has its own
 //! close signal (eviction, shutdown), not a token they would all poll.
 //!
-//! Body timeouts are per request (`limits`, `middleware`): 408 on every route.
+//! Body timeouts are per request (`limits`, `middleware`): 408 on every route. hyper's own
+//! answers to requests it cannot parse get their JSON body on the way out (`parse_errors`).
 //!
 //! Over 400 lines on purpose: one concept (a connection's life: accepted, refused or admitted
 //! in an idle one's place, watched, served, drained), read top to bottom, with its unit tests
@@ -52,6 +53,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
+use super::parse_errors::ParseErrors;
 use super::{App, AppFuture};
 use crate::config::HttpConfig;
 use crate::metrics::names;
@@ -415,10 +417,11 @@ async fn connection(
     activity: Arc<Activity>,
     mut close: oneshot::Receiver<()>,
 ) {
-    let io = TokioIo::new(Tracked {
+    // Outside `Tracked`, which so sees the bytes that really go out.
+    let io = TokioIo::new(ParseErrors::new(Tracked {
         inner: tcp,
         activity: Arc::clone(&activity),
-    });
+    }));
     let service = ConnService { app, activity };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);

@@ -303,6 +303,8 @@ pub fn try_http(
 /// A keep-alive HTTP/1.1 connection: several requests, one after the other.
 pub struct KeepAlive {
     pub stream: TcpStream,
+    /// Bytes read past the last response (pipelined responses): the start of the next.
+    received: Vec<u8>,
 }
 
 impl KeepAlive {
@@ -311,7 +313,10 @@ impl KeepAlive {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
-        Self { stream }
+        Self {
+            stream,
+            received: Vec::new(),
+        }
     }
 
     /// Sends a request and reads its response (by `Content-Length`): status, headers, body.
@@ -323,9 +328,10 @@ impl KeepAlive {
         self.response()
     }
 
-    /// Reads a response (by `Content-Length`): status, headers, body.
+    /// Reads a response (by `Content-Length`): status, headers, body. Bytes read past it are
+    /// kept for the next call.
     pub fn response(&mut self) -> std::io::Result<(u16, String, String)> {
-        let mut received = Vec::new();
+        let received = &mut self.received;
         let mut chunk = [0u8; 8192];
         loop {
             if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -340,8 +346,10 @@ impl KeepAlive {
                     .unwrap_or(0);
                 if received.len() >= end + 4 + length {
                     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-                    let body = String::from_utf8_lossy(&received[end + 4..end + 4 + length]);
-                    return Ok((status, head, body.into_owned()));
+                    let body =
+                        String::from_utf8_lossy(&received[end + 4..end + 4 + length]).into_owned();
+                    received.drain(..end + 4 + length);
+                    return Ok((status, head, body));
                 }
             }
             let n = self.stream.read(&mut chunk)?;
