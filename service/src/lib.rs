@@ -16,6 +16,7 @@
 //!   tasks, one ending ends the service; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the
 //!   HTTP API.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
+//! - [`alerts`]: alert rules and episodes (issue #14; not wired in yet).
 //! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
 //! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
 //! - [`metrics`]: the Prometheus recorder behind every metric, rendered by `GET /metrics`.
@@ -27,6 +28,7 @@
 //! The streaming path (Kafka in and out), the model registry and the HTTP API land here as
 //! their own modules; see the README for what works today.
 
+pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,199 @@
+//! An alert rule: which number of which model, the thresholds that raise it (one per
+//! severity), and the hysteresis margin that clears it.
+//!
+//! ```toml
+//! [[alerts]]
+//! name = "engine-remaining-life"
+//! model = "engine-rul"
+//! direction = "below"          # the alert holds while the value is below a threshold
+//! hysteresis = 5.0             # cleared once the value is back above the lowest level + 5
+//! levels = [
+//!   { severity = "warning", threshold = 60.0 },
+//!   { severity = "critical", threshold = 30.0 },
+//! ]
+//! ```
+
+use serde::Deserialize;
+
+/// How urgent an alert is; ordered (`Info < Warning < Critical`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Which side of a threshold the alert holds on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Holds while the value is below the threshold (remaining life).
+    Below,
+    /// Holds while the value is above the threshold (a risk, an anomaly score).
+    Above,
+}
+
+/// One severity's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    pub severity: Severity,
+    pub threshold: f32,
+}
+
+/// A rule as written in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    pub model: String,
+    pub direction: Direction,
+    #[serde(default)]
+    pub hysteresis: f32,
+    pub levels: Vec<Level>,
+}
+
+impl AlertRule {
+    /// Checks what the config file cannot express: a name and a model, finite numbers, a
+    /// non-negative margin, at least one level, each severity once, and thresholds that get
+    /// stricter with severity (for `below`, a critical threshold under the warning one).
+    /// Sorts the levels by severity.
+    pub fn validate(mut self) -> Result<Self, String> {
+        let at = |what: &str| format!("alert rule `{}`: {what}", self.name);
+        if self.name.trim().is_empty() {
+            return Err("alert rule: `name` is empty".to_owned());
+        }
+        if self.model.trim().is_empty() {
+            return Err(at("`model` is empty"));
+        }
+        if !self.hysteresis.is_finite() || self.hysteresis < 0.0 {
+            return Err(at("`hysteresis` must be a finite number ≥ 0"));
+        }
+        if self.levels.is_empty() {
+            return Err(at("no `levels`"));
+        }
+        if self.levels.iter().any(|l| !l.threshold.is_finite()) {
+            return Err(at("a level's `threshold` is not a finite number"));
+        }
+        self.levels.sort_by_key(|l| l.severity);
+        for pair in self.levels.windows(2) {
+            let (lower, higher) = (pair[0], pair[1]);
+            if lower.severity == higher.severity {
+                return Err(at(&format!(
+                    "severity `{}` appears twice",
+                    lower.severity.as_str()
+                )));
+            }
+            let stricter = match self.direction {
+                Direction::Below => higher.threshold < lower.threshold,
+                Direction::Above => higher.threshold > lower.threshold,
+            };
+            if !stricter {
+                return Err(at(&format!(
+                    "the `{}` threshold must be {} the `{}` one",
+                    higher.severity.as_str(),
+                    match self.direction {
+                        Direction::Below => "below",
+                        Direction::Above => "above",
+                    },
+                    lower.severity.as_str()
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The most severe level whose threshold `value` crosses, if any.
+    pub fn level(&self, value: f32) -> Option<Severity> {
+        self.levels
+            .iter()
+            .rev()
+            .find(|l| self.crosses(value, l.threshold))
+            .map(|l| l.severity)
+    }
+
+    /// Whether `value` is back beyond the least severe threshold by the margin: an open
+    /// episode clears.
+    pub fn clears(&self, value: f32) -> bool {
+        let first = self.levels[0].threshold;
+        match self.direction {
+            Direction::Below => value >= first + self.hysteresis,
+            Direction::Above => value <= first - self.hysteresis,
+        }
+    }
+
+    fn crosses(&self, value: f32, threshold: f32) -> bool {
+        match self.direction {
+            Direction::Below => value < threshold,
+            Direction::Above => value > threshold,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remaining_life() -> AlertRule {
+        toml::from_str::<AlertRule>(
+            r#"
+            name = "engine-remaining-life"
+            model = "engine-rul"
+            direction = "below"
+            hysteresis = 5.0
+            levels = [
+              { severity = "critical", threshold = 30.0 },
+              { severity = "warning", threshold = 60.0 },
+            ]
+            "#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn levels_are_sorted_and_the_most_severe_crossed_one_wins() {
+        let rule = remaining_life();
+        assert_eq!(rule.levels[0].severity, Severity::Warning);
+        assert_eq!(rule.level(70.0), None);
+        assert_eq!(rule.level(59.9), Some(Severity::Warning));
+        assert_eq!(rule.level(10.0), Some(Severity::Critical));
+        // Clears only past the warning threshold plus the margin.
+        assert!(!rule.clears(62.0));
+        assert!(rule.clears(65.0));
+    }
+
+    #[test]
+    fn nonsense_rules_are_refused_naming_the_problem() {
+        let base = remaining_life();
+        let mut twice = base.clone();
+        twice.levels[1].severity = Severity::Warning;
+        assert!(twice.validate().unwrap_err().contains("appears twice"));
+        let mut backwards = base.clone();
+        backwards.levels[1].threshold = 90.0; // critical above warning, for `below`
+        assert!(
+            backwards
+                .validate()
+                .unwrap_err()
+                .contains("`critical` threshold must be below")
+        );
+        let mut margin = base.clone();
+        margin.hysteresis = -1.0;
+        assert!(margin.validate().unwrap_err().contains("hysteresis"));
+        let mut empty = base;
+        empty.levels.clear();
+        assert!(empty.validate().unwrap_err().contains("no `levels`"));
+    }
+}
