@@ -151,6 +151,8 @@ pub struct KafkaConfig {
     /// random identity per start (a crashed instance's open transaction then waits for
     /// `transaction_timeout_ms`). Two live instances must never share one.
     pub instance_id: Option<String>,
+    /// The consumer group protocol (see [`GroupProtocol`]).
+    pub group_protocol: GroupProtocol,
     /// librdkafka consumer properties, passed through (e.g. `"session.timeout.ms" = "10000"`).
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties, passed through.
@@ -177,6 +179,7 @@ impl Default for KafkaConfig {
             commit_interval_ms: 100,
             transaction_timeout_ms: 10_000,
             instance_id: None,
+            group_protocol: GroupProtocol::Classic,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
@@ -193,6 +196,19 @@ pub enum Guarantee {
     /// Outputs are acknowledged before the changelog, the changelog before the offsets: the
     /// state stays exact, and a consumer may see an output again after a failure.
     AtLeastOnce,
+}
+
+/// How the consumer group assigns partitions. Either way partition N of both input topics
+/// goes to one instance (`range` assignment of co-partitioned topics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// The classic protocol with the client-side `range` assignor: eager, every rebalance
+    /// revokes every partition of every member (each commits, then gets its partitions back).
+    Classic,
+    /// KIP-848 (Kafka 4.0 and later): the broker assigns (`group.remote.assignor = range`),
+    /// incrementally: only the partitions that move are revoked.
+    Consumer,
 }
 
 impl Guarantee {
@@ -445,6 +461,16 @@ mod tests {
         assert_eq!(config.kafka.changelog(), "fleet.state");
         let err = toml::from_str::<Config>("[kafka]\nguarantee = \"maybe\"\n").unwrap_err();
         assert!(err.to_string().contains("exactly_once"), "{err}");
+    }
+
+    #[test]
+    fn the_group_protocol_defaults_to_classic_and_takes_kip_848() {
+        let config: Config = toml::from_str("[kafka]\n").unwrap();
+        assert_eq!(config.kafka.group_protocol, GroupProtocol::Classic);
+        let config: Config = toml::from_str("[kafka]\ngroup_protocol = \"consumer\"\n").unwrap();
+        assert_eq!(config.kafka.group_protocol, GroupProtocol::Consumer);
+        let err = toml::from_str::<Config>("[kafka]\ngroup_protocol = \"eager\"\n").unwrap_err();
+        assert!(err.to_string().contains("classic"), "{err}");
     }
 
     #[test]

@@ -453,6 +453,54 @@ fn an_uninterrupted_run_equals_replay_exactly_once() {
     s.finish();
 }
 
+/// KIP-848's consumer group protocol (`group_protocol = "consumer"`, incremental, assigned by
+/// the broker): a second instance joins mid-stream and the first leaves (SIGTERM), the group
+/// settling each time; a `read_committed` reader sees exactly one prediction per valid event,
+/// equal to replay's. On the single broker (Kafka 4's protocol is on there), at the size
+/// `FLEETSCORE_EOS_EVENTS` sets.
+#[test]
+fn a_join_and_a_leave_under_kip_848_exactly_once() {
+    if !scenarios_enabled("KIP-848") {
+        return;
+    }
+    let Some(bootstrap) = kafka::bootstrap() else {
+        return;
+    };
+    let serial = serial();
+    let mut s = Scenario::on(
+        "kip848",
+        Guarantee::ExactlyOnce,
+        ServiceSide::Issue13,
+        bootstrap,
+        None,
+        serial,
+    );
+    s.extra = "group_protocol = \"consumer\"\n".to_owned();
+    s.start("a");
+    s.settle();
+    s.produce();
+    s.wait_progress(0.3);
+    s.start("b");
+    s.settle();
+    // Incremental: `a` gave up only the partitions that moved to `b` (the classic protocol
+    // revokes all six of them, then hands back the ones `a` keeps).
+    let revocations: Vec<String> = s.live["a"]
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("partitions revoked"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !revocations.is_empty() && revocations.iter().all(|l| l.matches("(\"").count() < 6),
+        "expected only partial revocations under KIP-848:\n{}",
+        revocations.join("\n")
+    );
+    s.wait_progress(0.6);
+    s.stop("a");
+    s.settle();
+    s.finish();
+}
+
 /// (a) `kill -9` three times mid-stream (at a quarter, half and three quarters of the
 /// predictions), restarting the instance each time.
 fn kill_9_three_times(guarantee: Guarantee, side: ServiceSide) {
