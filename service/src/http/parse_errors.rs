@@ -17,7 +17,7 @@
 //! `content-length` (or, for a streamed body, none); and the head must be the whole write, which
 //! a piece of a body never is in practice (a JSON body holds no bare CR LF).
 //!
-//! hyper's URI limit (65,534 bytes) is above the head limit ([`READ_BUFFER_BYTES`]), so a
+//! hyper's URI limit (65,534 bytes) is above our head limit (`server::READ_BUFFER_BYTES`), so a
 //! very long URI makes the head too large first: 431, not 414. The 414 is still recognised, in
 //! case either limit changes.
 
@@ -28,7 +28,6 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::error::ApiError;
-use super::server::READ_BUFFER_BYTES;
 
 /// hyper's longest URI (`MAX_URI_LEN` in hyper 1.12 `proto/h1/role.rs`; private there).
 const HYPER_MAX_URI_BYTES: usize = u16::MAX as usize - 1;
@@ -41,6 +40,8 @@ const MAX_HEAD_BYTES: usize = 1024;
 #[derive(Debug)]
 pub struct ParseErrors<T> {
     inner: T,
+    /// hyper's limit on a request head (its `max_buf_size`), named in a 431.
+    head_limit: usize,
     /// The answer written instead of hyper's, and how much of it the socket took so far: it
     /// goes out before anything else.
     replacement: Option<Replacement>,
@@ -53,9 +54,11 @@ struct Replacement {
 }
 
 impl<T> ParseErrors<T> {
-    pub fn new(inner: T) -> Self {
+    /// `head_limit`: the `max_buf_size` hyper was given.
+    pub fn new(inner: T, head_limit: usize) -> Self {
         Self {
             inner,
+            head_limit,
             replacement: None,
         }
     }
@@ -80,7 +83,7 @@ impl<T: AsyncWrite + Unpin> ParseErrors<T> {
     /// If `buf` is hyper's answer to an unparseable request, takes the replacement in its
     /// place and starts writing it: hyper is told all of `buf` went out (`None` otherwise).
     fn intercept(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
-        let bytes = replacement(buf)?;
+        let bytes = replacement(buf, self.head_limit)?;
         tracing::debug!(
             status = %String::from_utf8_lossy(&buf[9..12]),
             "answering a request hyper could not parse with the JSON error body"
@@ -155,11 +158,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ParseErrors<T> {
 }
 
 /// The error of hyper's answer with that status.
-fn error_for(status: &[u8]) -> Option<ApiError> {
+fn error_for(status: &[u8], head_limit: usize) -> Option<ApiError> {
     match status {
         b"400" => Some(ApiError::BadRequestHead),
         b"414" => Some(ApiError::UriTooLong(HYPER_MAX_URI_BYTES)),
-        b"431" => Some(ApiError::HeadersTooLarge(READ_BUFFER_BYTES)),
+        b"431" => Some(ApiError::HeadersTooLarge(head_limit)),
         _ => None,
     }
 }
@@ -167,14 +170,14 @@ fn error_for(status: &[u8]) -> Option<ApiError> {
 /// What to write instead of `written` if it is hyper's answer to an unparseable request: its
 /// status line and headers (`date`) with the JSON error body, its type and length, and
 /// `connection: close`.
-fn replacement(written: &[u8]) -> Option<Vec<u8>> {
+fn replacement(written: &[u8], head_limit: usize) -> Option<Vec<u8>> {
     // Most writes are turned away here, by their first bytes.
     if written.len() > MAX_HEAD_BYTES
         || !(written.starts_with(b"HTTP/1.1 ") || written.starts_with(b"HTTP/1.0 "))
     {
         return None;
     }
-    let error = error_for(written.get(9..12)?)?;
+    let error = error_for(written.get(9..12)?, head_limit)?;
     if written.get(12) != Some(&b' ') {
         return None;
     }
@@ -226,6 +229,8 @@ mod tests {
 
     use super::*;
 
+    const HEAD_LIMIT: usize = 64 * 1024;
+
     const DATE: &str = "date: Tue, 02 Jun 2026 10:00:00 GMT";
 
     /// hyper's answer with `status`, as hyper 1.12 writes it.
@@ -256,10 +261,10 @@ mod tests {
             (
                 "431 Request Header Fields Too Large",
                 "headers_too_large",
-                Some(READ_BUFFER_BYTES as u64),
+                Some(HEAD_LIMIT as u64),
             ),
         ] {
-            let answer = replacement(&hyper_head(status)).expect(status);
+            let answer = replacement(&hyper_head(status), HEAD_LIMIT).expect(status);
             let (head, body) = split(&answer);
             assert!(
                 head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
@@ -275,7 +280,7 @@ mod tests {
         }
         // An HTTP/1.0 client gets its version back.
         let old = b"HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
-        let (head, body) = split(&replacement(old).unwrap());
+        let (head, body) = split(&replacement(old, HEAD_LIMIT).unwrap());
         assert!(head.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{head}");
         assert_eq!(body["code"], "bad_request");
     }
@@ -302,7 +307,7 @@ mod tests {
         ];
         for written in not {
             assert_eq!(
-                replacement(&written),
+                replacement(&written, HEAD_LIMIT),
                 None,
                 "{}",
                 String::from_utf8_lossy(&written)
@@ -383,7 +388,7 @@ mod tests {
     #[test]
     fn a_vectored_error_head_is_reported_written_and_its_replacement_finished_by_the_flush() {
         let head = hyper_head("431 Request Header Fields Too Large");
-        let mut io = ParseErrors::new(Slow::default());
+        let mut io = ParseErrors::new(Slow::default(), HEAD_LIMIT);
         let bufs = [IoSlice::new(&head), IoSlice::new(&[])];
         // hyper hears that its whole head went out, in one write.
         let n = until_ready(&mut io, |io, cx| io.poll_write_vectored(cx, &bufs));
@@ -391,22 +396,22 @@ mod tests {
         assert!(io.inner.written.len() < 10, "written in 7-byte pieces");
         until_ready(&mut io, |io, cx| io.poll_flush(cx));
         assert!(io.inner.flushed);
-        assert_eq!(io.inner.written, replacement(&head).unwrap());
+        assert_eq!(io.inner.written, replacement(&head, HEAD_LIMIT).unwrap());
         assert_eq!(split(&io.inner.written).1["code"], "headers_too_large");
     }
 
     #[test]
     fn the_rest_of_a_replacement_goes_out_before_a_later_write_or_the_shutdown() {
         let head = hyper_head("400 Bad Request");
-        let want = replacement(&head).unwrap();
-        let mut io = ParseErrors::new(Slow::default());
+        let want = replacement(&head, HEAD_LIMIT).unwrap();
+        let mut io = ParseErrors::new(Slow::default(), HEAD_LIMIT);
         let n = until_ready(&mut io, |io, cx| io.poll_write(cx, &head));
         assert_eq!(n, head.len());
         // A later write waits for the replacement (hyper writes none, but order is kept).
         write_all(&mut io, b"later");
         assert_eq!(io.inner.written, [want.as_slice(), b"later"].concat());
 
-        let mut io = ParseErrors::new(Slow::default());
+        let mut io = ParseErrors::new(Slow::default(), HEAD_LIMIT);
         until_ready(&mut io, |io, cx| io.poll_write(cx, &head));
         until_ready(&mut io, |io, cx| io.poll_shutdown(cx));
         assert!(io.inner.shut_down);
@@ -416,7 +421,7 @@ mod tests {
     #[test]
     fn other_writes_pass_through_unchanged() {
         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        let mut io = ParseErrors::new(Slow::default());
+        let mut io = ParseErrors::new(Slow::default(), HEAD_LIMIT);
         write_all(&mut io, ok);
         // An error head followed by more in the same write is not hyper's answer alone.
         let head = hyper_head("400 Bad Request");

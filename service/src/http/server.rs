@@ -418,10 +418,13 @@ async fn connection(
     mut close: oneshot::Receiver<()>,
 ) {
     // Outside `Tracked`, which so sees the bytes that really go out.
-    let io = TokioIo::new(ParseErrors::new(Tracked {
-        inner: tcp,
-        activity: Arc::clone(&activity),
-    }));
+    let io = TokioIo::new(ParseErrors::new(
+        Tracked {
+            inner: tcp,
+            activity: Arc::clone(&activity),
+        },
+        READ_BUFFER_BYTES,
+    ));
     let service = ConnService { app, activity };
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
