@@ -166,7 +166,7 @@ def engine_rul_interval_report(res: "eri.Result", out: Path, ctx: Context) -> Pa
         "",
         _table(rules, "{:.2f}"),
         "",
-        f"**Proposed default: `{eri.DEFAULT_RULE}`** (watches the lower bound `{d[0]}`: "
+        f"**Proposed default: `{eri.DEFAULT_RULE}`** (watches `{d[0]}`: "
         f"{d[1].describe()}): share of engines warned before failure "
         f"**{m['default_rule_share_warned']:.0%}**, median **"
         f"{m['default_rule_median_warning_cycles']:.0f}** cycles of warning, "
