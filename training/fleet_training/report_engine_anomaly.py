@@ -32,7 +32,7 @@ def _score_vs_rul_plot(df: pd.DataFrame, path: Path) -> str:
     ax.plot(q.index, q["p50"], color="#4477aa", lw=2, label="median")
     ax.axhline(1, color="red", lw=1, label="alert threshold")
     ax.axvline(engine_anomaly.HEALTHY_RUL, color="0.4", ls="--", lw=1)
-    ax.text(engine_anomaly.HEALTHY_RUL + 3, 0.02, "healthy (RUL > 125)", fontsize=8)
+    ax.text(engine_anomaly.HEALTHY_RUL + 3, 0.02, "healthy (RUL > 125)", fontsize=8, ha="right")
     ax.set_yscale("log")
     ax.set_xlim(250, 0)
     ax.set_xlabel("true cycles to failure (time runs left to right)")
@@ -105,6 +105,7 @@ def engine_anomaly_report(res: "engine_anomaly.Result", out: Path, ctx: Context)
         "tradeoff": _tradeoff_plot(res.sweep, out / "threshold_tradeoff.png"),
     }
     cands = res.candidate_table.copy()
+    cands["selectable"] = cands["selectable"].map({True: "yes", False: "no (reference)"})
     for c in ("share_warned", "false_alarm_rate_cycles"):
         cands[c] = cands[c].map(PCT.format)
     sweep = res.sweep.copy()

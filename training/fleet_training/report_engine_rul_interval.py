@@ -68,7 +68,7 @@ def _rules_plot(df: pd.DataFrame, path: Path) -> str:
     for name, (col, rule) in eri.RULES.items():
         data.append(warning_cycles_or_zero(engine_outcomes(df, col, rule, eri.HORIZON)))
         labels.append(name)
-    ax.boxplot(data, vert=False, labels=labels)
+    ax.boxplot(data, orientation="horizontal", tick_labels=labels)
     ax.axvline(eri.HORIZON, color="red", lw=1, ls="--", label=f"horizon {eri.HORIZON}")
     ax.set_xlabel("cycles of standing alert before failure, per held-out engine")
     ax.set_title("engine-rul alert rule candidates")
