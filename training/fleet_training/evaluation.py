@@ -82,3 +82,12 @@ def binary_metrics(y, p) -> dict[str, float]:
         "mean_predicted": float(p.mean()),
         "observed_rate": float(np.mean(y)),
     }
+
+
+def coverage(lower, upper, truth, mask=None) -> float:
+    """Share of rows (of ``mask``) with ``lower <= truth <= upper``."""
+    lower, upper, truth = (np.asarray(a, np.float64) for a in (lower, upper, truth))
+    inside = (lower <= truth) & (truth <= upper)
+    if mask is not None:
+        inside = inside[np.asarray(mask, bool)]
+    return float(inside.mean())

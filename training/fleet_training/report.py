@@ -28,7 +28,7 @@ class Context:
     version: str
     command: str
     feature_set_version: str
-    package_dir: Path | None
+    package_dirs: list[Path]
     created_at: str
     source: str  # git commit of the training code
     quick: bool
@@ -38,6 +38,17 @@ def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata=_PNG_META)
     plt.close(fig)
     return path.name
+
+
+def json_default(v):
+    """``json.dumps(default=...)`` for numpy scalars."""
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
 def _fmt(v) -> str:
@@ -93,10 +104,12 @@ def _header(name: str, ctx: Context, res_desc: str) -> list[str]:
              f"- Produced by: `{ctx.command}`",
              f"- Training code: {ctx.source}; run started {ctx.created_at}",
              f"- Feature set version: `{ctx.feature_set_version}`"]
-    if ctx.package_dir is not None:
-        d = Path(ctx.package_dir).resolve()
-        shown = d.relative_to(REPO) if d.is_relative_to(REPO) else d
-        lines.append(f"- Package: `{shown}`")
+    shown = []
+    for d in map(Path, ctx.package_dirs):
+        d = d.resolve()
+        shown.append(f"`{d.relative_to(REPO) if d.is_relative_to(REPO) else d}`")
+    if shown:
+        lines.append(f"- Package{'s' if len(shown) > 1 else ''}: {', '.join(shown)}")
     lines += [f"- Plan: {res_desc}", ""]
     return lines
 

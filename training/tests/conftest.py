@@ -3,6 +3,7 @@ share the real-data fixtures of the training and parity tests (computed once per
 
 import glob
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from fleet_training.data import (  # noqa: E402
     nycflights_dir,
 )
 from fleet_training.package import default_fleetscore_bin  # noqa: E402
+
+QUICK_VERSION = "0-quick"
+QUICK_CREATED_AT = "2026-01-01T00:00:00Z"
 
 
 def service_env() -> dict[str, str]:
@@ -87,3 +91,20 @@ def nyc_rows(tmp_path_factory, fleetscore_bin, nyc_dir) -> dict[str, Path]:
                            work / "nycflights.jsonl")
     rows = compute_features(fleetscore_bin, events, "delay-risk", work / "delay-risk.csv")
     return {"events": events, "features": rows}
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory, cmapss_rows, nyc_rows, fleetscore_bin):
+    """``train.py all --quick`` (the CLI, in a subprocess) into a temp dir: every target's
+    packages in ``models``, reports in ``reports``."""
+    tmp = tmp_path_factory.mktemp("quick")
+    cmd = [sys.executable, str(TRAINING / "train.py"), "all", "--quick",
+           "--out", str(tmp / "models"), "--reports", str(tmp / "reports"),
+           "--version", QUICK_VERSION, "--created-at", QUICK_CREATED_AT,
+           "--fleetscore-bin", str(fleetscore_bin),
+           "--engine-features", str(cmapss_rows["features"]),
+           "--delay-features", str(nyc_rows["features"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"train.py failed:\n{proc.stdout}\n{proc.stderr}"
+    return {"models": tmp / "models", "reports": tmp / "reports", "log": proc.stdout,
+            "cmd": cmd}

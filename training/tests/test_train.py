@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import QUICK_CREATED_AT as CREATED_AT
+from conftest import QUICK_VERSION as VERSION
 from conftest import service_env
 from fleet_training import delay_risk, engine_rul, feature_sets, predict_column
 from fleet_training.data import (
@@ -37,8 +39,6 @@ MANIFEST_KEYS = {
     "format", "name", "version", "model_file", "sha256", "backend", "stage", "feature_set",
     "input", "output", "golden", "metrics", "created_at", "description",
 }
-VERSION = "0-quick"
-CREATED_AT = "2026-01-01T00:00:00Z"
 EXPECTED = {
     "engine-rul": dict(feature_set="engine-health", output="variable", column=0,
                        meaning="remaining useful life (capped at 125)", unit="cycles",
@@ -71,22 +71,6 @@ def engine_rows(cmapss_rows, sets):
 def delay_rows(nyc_rows, nyc_dir, sets):
     return delay_labels(load_features(nyc_rows["features"], sets["delay-risk"]["features"]),
                         read_flights(nyc_dir))
-
-
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory, cmapss_rows, nyc_rows, fleetscore_bin):
-    """``train.py all --quick`` (the CLI, in a subprocess) into a temp dir."""
-    tmp = tmp_path_factory.mktemp("quick")
-    cmd = [sys.executable, str(TRAINING / "train.py"), "all", "--quick",
-           "--out", str(tmp / "models"), "--reports", str(tmp / "reports"),
-           "--version", VERSION, "--created-at", CREATED_AT,
-           "--fleetscore-bin", str(fleetscore_bin),
-           "--engine-features", str(cmapss_rows["features"]),
-           "--delay-features", str(nyc_rows["features"])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"train.py failed:\n{proc.stdout}\n{proc.stderr}"
-    return {"models": tmp / "models", "reports": tmp / "reports", "log": proc.stdout,
-            "cmd": cmd}
 
 
 # --- packages ------------------------------------------------------------------------------
