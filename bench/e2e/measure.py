@@ -363,8 +363,9 @@ def cmd_visible(args) -> None:
     --idle-s without a new prediction after the done file appeared; --max-s since it started;
     SIGTERM. It then prints what it got, whatever stopped it.
 
-    Cheap on purpose (it shares the machine with the system and the broker): batches of up to
-    10,000, one clock read per batch, only the two source headers looked at, no values.
+    Cheap on purpose (it shares the machine with the system and the broker): what is queued
+    taken in one call (up to 10,000), one clock read per call, only the two source headers
+    looked at, no values.
     """
     stop = {"why": None}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(why="sigterm"))
@@ -394,7 +395,13 @@ def cmd_visible(args) -> None:
              for p in partitions_of(c, args.pred_topic)]
         )
         while stop["why"] is None:
-            batch = c.consume(num_messages=10_000, timeout=0.05)
+            # consume() waits for its whole batch or its timeout, which would date a record
+            # received early in the wait as late as the wait's end: take what is queued without
+            # waiting, and when nothing is, wait for one record (poll returns on the first).
+            batch = c.consume(num_messages=10_000, timeout=0)
+            if not batch:
+                m = c.poll(0.05)
+                batch = [m] if m is not None else []
             now_ms = time.time() * 1000
             now = time.monotonic()
             got = 0

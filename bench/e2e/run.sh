@@ -54,7 +54,7 @@
 #   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
 #   VISIBLE="fleetscore"  systems whose latency runs also measure the visible latency ("":
-#                         none). The reader costs about 2 % of a core at 25k predictions/s
+#                         none). The reader costs about 0.1 core at 19k predictions/s
 #   VISIBLE_IDLE=10       the reader stops this many seconds after the last prediction once
 #                         the load has ended (it stops at once on the expected count)
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
