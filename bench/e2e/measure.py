@@ -14,7 +14,12 @@ Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Su
   throughput  read a predictions topic: events/s from the first to the last prediction
               (their Kafka timestamps, set by the system's producer)
   latency     per prediction: its Kafka timestamp minus the source record's (matched through
-              the fleet.source.partition/offset headers); p50/p90/p99/max
+              the fleet.source.partition/offset headers); p50/p90/p99/max. "produced" latency:
+              under exactly-once the timestamp is the prediction's append, before its
+              transaction commits, so this leaves out the wait for the commit
+  visible     a live read_committed reader of the predictions topic, started before the load:
+              per prediction, the wall-clock time it was received minus the source record's
+              timestamp: the latency a read_committed consumer sees; p50/p90/p99/max
   compare     predictions of two topics for the same (tail, source_event_id)
   report      medians over runs, from the JSON lines the other subcommands printed
 
@@ -25,13 +30,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 BASE_TAIL = b'"tail":"CMAPSS-'
@@ -286,6 +300,18 @@ def percentiles(lat: np.ndarray) -> dict:
     }
 
 
+def log_series(lat: np.ndarray, src_ts: np.ndarray, since: int) -> None:
+    """Per second of source time on stderr: count, p50, p99, max (a growing backlog shows up
+    here)."""
+    if not lat.size:
+        return
+    sec = (src_ts - since) // 1000
+    for s in np.unique(sec):
+        m = lat[sec == s]
+        log(f"  +{int(s):3d}s n={m.size:6d} p50={np.percentile(m, 50):7.1f} "
+            f"p99={np.percentile(m, 99):7.1f} max={m.max():7.1f} ms")
+
+
 def cmd_latency(args) -> None:
     src = read_all(args.brokers, args.source_topic)
     src_ts = {(p, o): t for p, o, t, _, _ in src}
@@ -306,15 +332,11 @@ def cmd_latency(args) -> None:
             lat.append(t - t0)
             src_of.append(t0)
     lat = np.array(lat, dtype=np.float64)
-    if args.series and lat.size:
-        # Per second of source time: count, p50, max (a growing backlog shows up here).
-        sec = (np.array(src_of) - since) // 1000
-        for s in np.unique(sec):
-            m = lat[sec == s]
-            log(f"  +{int(s):3d}s n={m.size:6d} p50={np.percentile(m, 50):7.1f} "
-                f"p99={np.percentile(m, 99):7.1f} max={m.max():7.1f} ms")
+    if args.series:
+        log_series(lat, np.array(src_of), since)
     out = {
         "what": "latency",
+        "measure": "produced",
         "system": args.system,
         "run": args.run,
         "rate": args.rate,
@@ -329,6 +351,125 @@ def cmd_latency(args) -> None:
     print(json.dumps(out), flush=True)
     if lat.size < in_window_src:
         log(f"warning: {in_window_src - lat.size} source records in the window have no prediction")
+
+
+def cmd_visible(args) -> None:
+    """Live read_committed reader of the predictions topic (see the module doc).
+
+    Start it before the system and the load. It writes --ready-file once it has received a
+    first prediction (run.sh's probe), so the load starts with the reader fetching. run.sh
+    writes --done-file when the load has ended: {"expect": predictions in all, "since_ms":
+    start of the rate phase}. The reader stops on the first of: the expected count received;
+    --idle-s without a new prediction after the done file appeared; --max-s since it started;
+    SIGTERM. It then prints what it got, whatever stopped it.
+
+    Cheap on purpose (it shares the machine with the system and the broker): what is queued
+    taken in one call (up to 10,000), one clock read per call, only the two source headers
+    looked at, no values.
+    """
+    stop = {"why": None}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(why="sigterm"))
+    c = Consumer(
+        {
+            "bootstrap.servers": args.brokers,
+            "group.id": "bench-e2e-visible",  # required by the client; assign() joins no group
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 5,
+            "fetch.min.bytes": 1,
+        }
+    )
+    cpu_start = time.process_time()
+    start = time.monotonic()
+    deadline = start + args.max_s
+    recv_ms: list[float] = []  # per prediction: wall-clock receive time
+    keys: list[tuple[int, int]] = []  # per prediction: its source (partition, offset)
+    unmatched = 0
+    done = None  # the done file's contents, once it appears
+    last_new = start  # when the last prediction came, or the done file appeared if later
+    next_done_check = 0.0
+    try:
+        c.assign(
+            [TopicPartition(args.pred_topic, p, OFFSET_BEGINNING)
+             for p in partitions_of(c, args.pred_topic)]
+        )
+        while stop["why"] is None:
+            # consume() waits for its whole batch or its timeout, which would date a record
+            # received early in the wait as late as the wait's end: take what is queued without
+            # waiting, and when nothing is, wait for one record (poll returns on the first).
+            batch = c.consume(num_messages=10_000, timeout=0)
+            if not batch:
+                m = c.poll(0.05)
+                batch = [m] if m is not None else []
+            now_ms = time.time() * 1000
+            now = time.monotonic()
+            got = 0
+            for m in batch:
+                if m.error():
+                    raise KafkaException(m.error())
+                h = dict(m.headers() or [])
+                try:
+                    keys.append((int(h["fleet.source.partition"]), int(h["fleet.source.offset"])))
+                except (KeyError, ValueError):
+                    unmatched += 1
+                    continue
+                recv_ms.append(now_ms)
+                got += 1
+            if got:
+                last_new = now
+                if args.ready_file and len(keys) == got:
+                    Path(args.ready_file).write_text("ready\n")
+            if done is None and now >= next_done_check:
+                next_done_check = now + 0.2
+                if os.path.exists(args.done_file):
+                    done = json.loads(Path(args.done_file).read_text())
+                    last_new = max(last_new, now)
+            if done is not None and len(keys) + unmatched >= done["expect"]:
+                stop["why"] = "count"
+            elif done is not None and now - last_new > args.idle_s:
+                stop["why"] = "idle"
+            elif now > deadline:
+                stop["why"] = "deadline"
+        live_s = time.monotonic() - start
+        cpu_s = time.process_time() - cpu_start
+        out = {
+            "what": "latency",
+            "measure": "visible",
+            "system": args.system,
+            "run": args.run,
+            "rate": args.rate,
+            "fraction": args.fraction,
+            "received": len(keys) + unmatched,
+            "expected": done["expect"] if done else None,
+            "stopped": stop["why"],
+            "reader_s": round(live_s, 1),
+            "reader_cpu_s": round(cpu_s, 2),
+            "unmatched": unmatched,
+        }
+        if done is None:
+            log("visible: the load never ended (no done file); nothing to measure against")
+            print(json.dumps(out), flush=True)
+            return
+        since = done["since_ms"] + int(args.warmup_s * 1000)
+        src_ts = {(p, o): t for p, o, t, _, _ in read_all(args.brokers, args.source_topic)}
+        t0 = np.array([src_ts.get(k, -1) for k in keys], dtype=np.float64)
+        recv = np.array(recv_ms, dtype=np.float64)
+        out["unmatched"] += int((t0 < 0).sum())
+        window = t0 >= since
+        lat = recv[window] - t0[window]
+        out["source_in_window"] = sum(1 for t in src_ts.values() if t >= since)
+        out["measured"] = int(lat.size)
+        if lat.size:
+            out.update(percentiles(lat))
+        if args.series:
+            log_series(lat, t0[window], since)
+        print(json.dumps(out), flush=True)
+        if stop["why"] != "count":
+            log(f"visible: stopped by {stop['why']} with {out['received']} of "
+                f"{out['expected']} predictions")
+    finally:
+        c.close()
 
 
 def cmd_compare(args) -> None:
@@ -407,15 +548,24 @@ def cmd_report(args) -> None:
         d = {}
         if tp:
             d.update(throughput_runs=tp, events_per_s=med(tp))
+        # Keyed "<fraction>" for the produced latency (as before the visible one existed) and
+        # "<fraction> visible" for what a live read_committed reader saw.
         d["latency"] = {}
         for f in sorted({r.get("fraction", 0.5) for r in la}, reverse=True):
-            runs = [r for r in la if r.get("fraction", 0.5) == f]
-            e = {"rate": runs[0]["rate"], "runs": len(runs),
-                 "measured_per_run": [r["measured"] for r in runs]}
-            for k in ["p50_ms", "p90_ms", "p99_ms", "max_ms"]:
-                e[k] = med(r[k] for r in runs)
-                e[k + "_runs"] = [r[k] for r in runs]
-            d["latency"][str(f)] = e
+            for measure in ["produced", "visible"]:
+                runs = [r for r in la if r.get("fraction", 0.5) == f
+                        and r.get("measure", "produced") == measure]
+                if not runs:
+                    continue
+                e = {"rate": runs[0]["rate"], "measure": measure, "runs": len(runs),
+                     "measured_per_run": [r["measured"] for r in runs]}
+                for k in ["p50_ms", "p90_ms", "p99_ms", "max_ms"]:
+                    e[k] = med(r[k] for r in runs)
+                    e[k + "_runs"] = [r[k] for r in runs]
+                if measure == "visible":
+                    e["stopped_per_run"] = [r.get("stopped") for r in runs]
+                key = str(f) if measure == "produced" else f"{f} visible"
+                d["latency"][key] = e
         d["cpu"] = {}
         for phase in sorted({r["phase"] for r in cpu}, key=lambda x: (x != "tput", x)):
             rs = [r for r in cpu if r["phase"] == phase]
@@ -443,8 +593,9 @@ def cmd_report(args) -> None:
         "peer": "Quix Streams peer",
         "peer-quix-defaults": "Quix Streams peer, Quix defaults",
     }
-    print("| system | sustained events/s (median) | runs | latency at | p50 | p90 | p99 | max |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| system | sustained events/s (median) | runs | latency at | measure | p50 | p90 | "
+          "p99 | max |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for key, d in summary.items():
         if key not in names:
             continue
@@ -454,12 +605,16 @@ def cmd_report(args) -> None:
         for i, (f, e) in enumerate(lat):
             head = f"| {names[key]} | {tput} | {runs} |" if i == 0 else "| | | |"
             if e is None:
-                print(head + " n/a | | | | |")
+                print(head + " n/a | | | | | |")
                 continue
             print(
-                f"{head} {e['rate']:,.0f}/s ({float(f):g} × max) | {e['p50_ms']:.0f} ms | "
-                f"{e['p90_ms']:.0f} ms | {e['p99_ms']:.0f} ms | {e['max_ms']:.0f} ms |"
+                f"{head} {e['rate']:,.0f}/s ({float(f.split()[0]):g} × max) | {e['measure']} | "
+                f"{e['p50_ms']:.0f} ms | {e['p90_ms']:.0f} ms | {e['p99_ms']:.0f} ms | "
+                f"{e['max_ms']:.0f} ms |"
             )
+    print("\nmeasure: produced = the prediction's append time at the broker minus its event's "
+          "(under exactly-once, before its transaction commits); visible = the wall-clock time a "
+          "live read_committed reader received it minus its event's append time.")
     if "ratio" in summary:
         print(f"\nthroughput ratio fleetscore/peer: {summary['ratio']}x", end="")
         if "ratio_vs_quix_defaults" in summary:
@@ -541,6 +696,24 @@ def main() -> None:
     s.add_argument("--warmup-s", type=float, default=3)
     s.add_argument("--series", action="store_true", help="per-second latency on stderr")
     s.set_defaults(func=cmd_latency)
+
+    s = sub.add_parser("visible")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--source-topic", required=True)
+    s.add_argument("--pred-topic", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--run", type=int, default=0)
+    s.add_argument("--rate", type=float, default=0)
+    s.add_argument("--fraction", type=float, default=0.5, help="rate / sustained maximum")
+    s.add_argument("--warmup-s", type=float, default=3)
+    s.add_argument("--ready-file", help="written once a first prediction was received")
+    s.add_argument("--done-file", required=True,
+                   help='written by the caller when the load ended: {"expect", "since_ms"}')
+    s.add_argument("--idle-s", type=float, default=10,
+                   help="stop this long without a prediction after the load ended")
+    s.add_argument("--max-s", type=float, default=300, help="hard deadline from the start")
+    s.add_argument("--series", action="store_true", help="per-second latency on stderr")
+    s.set_defaults(func=cmd_visible)
 
     s = sub.add_parser("compare")
     s.add_argument("--brokers", required=True)

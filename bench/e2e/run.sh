@@ -18,7 +18,12 @@
 #      measured is the time an event spends between being in Kafka and its prediction being in
 #      Kafka, which a consumer of predictions can see), matched by the
 #      fleet.source.partition/offset headers; the warm-up is left out. RUNS runs; medians of
-#      p50/p90/p99/max.
+#      p50/p90/p99/max. This "produced" latency leaves out, under exactly-once, the wait for
+#      the transaction's commit (the append time is the prediction's, not its commit's). For
+#      the systems in VISIBLE, a live read_committed reader of the predictions (measure.py
+#      visible, started before the system, fetching with fetch.wait.max.ms=5) also gives the
+#      "visible" latency: the wall-clock time it received each prediction minus its event's
+#      append time, what a read_committed consumer of the predictions sees.
 #   3. the peer's predictions are compared with fleetscore's for the same events.
 # CPU use of the system, the broker, the load generator and the rest of the machine is recorded
 # for every measured window (so a run on a busy shared machine shows it).
@@ -48,6 +53,10 @@
 #   FLEETSCORE_DATA_DIR   (data/ of this repository; needs cmapss/train_FD001.txt or .txt.gz)
 #   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
+#   VISIBLE="fleetscore"  systems whose latency runs also measure the visible latency ("":
+#                         none). The reader costs about 0.1 core at 19k predictions/s
+#   VISIBLE_IDLE=10       the reader stops this many seconds after the last prediction once
+#                         the load has ended (it stops at once on the expected count)
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
 #   FS_MAX_RATE, PEER_MAX_RATE   the maximum to take instead of the measured median (needed
 #                         when PHASES has no tput)
@@ -90,6 +99,8 @@ LAT_FRACTIONS="${LAT_FRACTIONS:-0.5}"
 WARM_SECONDS="${WARM_SECONDS:-30}"
 WARM_RATE="${WARM_RATE:-20000}"
 PEER_ARGS="${PEER_ARGS---store memory --no-changelog}"
+VISIBLE="${VISIBLE-fleetscore}"
+VISIBLE_IDLE="${VISIBLE_IDLE:-10}"
 MAX_SECONDS="${MAX_SECONDS:-1200}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms6g -Xmx6g}"
 export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35}"
@@ -118,6 +129,7 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/fleetscore-e2e.XXXXXX")"
 kafka_dir="$tmp/kafka"
 broker_started=0
 sut_pid=""
+visible_pid=""
 watchdog=""
 
 cleanup() {
@@ -127,6 +139,7 @@ cleanup() {
   if [[ -n "$sut_pid" ]] && kill -0 "$sut_pid" 2>/dev/null; then
     kill -KILL "$sut_pid" 2>/dev/null || true
   fi
+  if [[ -n "$visible_pid" ]]; then kill -KILL "$visible_pid" 2>/dev/null || true; fi
   if ((broker_started)); then
     "$repo/scripts/kafka-broker.sh" stop --dir "$kafka_dir" >/dev/null 2>&1 || true
   fi
@@ -194,7 +207,7 @@ log "broker at $bootstrap"
   echo "python: $("$BENCH_PYTHON" -c 'import sys, quixstreams, confluent_kafka, onnxruntime, numpy; print(sys.version.split()[0], "quixstreams", quixstreams.__version__, "confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)')"
   echo "fleetscore: $("$fs" --version) ($(sha256sum "$fs" | cut -c1-12), binary from $(date -u -r "$FLEETSCORE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
   echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
-  echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE"
+  echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE VISIBLE=$VISIBLE FS_MAX_RATE=${FS_MAX_RATE:-} PEER_MAX_RATE=${PEER_MAX_RATE:-}"
   echo "load generator: $LOADGEN"
   echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-} FS_KAFKA=${FS_KAFKA:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
@@ -308,6 +321,47 @@ v = [r["events_per_s"] for r in map(json.loads, open(sys.argv[1])) if r["what"] 
 print(statistics.median(v))' "$results" "$1"
 }
 
+# start_visible SYSTEM RUN RATE FRACTION TELEMETRY_TOPIC PREDICTIONS_TOPIC NAME: the live
+# read_committed reader (measure.py visible), in the background, before the system starts.
+start_visible() {
+  rm -f -- "$tmp/visible.ready" "$tmp/visible.done"
+  "$BENCH_PYTHON" "$here/measure.py" visible --brokers "$bootstrap" --source-topic "$5" \
+    --pred-topic "$6" --system "$1" --run "$2" --rate "$3" --fraction "$4" \
+    --warmup-s "$LAT_WARMUP" --ready-file "$tmp/visible.ready" --done-file "$tmp/visible.done" \
+    --idle-s "$VISIBLE_IDLE" --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" --series \
+    >"$tmp/visible.json" 2>"$out/$7.visible.series" &
+  visible_pid=$!
+}
+
+# visible_ready: until the reader has received the probe's prediction (it is fetching).
+visible_ready() {
+  local deadline=$((SECONDS + 60))
+  until [[ -f "$tmp/visible.ready" ]]; do
+    kill -0 "$visible_pid" 2>/dev/null || die "the visible-latency reader exited early"
+    ((SECONDS < deadline)) || die "the visible-latency reader received nothing within 60 s"
+    sleep 0.1
+  done
+}
+
+# visible_done EXPECT SINCE_MS: tells the reader the load has ended, waits for its result
+# (bounded: it stops by itself on the count, VISIBLE_IDLE s without a record, or its deadline;
+# SIGTERM makes it print what it got) and appends it to the results.
+visible_done() {
+  printf '{"expect": %d, "since_ms": %d}\n' "$1" "$2" >"$tmp/visible.done.tmp"
+  mv -- "$tmp/visible.done.tmp" "$tmp/visible.done"
+  local deadline=$((SECONDS + VISIBLE_IDLE + 120))
+  while kill -0 "$visible_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  if kill -0 "$visible_pid" 2>/dev/null; then
+    log "the visible-latency reader is still running: SIGTERM"
+    kill -TERM "$visible_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$visible_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$visible_pid" 2>/dev/null || true
+  fi
+  wait "$visible_pid" 2>/dev/null || log "the visible-latency reader exited non-zero"
+  visible_pid=""
+  tee -a "$results" <"$tmp/visible.json" >&2
+}
+
 json_field() { "$BENCH_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # --------------------------------------------------------------------------- the runs
@@ -334,7 +388,7 @@ throughput_runs() {
 
 # latency_runs SYSTEM KIND PREFIX [PEER ARGS...]: RUNS runs at each of LAT_FRACTIONS × max.
 latency_runs() {
-  local system=$1 kind=$2 p=$3 r f pct name max rate sent since a b tel pred
+  local system=$1 kind=$2 p=$3 r f pct name max rate sent since a b tel pred visible
   shift 3
   local override="${system^^}_MAX_RATE"
   override="${override/FLEETSCORE/FS}"
@@ -349,11 +403,17 @@ latency_runs() {
       log "$system: latency run $r/$RUNS at $rate events/s ($f × $max)"
       py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$tel"
       py topics --brokers "$bootstrap" --partitions 3 --log-append-time "$pred"
+      visible=0
+      if has "$VISIBLE" "$system"; then
+        visible=1
+        start_visible "$system" "$r" "$rate" "$f" "$tel" "$pred" "$name"
+      fi
       start_system "$kind" "$name" "$tel" "$pred" "$@"
       # Caught up: one probe event scored before the measured load starts.
       produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "P$r" \
         --count 1 >/dev/null
       wait_for "$name" "$pred" 1 120 >/dev/null
+      if ((visible)); then visible_ready; fi
       a="$(snap)"
       produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "L$r" \
         --rate "$rate" --seconds "$((LAT_WARMUP + LAT_SECONDS))" >"$tmp/produce.json"
@@ -362,6 +422,7 @@ latency_runs() {
       since="$(json_field "$tmp/produce.json" start_ms)"
       wait_for "$name" "$pred" "$((sent + 1))" 180 >/dev/null
       b="$(snap)"
+      if ((visible)); then visible_done "$((sent + 1))" "$since"; fi
       stop_system "$kind" "$name"
       cpu_record "$system" "$name" "lat$pct" "$sent" "$a" "$b" "$(json_field "$tmp/produce.json" cpu_s)"
       py latency --brokers "$bootstrap" --source-topic "$tel" --pred-topic "$pred" \

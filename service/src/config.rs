@@ -140,7 +140,11 @@ pub struct KafkaConfig {
     /// broker's `default.replication.factor`.
     pub changelog_replication: i32,
     /// How often the consumed offsets, the changelog and (exactly-once) the transaction are
-    /// committed. Shorter: lower end-to-end latency for read_committed consumers, more commits.
+    /// committed. Under exactly-once a read_committed consumer sees a prediction only once its
+    /// transaction commits: shorter means lower latency for it, but each commit holds the
+    /// pipeline (11-25 ms on average at half load on 2 cores), so much shorter costs
+    /// throughput (BENCHMARKS.md, 2026-11-29 (night): 50 ms ~6 % below 100 ms, 25 ms 17 %,
+    /// 20 ms half).
     pub commit_interval_ms: u64,
     /// Exactly-once: how long the broker lets a transaction stay open before aborting it;
     /// bounds how long partitions of a crashed instance wait before their new owner may read
@@ -176,7 +180,7 @@ impl Default for KafkaConfig {
             guarantee: Guarantee::ExactlyOnce,
             changelog_topic: String::new(),
             changelog_replication: -1,
-            commit_interval_ms: 100,
+            commit_interval_ms: 50,
             transaction_timeout_ms: 10_000,
             instance_id: None,
             group_protocol: GroupProtocol::Classic,
