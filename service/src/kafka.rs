@@ -50,3 +50,10 @@ pub mod watchdog;
 
 pub use pipeline::{Pipeline, PipelineHandle};
 pub use stats::PipelineStats;
+
+/// Locks `m`, taking over a lock poisoned by a panicked thread: the pipeline's shared state
+/// (assignment, committer, held partitions) stays usable, and the panic is reported where it
+/// happened.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

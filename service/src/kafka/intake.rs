@@ -15,6 +15,7 @@ use metrics::{Counter, Histogram};
 use rdkafka::message::{Message, OwnedHeaders};
 
 use super::assignment::Assignment;
+use super::lock;
 use super::output::{Meta, OutputRecord, dead_letter, lag_since};
 use super::stats::PipelineStats;
 use crate::app::AppContext;
@@ -276,8 +277,4 @@ impl Intake {
         }
         self.received = received; // keeps its capacity
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

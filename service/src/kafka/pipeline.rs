@@ -46,6 +46,7 @@ use super::assignment::Assignment;
 use super::commit::{CommitError, Committer};
 use super::in_flight::InFlight;
 use super::intake::Intake;
+use super::lock;
 use super::log_limit::{self, ClientErrors, LogLimit};
 use super::output::{Emitter, Meta};
 use super::producer::ProducerSlot;
@@ -457,10 +458,6 @@ impl Pipeline {
         );
         dispatched.and(committed)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Closes the consumer (leaving the group), waiting at most `timeout`. librdkafka's close

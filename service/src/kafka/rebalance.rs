@@ -29,6 +29,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use super::assignment::Assignment;
 use super::changelog;
 use super::commit::{CommitError, Committer};
+use super::lock;
 use super::log_limit::ClientErrors;
 use super::watchdog::{Step, Steps};
 use crate::app::Readiness;
@@ -95,10 +96,6 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
         .collect()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ClientContext for RebalanceContext {

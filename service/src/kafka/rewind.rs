@@ -10,6 +10,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use super::assignment::Assignment;
+use super::lock;
 use super::rebalance::{RebalanceContext, Signals};
 use crate::config::KafkaConfig;
 
@@ -26,12 +27,7 @@ pub(super) fn to_committed(
     signals: &Signals,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let numbers: Vec<i32> = assignment
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .numbers()
-        .into_iter()
-        .collect();
+    let numbers: Vec<i32> = lock(assignment).numbers().into_iter().collect();
     if numbers.is_empty() {
         // Everything was revoked (the eager protocol, a lost assignment).
         return Ok(());
