@@ -247,6 +247,7 @@ start_system() {
       echo "schedule_topic = \"fs.schedule\""
       echo "predictions_topic = \"$pred\""
       echo "deadletter_topic = \"fs.deadletter\""
+      echo "alerts_topic = \"fs.alerts\""
       if [[ -n "${FS_BATCH_MAX_RECORDS:-}" ]]; then echo "batch_max_records = $FS_BATCH_MAX_RECORDS"; fi
       if [[ -n "${FS_BATCH_MAX_MS:-}" ]]; then echo "batch_max_ms = $FS_BATCH_MAX_MS"; fi
       if [[ -n "${FS_KAFKA:-}" ]]; then printf '%b\n' "$FS_KAFKA"; fi
@@ -434,7 +435,8 @@ latency_runs() {
 
 broker_pid="$(cat "$kafka_dir/node-1/kafka.pid")"
 t0=$SECONDS
-py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput fs.schedule fs.deadletter
+py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput fs.schedule fs.deadletter \
+  fs.alerts
 log "pre-producing $FS_EVENTS events for fleetscore and $PEER_EVENTS for the peer"
 if [[ " ${SYSTEMS:-fleetscore peer} " == *" fleetscore "* ]]; then
   produce --brokers "$bootstrap" --topic fs.tel.tput --events "$events" --tag R \

@@ -1,7 +1,13 @@
-//! Alerts for fleet planners (issue #14), the part built so far: rules with severity levels
-//! and a hysteresis margin ([`rule`]), and the episode each aircraft has under each rule
-//! ([`episode`]: raised once, escalated, cleared once). Not wired into the pipeline, the
-//! config file, replay or the HTTP API yet (see the README's status table).
+//! Alerts for fleet planners: rules in the config file (`[[alerts]]`: a model's prediction
+//! against thresholds by severity, with a hysteresis margin; [`rule`]), the episode each
+//! aircraft has under each rule ([`episode`]: raised once, escalated, cleared once), their
+//! evaluation on every prediction ([`evaluate`], shared by the stream and replay) and the alert
+//! record ([`event`], topic `fleet.alerts.v1`).
 
 pub mod episode;
+pub mod evaluate;
+pub mod event;
 pub mod rule;
+
+pub use evaluate::{Alerting, OpenEpisodes};
+pub use event::AlertEvent;

@@ -8,17 +8,32 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::alerts::{self, rule::AlertRule};
 use crate::model::RegistryConfig;
 use crate::model::registry::DEFAULT_SETTLE;
 use crate::model::validate::ChildValidator;
 use fleet_features::FeatureSet;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub models: ModelsConfig,
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
+    /// Alert rules (`[[alerts]]`); without any, [`alerts::rule::defaults`] for the shipped
+    /// models; `alerts = []` runs none.
+    pub alerts: Vec<AlertRule>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            models: ModelsConfig::default(),
+            http: HttpConfig::default(),
+            kafka: KafkaConfig::default(),
+            alerts: alerts::rule::defaults(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +133,8 @@ pub struct KafkaConfig {
     pub schedule_topic: String,
     pub predictions_topic: String,
     pub deadletter_topic: String,
+    /// Alert events (`[[alerts]]` rules' raised, escalated, cleared), keyed by tail.
+    pub alerts_topic: String,
     /// Records per micro-batch, at most.
     pub batch_max_records: usize,
     /// How long a micro-batch may wait for more records once the consumer's queue is empty
@@ -172,6 +189,7 @@ impl Default for KafkaConfig {
             schedule_topic: "fleet.schedule.v1".to_owned(),
             predictions_topic: "fleet.predictions.v1".to_owned(),
             deadletter_topic: "fleet.deadletter.v1".to_owned(),
+            alerts_topic: "fleet.alerts.v1".to_owned(),
             batch_max_records: 512,
             batch_max_ms: 0,
             max_in_flight_batches: 64,
@@ -243,6 +261,7 @@ impl KafkaConfig {
             ("schedule_topic", &self.schedule_topic),
             ("predictions_topic", &self.predictions_topic),
             ("deadletter_topic", &self.deadletter_topic),
+            ("alerts_topic", &self.alerts_topic),
         ];
         for (key, value) in named {
             if value.trim().is_empty() {
@@ -353,6 +372,8 @@ impl Config {
             .http
             .validate()
             .context("invalid [http] configuration")?;
+        config.alerts = alerts::rule::validate_all(std::mem::take(&mut config.alerts))
+            .map_err(|e| anyhow::anyhow!("invalid [[alerts]] configuration: {e}"))?;
         Ok(config)
     }
 }

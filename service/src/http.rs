@@ -7,7 +7,7 @@
 //!   hypothetical event).
 //! - [`oip`]: the Open Inference Protocol v2 (`/v2`, `/v2/models/{name}[/ready|/infer]`, and
 //!   the same under `/v2/models/{name}/versions/{version}`).
-//! - [`tails`]: `GET /tails/{tail}`; [`models`]: `GET /models`; [`admin`]: promote, pin, roll
+//! - [`tails`]: `GET /tails/{tail}`; [`alerts`]: `GET /alerts`; [`models`]: `GET /models`; [`admin`]: promote, pin, roll
 //!   back (bearer token).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
@@ -28,6 +28,7 @@
 //! 431), rewritten on their way to the socket ([`parse_errors`]).
 
 pub mod admin;
+pub mod alerts;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -115,6 +116,7 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
         .routes(routes!(oip::model_version_ready))
         .routes(routes!(oip::infer_version))
         .routes(routes!(tails::tail))
+        .routes(routes!(alerts::alerts))
         .routes(routes!(models::models))
         .layer(Middleware::api(limits));
     let open = OpenApiRouter::new()

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use fleet_features::TailState;
 use serde::Serialize;
 
+use crate::alerts::OpenEpisodes;
 use crate::prediction::Prediction;
 
 const SHARDS: usize = 64;
@@ -34,6 +35,8 @@ pub struct TailEntry {
     pub last_applied_at: Option<DateTime<Utc>>,
     /// Latest prediction per model, in the order the models first scored this tail.
     pub predictions: Vec<Prediction>,
+    /// Open alert episodes, by rule (durable: the changelog holds them).
+    pub alerts: OpenEpisodes,
 }
 
 impl TailEntry {
@@ -130,6 +133,15 @@ impl StateStore {
     pub fn restore(&self, tail: &str, state: TailState, partition: i32) {
         self.with_entry(tail, |entry| {
             entry.state = state;
+            entry.partition = Some(partition);
+        });
+    }
+
+    /// Replaces the tail's open alert episodes with those read from the changelog of
+    /// `partition`.
+    pub fn restore_alerts(&self, tail: &str, alerts: OpenEpisodes, partition: i32) {
+        self.with_entry(tail, |entry| {
+            entry.alerts = alerts;
             entry.partition = Some(partition);
         });
     }

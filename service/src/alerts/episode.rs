@@ -8,11 +8,13 @@
 //! act on the worst seen until it is over).
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::rule::{AlertRule, Severity};
 
 /// An open episode of one aircraft under one rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Episode {
     pub severity: Severity,
     /// Event time of the prediction that raised it.

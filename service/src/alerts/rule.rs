@@ -13,10 +13,10 @@
 //! ]
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How urgent an alert is; ordered (`Info < Warning < Critical`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -25,6 +25,13 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The severity named `name` (`info`, `warning`, `critical`), as in the config file.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -35,7 +42,7 @@ impl Severity {
 }
 
 /// Which side of a threshold the alert holds on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Holds while the value is below the threshold (remaining life).
@@ -126,11 +133,28 @@ impl AlertRule {
     /// Whether `value` is back beyond the least severe threshold by the margin: an open
     /// episode clears.
     pub fn clears(&self, value: f32) -> bool {
+        match self.direction {
+            Direction::Below => value >= self.clear_threshold(),
+            Direction::Above => value <= self.clear_threshold(),
+        }
+    }
+
+    /// The value at which an open episode clears: the least severe threshold moved away by the
+    /// hysteresis margin.
+    pub fn clear_threshold(&self) -> f32 {
         let first = self.levels[0].threshold;
         match self.direction {
-            Direction::Below => value >= first + self.hysteresis,
-            Direction::Above => value <= first - self.hysteresis,
+            Direction::Below => first + self.hysteresis,
+            Direction::Above => first - self.hysteresis,
         }
+    }
+
+    /// The threshold of `severity`'s level (`None`: the rule has no such level).
+    pub fn threshold(&self, severity: Severity) -> Option<f32> {
+        self.levels
+            .iter()
+            .find(|l| l.severity == severity)
+            .map(|l| l.threshold)
     }
 
     fn crosses(&self, value: f32, threshold: f32) -> bool {
@@ -139,6 +163,75 @@ impl AlertRule {
             Direction::Above => value > threshold,
         }
     }
+}
+
+/// The rules the service runs when the config file has no `[[alerts]]` (an empty
+/// `alerts = []` runs none), for the shipped models; the numbers and how they were chosen are
+/// in the README ("Alerts"):
+///
+/// - `engine-remaining-life` on `engine-rul`: warning below 50 cycles, critical below 20,
+///   cleared above 60 (grouped cross-validation over the training engines: every engine warned
+///   before failure, a median 50 cycles ahead, 0.41 false alerts per 1,000 engine-cycles);
+/// - `engine-anomaly` on `engine-anomaly`: warning above 4.133 (the 99 % quantile of
+///   out-of-fold healthy scores), cleared below 2.164 (their 95 %);
+/// - `delay-risk-high` on `delay-risk`: warning above 0.5 (a flight more likely late than
+///   not), cleared below 0.4.
+pub fn defaults() -> Vec<AlertRule> {
+    let rule = |name: &str, model: &str, direction, hysteresis, levels: &[(Severity, f32)]| {
+        AlertRule {
+            name: name.to_owned(),
+            model: model.to_owned(),
+            direction,
+            hysteresis,
+            levels: levels
+                .iter()
+                .map(|&(severity, threshold)| Level {
+                    severity,
+                    threshold,
+                })
+                .collect(),
+        }
+        .validate()
+        .expect("the default rules are valid")
+    };
+    vec![
+        rule(
+            "engine-remaining-life",
+            "engine-rul",
+            Direction::Below,
+            10.0,
+            &[(Severity::Warning, 50.0), (Severity::Critical, 20.0)],
+        ),
+        rule(
+            "engine-anomaly",
+            "engine-anomaly",
+            Direction::Above,
+            4.133 - 2.164,
+            &[(Severity::Warning, 4.133)],
+        ),
+        rule(
+            "delay-risk-high",
+            "delay-risk",
+            Direction::Above,
+            0.1,
+            &[(Severity::Warning, 0.5)],
+        ),
+    ]
+}
+
+/// Checks a set of rules: each valid ([`AlertRule::validate`]) and each name once (episodes
+/// are kept by rule name).
+pub fn validate_all(rules: Vec<AlertRule>) -> Result<Vec<AlertRule>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut valid = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let rule = rule.validate()?;
+        if !seen.insert(rule.name.clone()) {
+            return Err(format!("alert rule `{}` appears twice", rule.name));
+        }
+        valid.push(rule);
+    }
+    Ok(valid)
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ impl DemoArgs {
                     &config.kafka.schedule_topic,
                     &config.kafka.predictions_topic,
                     &config.kafka.deadletter_topic,
+                    &config.kafka.alerts_topic,
                     // The mock has no CreateTopics: the changelog is made here, like the rest.
                     &config.kafka.changelog(),
                 ] {

@@ -1,7 +1,9 @@
 //! `fleetscore replay`: events through the service's own path (state, features, registry
 //! models, micro-batches) without Kafka, writing exactly the prediction records the service
-//! publishes. Data scientists compare a candidate model against the serving one this way.
+//! publishes. Data scientists compare a candidate model against the serving one this way, and
+//! with `--alerts`, what a model or a rule change would have raised on history.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use fleet_features::FeatureSet;
 
 use super::events::{self, Tails};
 
+use crate::alerts::{Alerting, OpenEpisodes};
 use crate::config::Config;
 use crate::model::Registry;
 use crate::scoring::{Batcher, Outcome, RowInfo, Verdict};
@@ -40,9 +43,38 @@ pub struct ReplayArgs {
     /// set to feed several models (the first `--route` of a set replaces its configured route).
     #[arg(long = "route", value_name = "FEATURE_SET=MODEL")]
     pub routes: Vec<String>,
+    /// Also write the alert events (`fleet.alert.v1`, one JSON object per line) the
+    /// configuration's `[[alerts]]` rules raise on these predictions, as the service would
+    /// publish them; `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
     /// Rows per scoring batch.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+}
+
+/// Where a stream of JSON lines goes: a file, or stdout for `-`.
+fn json_lines(path: &std::path::Path) -> anyhow::Result<BufWriter<Box<dyn Write>>> {
+    let sink: Box<dyn Write> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+    };
+    Ok(BufWriter::with_capacity(1 << 20, sink))
+}
+
+/// Writes `value` as one JSON line; the first error is kept.
+fn write_line(
+    out: &mut impl Write,
+    value: &impl serde::Serialize,
+    error: &mut Option<std::io::Error>,
+) {
+    let result = serde_json::to_writer(&mut *out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"));
+    if let Err(e) = result {
+        error.get_or_insert(e);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +83,7 @@ struct Counts {
     non_finite: u64,
     no_model: u64,
     failed: u64,
+    alerts: u64,
 }
 
 fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
@@ -119,15 +152,10 @@ impl ReplayArgs {
         }
 
         let input = events::open(&self.input)?;
-        let output: Box<dyn Write> = if self.output.as_os_str() == "-" {
-            Box::new(std::io::stdout().lock())
-        } else {
-            Box::new(
-                File::create(&self.output)
-                    .with_context(|| format!("creating {}", self.output.display()))?,
-            )
-        };
-        let mut output = BufWriter::with_capacity(1 << 20, output);
+        let mut output = json_lines(&self.output)?;
+        let mut alerts_out = self.alerts.as_deref().map(json_lines).transpose()?;
+        let alerting = Alerting::new(config.alerts.clone());
+        let mut episodes: HashMap<String, OpenEpisodes> = HashMap::new();
 
         let started = Instant::now();
         let mut counts = Counts::default();
@@ -144,11 +172,15 @@ impl ReplayArgs {
                     match verdict {
                         Verdict::Scored(prediction) => {
                             counts.predictions += 1;
-                            let result = serde_json::to_writer(&mut output, &prediction)
-                                .map_err(std::io::Error::from)
-                                .and_then(|()| output.write_all(b"\n"));
-                            if let Err(e) = result {
-                                write_error.get_or_insert(e);
+                            write_line(&mut output, &prediction, &mut write_error);
+                            if let Some(out) = alerts_out.as_mut()
+                                && alerting.watches(&prediction.model)
+                            {
+                                let open = episodes.entry(prediction.tail.clone()).or_default();
+                                for event in alerting.evaluate(open, &prediction) {
+                                    counts.alerts += 1;
+                                    write_line(out, &event, &mut write_error);
+                                }
                             }
                         }
                         Verdict::NonFinite { model, value } => {
@@ -181,6 +213,14 @@ impl ReplayArgs {
             return Err(e).context("writing predictions");
         }
         output.flush().context("writing predictions")?;
+        if let Some(out) = alerts_out.as_mut() {
+            out.flush().context("writing alert events")?;
+            let open: usize = episodes.values().map(|o| o.len()).sum();
+            eprintln!(
+                "{} alert events; {open} episodes open at the end",
+                counts.alerts
+            );
+        }
         let secs = started.elapsed().as_secs_f64();
         eprintln!(
             "{} events: {} predictions, {} invalid, {} duplicates, {} late, {} non-finite, \

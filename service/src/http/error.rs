@@ -77,6 +77,9 @@ pub enum ApiError {
     UnknownModel { name: String, serving: Vec<String> },
     #[error("tail `{0}` is not known to this instance (no event for it was applied here)")]
     UnknownTail(String),
+    /// A query parameter that is unknown or does not parse.
+    #[error("{0}")]
+    InvalidQuery(String),
     #[error("row {row}: {} missing and {} unknown feature names", missing.len(), unknown.len())]
     FeatureMismatch {
         row: usize,
@@ -153,7 +156,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            MalformedJson(_) | BadRequestHead => StatusCode::BAD_REQUEST,
+            MalformedJson(_) | BadRequestHead | InvalidQuery(_) => StatusCode::BAD_REQUEST,
             UriTooLong(_) => StatusCode::URI_TOO_LONG,
             HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -189,6 +192,7 @@ impl ApiError {
             InvalidRequest { .. } => "invalid_request",
             UnknownModel { .. } => "unknown_model",
             UnknownTail(_) => "unknown_tail",
+            InvalidQuery(_) => "invalid_query",
             FeatureMismatch { .. } => "feature_mismatch",
             NotFinite { .. } => "not_finite",
             BatchTooLarge { .. } => "batch_too_large",

@@ -83,7 +83,7 @@ pub async fn ready(State(ctx): State<Arc<AppContext>>) -> Response {
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
-    let text = crate::metrics::render(&ctx.registry);
+    let text = crate::metrics::render(&ctx);
     (
         [(
             header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! `GET /tails/{tail}`: what this instance knows about an aircraft — how fresh its state is,
-//! the feature vectors the models would see now, and its latest predictions.
+//! the feature vectors the models would see now, its latest predictions and open alerts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,10 +11,12 @@ use fleet_features::FeatureSet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::alerts::{OpenAlert, open_of};
 use super::error::{ApiError, ErrorBody};
 use super::json;
 use super::path::PathParam;
 use super::state_info::StateInfo;
+use crate::alerts::rule::AlertRule;
 use crate::app::AppContext;
 use crate::prediction::Prediction;
 use crate::store::{Lookup, TailEntry};
@@ -29,6 +31,8 @@ pub struct TailSummary {
     pub features: Vec<FeatureValues>,
     /// The latest prediction per model (written by the streaming path).
     pub predictions: Vec<LatestPrediction>,
+    /// The tail's open alert episodes, most severe first (`GET /alerts` lists every tail's).
+    pub alerts: Vec<OpenAlert>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,10 +92,10 @@ pub async fn tail(
         Lookup::Restoring => return Err(ApiError::Restoring(tail.chars().take(100).collect())),
         Lookup::Unknown => return Err(ApiError::UnknownTail(tail.chars().take(100).collect())),
     };
-    Ok(json::ok(&summary(tail, &entry)))
+    Ok(json::ok(&summary(tail, &entry, &ctx.config.alerts)))
 }
 
-fn summary(tail: String, entry: &TailEntry) -> TailSummary {
+fn summary(tail: String, entry: &TailEntry, rules: &[AlertRule]) -> TailSummary {
     let mut scratch = Vec::new();
     let features = FeatureSet::all()
         .map(|set| {
@@ -121,6 +125,7 @@ fn summary(tail: String, entry: &TailEntry) -> TailSummary {
         state_bytes: entry.state.memory_bytes(),
         features,
         predictions: entry.predictions.iter().map(Into::into).collect(),
+        alerts: open_of(rules, &tail, entry),
         tail,
     }
 }

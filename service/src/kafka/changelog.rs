@@ -9,6 +9,8 @@
 //!   offsets under exactly-once; coalescing bounds the bytes per event by the commit interval.
 //! - [`restore`]: on assignment, reads the partitions' changelog from the start to its last
 //!   stable offset (read_committed) into the store, before any of their events is processed.
+//! - [`alerts_key`]: the same topic holds each aircraft's open alert episodes under a key of
+//!   their own, written by the output thread when they change (`kafka::output`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::delivery::{self, BatchTracker, DeliveryContext};
 use super::log_limit::ClientErrors;
 use super::settings;
+use crate::alerts;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
 use crate::store::StateStore;
@@ -147,6 +150,17 @@ fn check_compacted(
             Ok(())
         }
     }
+}
+
+/// What the changelog's keys end with for a tail's open alert episodes (the key `N123/alerts`;
+/// a tail number never holds a `/`): written by the output thread whenever an episode changes,
+/// in the same transaction as the alert event, so that a restart neither raises an open
+/// episode again nor forgets it.
+const ALERTS_SUFFIX: &str = "/alerts";
+
+/// The changelog key of `tail`'s open alert episodes.
+pub fn alerts_key(tail: &str) -> String {
+    format!("{tail}{ALERTS_SUFFIX}")
 }
 
 /// Produces the snapshot of each tail in `dirty` (tail → partition) to the changelog, and
@@ -284,6 +298,19 @@ fn read_partitions(
                 })?;
                 progress.records += 1;
                 progress.bytes += (key.len() + message.payload_len()) as u64;
+                if let Some(tail) = tail.strip_suffix(ALERTS_SUFFIX) {
+                    let open = match message.payload() {
+                        None | Some([]) => alerts::OpenEpisodes::new(),
+                        Some(bytes) => alerts::evaluate::decode(bytes).with_context(|| {
+                            format!(
+                                "changelog {topic}/{partition}@{} (alerts of tail {tail})",
+                                message.offset()
+                            )
+                        })?,
+                    };
+                    store.restore_alerts(tail, open, partition);
+                    continue;
+                }
                 match message.payload() {
                     None | Some([]) => store.remove(tail),
                     Some(bytes) => {

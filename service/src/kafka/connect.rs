@@ -31,7 +31,7 @@ impl ConsumerContext for CheckContext {}
 /// Blocks until a broker of `config.brokers` answers a metadata request: `Ok(true)`; or until
 /// `cancelled()` (checked at least every 250 ms): `Ok(false)`; or until `startup_timeout_ms`
 /// has passed: an error naming the brokers and the last error seen. Warns about missing input
-/// topics (the consumer then waits for them; they are not created).
+/// topics (the consumer then waits for them) and output topics (none is created).
 pub fn wait_for_brokers(
     config: &KafkaConfig,
     cancelled: &dyn Fn() -> bool,
@@ -59,13 +59,25 @@ pub fn wait_for_brokers(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "Kafka reachable"
                 );
-                for topic in [&config.telemetry_topic, &config.schedule_topic] {
-                    let found = metadata
+                let found = |topic: &str| {
+                    metadata
                         .topics()
                         .iter()
-                        .any(|t| t.name() == topic.as_str() && t.error().is_none());
-                    if !found {
+                        .any(|t| t.name() == topic && t.error().is_none())
+                };
+                for topic in [&config.telemetry_topic, &config.schedule_topic] {
+                    if !found(topic) {
                         tracing::warn!(%topic, "input topic not found: the consumer waits for it (topics are not created)");
+                    }
+                }
+                let outputs = [
+                    &config.predictions_topic,
+                    &config.deadletter_topic,
+                    &config.alerts_topic,
+                ];
+                for topic in outputs {
+                    if !found(topic) {
+                        tracing::warn!(%topic, "output topic not found: writing to it fails until it is created (topics are not created)");
                     }
                 }
                 return Ok(true);

@@ -16,10 +16,12 @@ use metrics::{Counter, Histogram};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::BaseRecord;
 
+use super::changelog;
 use super::delivery::{self, BatchTracker};
 use super::headers;
 use super::producer::ProducerSlot;
 use super::stats::PipelineStats;
+use crate::alerts::{Alerting, evaluate};
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
@@ -51,6 +53,18 @@ pub(super) enum OutputRecord {
         value: Vec<u8>,
         headers: OwnedHeaders,
     },
+    /// An alert event (`crate::alerts`), keyed by tail, with the prediction's headers.
+    Alert {
+        tail: String,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+    /// A tail's open alert episodes, to the changelog partition of the tail's input partition.
+    Episodes {
+        tail: String,
+        partition: i32,
+        value: Vec<u8>,
+    },
 }
 
 /// A scored batch for the output thread.
@@ -70,6 +84,9 @@ pub(super) struct Emitter {
     ctx: Arc<AppContext>,
     predictions_topic: String,
     deadletter_topic: String,
+    alerts_topic: String,
+    changelog_topic: String,
+    alerting: Alerting,
     producers: Arc<ProducerSlot>,
     stats: Arc<PipelineStats>,
     /// `fleetscore_event_lag_seconds{stage="produced"}`.
@@ -86,9 +103,12 @@ impl Emitter {
         stats: Arc<PipelineStats>,
     ) -> Self {
         Self {
+            alerting: Alerting::new(ctx.config.alerts.clone()),
             ctx,
             predictions_topic: config.predictions_topic.clone(),
             deadletter_topic: config.deadletter_topic.clone(),
+            alerts_topic: config.alerts_topic.clone(),
+            changelog_topic: config.changelog(),
             producers,
             stats,
             lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
@@ -107,8 +127,9 @@ impl Emitter {
         Ok((scored_tx, thread))
     }
 
-    /// The record of a prediction, which also becomes the aircraft's latest of its model.
-    fn prediction(&mut self, prediction: Prediction, meta: &Meta) -> OutputRecord {
+    /// The record of a prediction, which also becomes the aircraft's latest of its model,
+    /// followed by the alert events it causes and the aircraft's episodes after them.
+    fn prediction(&mut self, prediction: Prediction, meta: &Meta, outputs: &mut Vec<OutputRecord>) {
         let traceparent = meta
             .headers
             .as_ref()
@@ -126,14 +147,47 @@ impl Emitter {
             self.lag_produced.record(lag);
         }
         let tail = prediction.tail.clone();
-        self.ctx
-            .store
-            .with_entry(&tail, |entry| entry.set_latest(prediction));
-        OutputRecord::Prediction {
-            tail,
+        let alerting = &self.alerting;
+        let alerts = self.ctx.store.with_entry(&tail, |entry| {
+            let mut events = Vec::new();
+            if alerting.watches(&prediction.model) {
+                events = alerting.evaluate(&mut entry.alerts, &prediction);
+            }
+            let changed = (!events.is_empty()).then(|| {
+                let episodes = evaluate::encode(&entry.alerts);
+                (events, entry.partition, episodes)
+            });
+            entry.set_latest(prediction);
+            changed
+        });
+        let Some((events, partition, episodes)) = alerts else {
+            outputs.push(OutputRecord::Prediction {
+                tail,
+                value,
+                headers,
+            });
+            return;
+        };
+        outputs.push(OutputRecord::Prediction {
+            tail: tail.clone(),
             value,
-            headers,
+            headers: headers.clone(),
+        });
+        for event in events {
+            metrics::counter!(names::ALERTS, "rule" => event.rule.clone(),
+                "kind" => event.kind.clone(), "severity" => event.severity.as_str())
+            .increment(1);
+            outputs.push(OutputRecord::Alert {
+                tail: tail.clone(),
+                value: serde_json::to_vec(&event).expect("alert events serialize"),
+                headers: headers.clone(),
+            });
         }
+        outputs.push(OutputRecord::Episodes {
+            partition: partition.unwrap_or(meta.source.partition),
+            tail,
+            value: episodes,
+        });
     }
 
     fn run(mut self, scored: &mpsc::Receiver<ScoredBatch>) {
@@ -168,7 +222,7 @@ impl Emitter {
             for verdict in verdicts {
                 match verdict {
                     Verdict::Scored(prediction) => {
-                        outputs.push(self.prediction(prediction, &meta));
+                        self.prediction(prediction, &meta, &mut outputs);
                     }
                     Verdict::NonFinite { model, value } => failures.push((
                         "non_finite_prediction",
@@ -231,6 +285,30 @@ impl Emitter {
                     value,
                     headers,
                 } => (self.deadletter_topic.as_str(), key, value, headers),
+                OutputRecord::Alert {
+                    tail,
+                    value,
+                    headers,
+                } => (
+                    self.alerts_topic.as_str(),
+                    Some(tail.into_bytes()),
+                    value,
+                    headers,
+                ),
+                OutputRecord::Episodes {
+                    tail,
+                    partition,
+                    value,
+                } => {
+                    let key = changelog::alerts_key(&tail);
+                    let record =
+                        BaseRecord::with_opaque_to(&self.changelog_topic, Arc::clone(&tracker))
+                            .key(key.as_bytes())
+                            .payload(&value)
+                            .partition(partition);
+                    delivery::send(&producer, record);
+                    continue;
+                }
             };
             let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
                 .payload(&value)

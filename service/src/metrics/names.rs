@@ -34,6 +34,12 @@ pub const PIPELINE_STALLS: &str = "fleetscore_pipeline_stalls_total";
 /// Producers replaced because a transaction call never returned (`kafka::producer`).
 pub const PRODUCER_REPLACEMENTS: &str = "fleetscore_producer_replacements_total";
 
+// Alerts.
+/// Alert events by `rule`, `kind` (`raised`, `escalated`, `cleared`) and `severity`.
+pub const ALERTS: &str = "fleetscore_alerts_total";
+/// Open alert episodes by `rule` and `severity`; rendered from the store at each scrape.
+pub const ALERTS_OPEN: &str = "fleetscore_alerts_open";
+
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";
 /// A loaded version whose files changed and no longer validate (the loaded model stays).

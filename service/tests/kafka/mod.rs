@@ -42,6 +42,7 @@ pub struct Topics {
     pub schedule: String,
     pub predictions: String,
     pub deadletter: String,
+    pub alerts: String,
     pub group: String,
 }
 
@@ -62,6 +63,7 @@ impl Topics {
             schedule: format!("s.{id}"),
             predictions: format!("p.{id}"),
             deadletter: format!("d.{id}"),
+            alerts: format!("a.{id}"),
             group: format!("g.{id}"),
         }
     }
@@ -71,12 +73,13 @@ impl Topics {
         format!("{}-state-changelog", self.group)
     }
 
-    pub fn all(&self) -> [&str; 4] {
+    pub fn all(&self) -> [&str; 5] {
         [
             &self.telemetry,
             &self.schedule,
             &self.predictions,
             &self.deadletter,
+            &self.alerts,
         ]
     }
 }
@@ -205,6 +208,7 @@ telemetry_topic = "{t}"
 schedule_topic = "{s}"
 predictions_topic = "{p}"
 deadletter_topic = "{d}"
+alerts_topic = "{a}"
 {kafka}
 "#,
         models = models.display(),
@@ -213,6 +217,7 @@ deadletter_topic = "{d}"
         s = topics.schedule,
         p = topics.predictions,
         d = topics.deadletter,
+        a = topics.alerts,
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -385,6 +390,16 @@ pub fn http_get(service: &Service, path: &str) -> String {
     let (status, response) = http_get_status(service, path);
     assert_eq!(status, 200, "{response}");
     response
+}
+
+/// `GET path` from the running service's HTTP API: the JSON body (sent with a length, as the
+/// API sends JSON).
+pub fn http_get_json(service: &Service, path: &str) -> serde_json::Value {
+    let response = http_get(service, path);
+    let (_, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no body in {response}"));
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
 /// `GET path`: the status code and the whole response.
@@ -1027,9 +1042,15 @@ pub fn wait_until<T>(
 
 /// Writes the first and the second half of an event file (in file order) beside it.
 pub fn halves(events: &Path, dir: &Path) -> (PathBuf, PathBuf, usize) {
+    split(events, dir, 0.5)
+}
+
+/// Writes the first `fraction` of an event file's lines (in file order) and the rest beside it;
+/// the paths and the first part's length.
+pub fn split(events: &Path, dir: &Path, fraction: f64) -> (PathBuf, PathBuf, usize) {
     let text = std::fs::read_to_string(events).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let (head, rest) = lines.split_at(lines.len() / 2);
+    let (head, rest) = lines.split_at((lines.len() as f64 * fraction) as usize);
     let first = dir.join("first-half.jsonl");
     let second = dir.join("second-half.jsonl");
     std::fs::write(&first, head.join("\n") + "\n").unwrap();

@@ -1,0 +1,160 @@
+//! Evaluating the rules on a prediction: the same code for the stream (`kafka::output`) and
+//! `fleetscore replay --alerts`, so both emit the same alert events for the same input.
+
+use std::collections::BTreeMap;
+
+use super::episode::{Episode, step};
+use super::event::AlertEvent;
+use super::rule::AlertRule;
+use crate::prediction::Prediction;
+
+/// An aircraft's open episodes, by rule name. Part of its durable state: the changelog holds
+/// it ([`encode`]) beside the tail's feature state.
+pub type OpenEpisodes = BTreeMap<String, Episode>;
+
+/// The configured rules.
+#[derive(Debug, Clone, Default)]
+pub struct Alerting {
+    rules: Vec<AlertRule>,
+}
+
+impl Alerting {
+    /// `rules`: validated ([`super::rule::validate_all`]).
+    pub fn new(rules: Vec<AlertRule>) -> Self {
+        Self { rules }
+    }
+
+    pub fn rules(&self) -> &[AlertRule] {
+        &self.rules
+    }
+
+    /// Whether a rule watches `model` (most predictions concern none: no work for them).
+    pub fn watches(&self, model: &str) -> bool {
+        self.rules.iter().any(|r| r.model == model)
+    }
+
+    /// Advances the aircraft's episodes under every rule on `prediction`'s model; returns the
+    /// alert events, in rule order (none while nothing changes).
+    pub fn evaluate(&self, open: &mut OpenEpisodes, prediction: &Prediction) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.model == prediction.model) {
+            let value = prediction.prediction;
+            let mut episode = open.remove(rule.name.as_str());
+            let before = episode.clone();
+            let transition = step(
+                rule,
+                &mut episode,
+                value,
+                prediction.event_time,
+                &prediction.source_event_id,
+            );
+            if let Some(transition) = transition {
+                let concerned = episode
+                    .as_ref()
+                    .or(before.as_ref())
+                    .expect("a transition leaves or closes an episode");
+                events.push(AlertEvent::new(
+                    rule, transition, concerned, prediction, value,
+                ));
+            }
+            if let Some(episode) = episode {
+                open.insert(rule.name.clone(), episode);
+            }
+        }
+        events
+    }
+}
+
+/// The changelog value of a tail's open episodes (JSON: rare, small, readable with any tool).
+pub fn encode(open: &OpenEpisodes) -> Vec<u8> {
+    serde_json::to_vec(open).expect("episodes serialize")
+}
+
+/// Reads what [`encode`] wrote.
+pub fn decode(bytes: &[u8]) -> Result<OpenEpisodes, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::alerts::rule::defaults;
+    use crate::prediction::PREDICTION_SCHEMA;
+
+    fn prediction(model: &str, cycle: i64, value: f32) -> Prediction {
+        Prediction {
+            schema: PREDICTION_SCHEMA.to_owned(),
+            tail: "N1".to_owned(),
+            source_event_id: format!("e{cycle}"),
+            event_time: Utc.timestamp_opt(1_700_000_000 + cycle * 3600, 0).unwrap(),
+            model: model.to_owned(),
+            model_version: "2".to_owned(),
+            model_sha256: "abc".to_owned(),
+            feature_set: "engine-health".to_owned(),
+            feature_set_version: "1".to_owned(),
+            prediction: value,
+            scored_at: Utc::now(),
+        }
+    }
+
+    /// Remaining life falling through warning (50) and critical (20), then an engine change
+    /// (back to 150): raised, escalated, cleared, each once, with the episode's origin.
+    #[test]
+    fn a_falling_remaining_life_raises_escalates_and_clears_once_each() {
+        let alerting = Alerting::new(defaults());
+        let mut open = OpenEpisodes::new();
+        let series = [
+            80.0, 55.0, 49.0, 51.0, 45.0, 30.0, 19.0, 25.0, 15.0, 150.0, 140.0,
+        ];
+        let mut events = Vec::new();
+        for (cycle, value) in series.into_iter().enumerate() {
+            let p = prediction("engine-rul", cycle as i64, value);
+            events.extend(alerting.evaluate(&mut open, &p));
+            // Another model's prediction changes nothing.
+            assert!(
+                alerting
+                    .evaluate(&mut open, &prediction("engine-rul-mlp", 0, 1.0))
+                    .is_empty()
+            );
+        }
+        let kinds: Vec<(&str, &str, f32, f32)> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.severity.as_str(), e.value, e.threshold))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("raised", "warning", 49.0, 50.0),
+                ("escalated", "critical", 19.0, 20.0),
+                ("cleared", "critical", 150.0, 60.0),
+            ]
+        );
+        assert!(events.iter().all(|e| e.episode_raised_by == "e2"));
+        assert_eq!(
+            events[1].previous_severity.map(|s| s.as_str()),
+            Some("warning")
+        );
+        assert_eq!(events[2].source_event_id, "e9");
+        assert!(open.is_empty());
+    }
+
+    #[test]
+    fn open_episodes_survive_their_changelog_encoding() {
+        let alerting = Alerting::new(defaults());
+        let mut open = OpenEpisodes::new();
+        alerting.evaluate(&mut open, &prediction("engine-rul", 1, 10.0));
+        alerting.evaluate(&mut open, &prediction("delay-risk", 1, 0.9));
+        assert_eq!(open.len(), 2);
+        let back = decode(&encode(&open)).unwrap();
+        assert_eq!(back, open);
+        // Restored, the open episode is not raised again by the next low value.
+        let mut restored = back;
+        assert!(
+            alerting
+                .evaluate(&mut restored, &prediction("engine-rul", 2, 12.0))
+                .is_empty()
+        );
+    }
+}

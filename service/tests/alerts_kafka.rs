@@ -1,0 +1,210 @@
+//! Alerts end to end on a real Apache Kafka broker with the built binary: the alert events on
+//! the alerts topic (read_committed) equal `fleetscore replay --alerts` of the same events,
+//! event for event, although the service was killed (-9) mid-stream and restarted: an episode
+//! open at the kill is neither raised again nor forgotten (its escalation after the restart
+//! says `escalated`, not `raised`). `GET /alerts`, `GET /tails/{tail}` and `/metrics` then show
+//! the episodes replay leaves open.
+
+mod common;
+mod kafka;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use kafka::{Service, Topics, bootstrap, create_topics, fleetscore};
+use rdkafka::Message;
+
+/// The C-MAPSS events in event-time order (all engines interleaved, each engine's cycles in
+/// order), so that halfway through many engines are near the end of their life at once.
+fn interleaved(dir: &Path) -> std::path::PathBuf {
+    let events = kafka::cmapss_events(dir, None);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<(String, &str)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["event_time"].as_str().unwrap().to_owned(), l)
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0)); // stable: each engine's cycles keep their order
+    let out = dir.join("interleaved.jsonl");
+    let body: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
+    std::fs::write(&out, body.join("\n") + "\n").unwrap();
+    out
+}
+
+/// `fleetscore replay --alerts` of `events`: the alert events, one JSON value each, in order.
+fn replay_alerts(events: &Path, dir: &Path) -> Vec<serde_json::Value> {
+    let alerts = dir.join("replay-alerts.jsonl");
+    let status = fleetscore()
+        .args(["replay", "-i"])
+        .arg(events)
+        .arg("-o")
+        .arg(dir.join("replay.jsonl"))
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--models-dir")
+        .arg(common::fixtures())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "fleetscore replay failed: {status}");
+    std::fs::read_to_string(alerts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Alert events per tail, in order.
+fn by_tail(events: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut map: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for e in events {
+        map.entry(e["tail"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(e.clone());
+    }
+    map
+}
+
+/// The episodes a series of alert events leaves open: (tail, rule) → severity.
+fn left_open(events: &[serde_json::Value]) -> BTreeMap<(String, String), String> {
+    let mut open = BTreeMap::new();
+    for e in events {
+        let key = (
+            e["tail"].as_str().unwrap().to_owned(),
+            e["rule"].as_str().unwrap().to_owned(),
+        );
+        match e["kind"].as_str().unwrap() {
+            "cleared" => {
+                open.remove(&key);
+            }
+            _ => {
+                open.insert(key, e["severity"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    open
+}
+
+#[test]
+fn alert_events_survive_a_kill_9_and_equal_replay() {
+    let Some(bootstrap) = bootstrap() else {
+        return;
+    };
+    let topics = Topics::new("alerts");
+    create_topics(&bootstrap, &topics);
+    let dir = tempfile::tempdir().unwrap();
+    let events = interleaved(dir.path());
+    let expected = replay_alerts(&events, dir.path());
+    // Three quarters before the kill: about 30 engines then have an episode open that
+    // escalates afterwards (half: about 7; the fleet thins out as engines fail).
+    let (first_part, second_part, _) = kafka::split(&events, dir.path(), 0.75);
+
+    // The restart must matter: episodes raised by an event of the first part change
+    // (escalate) on an event of the second, which only the restarted instance sees.
+    let first_ids = kafka::event_ids(&first_part);
+    let spanning: HashSet<String> = by_tail(&expected)
+        .into_iter()
+        .filter(|(_, es)| {
+            let raised_early = es.iter().any(|e| {
+                e["kind"] == "raised" && first_ids.contains(e["source_event_id"].as_str().unwrap())
+            });
+            let changed_late = es.iter().any(|e| {
+                e["kind"] != "raised" && !first_ids.contains(e["source_event_id"].as_str().unwrap())
+            });
+            raised_early && changed_late
+        })
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        spanning.len() >= 10,
+        "only {} engines have an episode spanning the halves",
+        spanning.len()
+    );
+
+    let config = kafka::config(dir.path(), &bootstrap, &topics, &common::fixtures(), "");
+    let mut first = Service::start(&config, &dir.path().join("serve-1.log"));
+    first.wait_for_log("partitions assigned", Duration::from_secs(60));
+    kafka::produce_all(&bootstrap, &topics, &first_part);
+    // Killed once every event of the first half is scored (committed or not): what was not
+    // committed is done again by the next instance, from the committed state.
+    kafka::wait_for_every_event(
+        &bootstrap,
+        &topics,
+        &first_ids,
+        Duration::from_secs(180),
+        &first,
+    );
+    first.signal("-KILL");
+    first.wait(Duration::from_secs(30));
+
+    let mut second = Service::start(&config, &dir.path().join("serve-2.log"));
+    kafka::produce_all(&bootstrap, &topics, &second_part);
+    let ids = kafka::event_ids(&events);
+    kafka::wait_for_every_event(&bootstrap, &topics, &ids, Duration::from_secs(240), &second);
+    kafka::wait_for_group_to_consume_all(
+        &bootstrap,
+        &topics.group,
+        &[&topics.telemetry, &topics.schedule],
+        Duration::from_secs(120),
+        || second.log_text(),
+    );
+
+    // What the service shows while running: the episodes replay leaves open.
+    let open = left_open(&expected);
+    let listed = kafka::http_get_json(&second, "/alerts");
+    let listed: BTreeMap<(String, String), String> = listed["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                (
+                    a["tail"].as_str().unwrap().to_owned(),
+                    a["rule"].as_str().unwrap().to_owned(),
+                ),
+                a["severity"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, open, "GET /alerts against replay's open episodes");
+    let ((tail, _), severity) = open.iter().next().expect("replay leaves episodes open");
+    let summary = kafka::http_get_json(&second, &format!("/tails/{tail}"));
+    assert_eq!(summary["alerts"][0]["severity"], severity.as_str());
+    let critical = open.values().filter(|s| *s == "critical").count();
+    let metrics = kafka::http_get(&second, "/metrics");
+    let line = format!(
+        "fleetscore_alerts_open{{rule=\"engine-remaining-life\",severity=\"critical\"}} {critical}"
+    );
+    assert!(metrics.contains(&line), "no `{line}` in /metrics");
+    second.signal("-TERM");
+    assert!(second.wait(Duration::from_secs(30)).success());
+
+    // The alerts topic, as a read_committed consumer sees it, against replay.
+    let mut got = Vec::new();
+    kafka::read_committed(&bootstrap, &topics.alerts, Duration::from_secs(60), |m| {
+        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(
+            m.key().map(|k| std::str::from_utf8(k).unwrap()),
+            value["tail"].as_str(),
+            "alert records are keyed by tail"
+        );
+        assert!(kafka::header(m, "fleet.source.offset").is_some());
+        got.push(value);
+    });
+    let (got, want) = (by_tail(&got), by_tail(&expected));
+    assert_eq!(got.len(), want.len(), "tails with alert events");
+    for (tail, want) in &want {
+        assert_eq!(got.get(tail), Some(want), "alert events of {tail}");
+    }
+    eprintln!(
+        "alerts: {} events over {} tails equal replay's; {} episodes spanned the kill; {} open at the end",
+        expected.len(),
+        want.len(),
+        spanning.len(),
+        open.len()
+    );
+}
