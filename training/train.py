@@ -22,10 +22,6 @@ Targets:
                           numbers (see ``fleet_training/engine_rul_interval.py``);
 * ``all``         all four.
 
-engine-rul and delay-risk are published to ``models/``; engine-anomaly and the interval
-packages (``engine-rul-p10``, ``engine-rul-p90``) are STAGED to ``training/staging/models/``
-(the service does not load them from there) unless ``--out`` is given.
-
 The feature rows come from the service's own code: the ``fleetscore`` binary imports the data
 sets and writes them with ``fleetscore features`` (or pass ``--engine-features`` /
 ``--delay-features`` to read rows already computed, CSV or Parquet with the same columns).
@@ -88,8 +84,6 @@ PACKAGES = {
     "engine-rul-interval": tuple(engine_rul_interval.NAMES.values()),
 }
 TARGETS = tuple(PACKAGES)
-# Targets written to the staging directory by default: the service must not serve them yet.
-STAGED = ("engine-anomaly", "engine-rul-interval")
 ENGINE_TARGETS = ("engine-rul", "engine-anomaly", "engine-rul-interval")
 DEFAULT_VERSION = "1"
 
@@ -103,8 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("target", choices=(*TARGETS, "all"))
     ap.add_argument("--quick", action="store_true",
                     help="tiny configuration for tests; default output: a new temp dir")
-    ap.add_argument("--out", type=Path, help="models directory for every target (default "
-                    "<repo>/models; staged targets <repo>/training/staging/models)")
+    ap.add_argument("--out", type=Path, help="models directory (default <repo>/models)")
     ap.add_argument("--reports", type=Path,
                     help="reports directory (default <repo>/training/reports)")
     ap.add_argument("--version", default=DEFAULT_VERSION,
@@ -151,17 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="fleetscore-train-quick-"))
         print(f"quick mode: writing under {tmp}")
     out = args.out or (tmp / "models" if args.quick else REPO / "models")
-    staging = args.out or (tmp / "models" if args.quick else REPO / "training" / "staging"
-                           / "models")
     reports = args.reports or (tmp / "reports" if args.quick else REPO / "training" / "reports")
-
-    def out_dir(target: str) -> Path:
-        return staging if target in STAGED else out
 
     # Refuse a published version before spending time on training.
     for target in targets:
         for name in PACKAGES[target]:
-            d = out_dir(target) / name / args.version
+            d = out / name / args.version
             if (d / MANIFEST_FILE).exists() and not args.overwrite:
                 print(f"error: {d} is already published; pick another --version or pass "
                       "--overwrite", file=sys.stderr)
@@ -172,16 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     created_at = args.created_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     source = _source()
 
-    def package(target: str, fs_name: str, kwargs: dict) -> Path:
+    def package(fs_name: str, kwargs: dict) -> Path:
         fs = sets[fs_name]
         if args.quick:
             kwargs["description"] = "QUICK TEST MODEL (train.py --quick): " + kwargs["description"]
-        d = write_package(out_dir(target), version=args.version, feature_set_name=fs_name,
+        d = write_package(out, version=args.version, feature_set_name=fs_name,
                           feature_set_version=fs["version"], feature_names=fs["features"],
                           created_at=created_at, overwrite=args.overwrite, **kwargs)
         size = (d / "model.onnx").stat().st_size
-        print(f"{'staged' if target in STAGED else 'published'} {d} (model.onnx "
-              f"{size / 1024:.0f} KiB)", flush=True)
+        print(f"published {d} (model.onnx {size / 1024:.0f} KiB)", flush=True)
         return d
 
     def write_report(name: str, fs_name: str, write, res, package_dirs: list[Path]) -> None:
@@ -213,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             plan = engine_rul.QUICK_PLAN if args.quick else engine_rul.FULL_PLAN
             res = engine_rul.train(engine_rows, features, plan, log=log)
-            d = package("engine-rul", engine_rul.FEATURE_SET, engine_rul.package_kwargs(res))
+            d = package(engine_rul.FEATURE_SET, engine_rul.package_kwargs(res))
             write_report(engine_rul.NAME, engine_rul.FEATURE_SET, report.engine_rul_report, res,
                          [d])
             print(f"engine-rul done in {time.monotonic() - t:.0f} s", flush=True)
@@ -222,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             plan = engine_anomaly.QUICK_PLAN if args.quick else engine_anomaly.FULL_PLAN
             res = engine_anomaly.train(engine_rows, features, plan, log=log)
-            d = package("engine-anomaly", engine_anomaly.FEATURE_SET,
-                        engine_anomaly.package_kwargs(res))
+            d = package(engine_anomaly.FEATURE_SET, engine_anomaly.package_kwargs(res))
             write_report(engine_anomaly.NAME, engine_anomaly.FEATURE_SET, engine_anomaly_report,
                          res, [d])
             print(f"engine-anomaly done in {time.monotonic() - t:.0f} s", flush=True)
@@ -233,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             plan = (engine_rul_interval.QUICK_PLAN if args.quick
                     else engine_rul_interval.full_plan())
             res = engine_rul_interval.train(engine_rows, features, plan, log=log)
-            dirs = [package("engine-rul-interval", engine_rul_interval.FEATURE_SET,
+            dirs = [package(engine_rul_interval.FEATURE_SET,
                             engine_rul_interval.package_kwargs(res, side))
                     for side in engine_rul_interval.NAMES]
             write_report("engine-rul-interval", engine_rul_interval.FEATURE_SET,
@@ -250,14 +236,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             plan = delay_risk.QUICK_PLAN if args.quick else delay_risk.FULL_PLAN
             res = delay_risk.train(rows, fs["features"], plan, log=log)
-            d = package("delay-risk", delay_risk.FEATURE_SET, delay_risk.package_kwargs(res))
+            d = package(delay_risk.FEATURE_SET, delay_risk.package_kwargs(res))
             write_report(delay_risk.NAME, delay_risk.FEATURE_SET, report.delay_risk_report, res,
                          [d])
             print(f"delay-risk done in {time.monotonic() - t:.0f} s", flush=True)
 
-    where = sorted({str(out_dir(t)) for t in targets})
-    print(f"done in {time.monotonic() - t_start:.0f} s: models in {', '.join(where)}, reports "
-          f"in {reports}")
+    print(f"done in {time.monotonic() - t_start:.0f} s: models in {out}, reports in {reports}")
     return 0
 
 

@@ -66,7 +66,9 @@
 #                         (section "Java Version"; G1 with MaxGCPauseMillis=20 comes from
 #                         scripts/kafka-broker.sh). With the test script's 512 MB heap the
 #                         broker pauses for a young collection every second.
-#   MODELS_DIR=models     the published models to score with (engine-rul: greatest version)
+#   MODELS_DIR=models     the published models to score with (engine-rul: greatest version;
+#                         only engine-rul and delay-risk are given to fleetscore: the peer
+#                         has no interval or anomaly model)
 #   MAX_SECONDS=1200      the whole run is stopped after this long
 #   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
 #                         (broker, systems, load) run at this nice level, so that other work on a
@@ -190,6 +192,11 @@ rul_version="$(find "$models_dir/engine-rul" -mindepth 2 -maxdepth 2 -name manif
   xargs -n1 basename | sort -V | tail -n1)"
 [[ -n "$rul_version" ]] || die "no published engine-rul model under $models_dir/engine-rul"
 rul_dir="$models_dir/engine-rul/$rul_version"
+# The peer scores engine-rul alone: fleetscore gets only engine-rul and delay-risk too (not the
+# quantile models of engine-rul's interval, nor engine-anomaly), the same work per event.
+mkdir -p "$tmp/models"
+cp -R -- "$models_dir/engine-rul" "$models_dir/delay-risk" "$tmp/models/"
+models_dir="$tmp/models"
 
 log "starting a fresh Kafka broker"
 broker_started=1

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::alerts::{self, rule::AlertRule};
 use crate::model::RegistryConfig;
+use crate::model::interval::IntervalSpec;
 use crate::model::registry::DEFAULT_SETTLE;
 use crate::model::validate::ChildValidator;
 use fleet_features::FeatureSet;
@@ -328,6 +329,10 @@ pub struct ModelsConfig {
     /// route (`model::registry::default_routes`): `"engine-health" = ["engine-rul", "x"]`.
     #[serde(deserialize_with = "one_or_many")]
     pub routes: BTreeMap<String, Vec<String>>,
+    /// Model -> the quantile models of its prediction interval, replacing that model's default
+    /// (`model::interval::default_intervals`):
+    /// `"engine-rul" = { lower = "engine-rul-p10", upper = "engine-rul-p90", level = 0.8 }`.
+    pub intervals: BTreeMap<String, IntervalSpec>,
 }
 
 impl Default for ModelsConfig {
@@ -341,6 +346,7 @@ impl Default for ModelsConfig {
             validate_memory_mb: 4096,
             pins: BTreeMap::new(),
             routes: BTreeMap::new(),
+            intervals: BTreeMap::new(),
         }
     }
 }
@@ -411,6 +417,15 @@ impl ModelsConfig {
             config.routes[set.id()] = models.clone();
         }
         config.settle = Duration::from_millis(self.settle_ms);
+        for (model, spec) in &self.intervals {
+            if !(spec.level > 0.0 && spec.level < 1.0) {
+                anyhow::bail!(
+                    "in [models.intervals]: `{model}`: level {} is not between 0 and 1",
+                    spec.level
+                );
+            }
+            config.intervals.insert(model.clone(), spec.clone());
+        }
         if self.validate_in_child {
             let mut validator = ChildValidator::current_exe()?;
             validator.timeout = Duration::from_secs(self.validate_timeout_seconds);

@@ -10,6 +10,7 @@
 //! - [`manifest`], [`package`]: the package format and loading it with every check.
 //! - [`backend`]: ONNX Runtime and tract behind one [`Backend`].
 //! - [`validate`]: validation in a child process (`fleetscore model validate`).
+//! - [`interval`]: prediction intervals from two quantile models of the registry.
 //! - [`registry`]: scanning the directory, choosing versions (pins, stages, routes), its watch
 //!   thread; [`serving`]: what scores a name (serving + shadow); [`status`]: what each version
 //!   is, as the API shows it; [`versions`]: the order of versions.
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod backend;
+pub mod interval;
 pub mod manifest;
 pub mod package;
 pub mod registry;

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::interval::Interval;
+
 pub const PREDICTION_SCHEMA: &str = "fleet.prediction.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,5 +25,8 @@ pub struct Prediction {
     pub feature_set_version: String,
     /// The model's output (see the model's manifest for its meaning and unit).
     pub prediction: f32,
+    /// The prediction interval, for a model that has one (`model::interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
     pub scored_at: DateTime<Utc>,
 }

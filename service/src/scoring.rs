@@ -1,15 +1,17 @@
 //! Micro-batched scoring shared by every path that turns events into predictions (replay, the
 //! Kafka pipeline): rows are collected per feature set, each set's rows are scored as one batch
-//! by every model the set feeds (its route), and the outcomes come back in the order the rows
-//! were pushed, each with the metadata its caller attached.
+//! by every model the set feeds (its route), with the quantile models of its interval if it has
+//! one (`model::interval`), and the outcomes come back in the order the rows were pushed, each
+//! with the metadata its caller attached.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use fleet_features::{Event, FeatureSet, FeatureSetId, PerFeatureSet};
 
+use crate::model::interval::Interval;
 use crate::model::serving::ShadowScores;
-use crate::model::{ModelError, Registry};
+use crate::model::{LoadedModel, ModelError, Registry};
 use crate::prediction::{PREDICTION_SCHEMA, Prediction};
 
 /// What the caller knows about a row besides its features.
@@ -34,6 +36,10 @@ impl RowInfo {
 
 /// What one model made of one row.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "almost every verdict is a prediction; boxing it would allocate once more per row"
+)]
 pub enum Verdict {
     Scored(Prediction),
     /// The model produced NaN or an infinity: the event goes to the dead letters.
@@ -87,6 +93,9 @@ pub struct Batcher<M> {
     batches: PerFeatureSet<Batch<M>>,
     seq: u64,
     scratch: Vec<f32>,
+    /// The interval bounds of the batch being scored.
+    lower: Vec<f32>,
+    upper: Vec<f32>,
 }
 
 impl<M> Batcher<M> {
@@ -96,6 +105,8 @@ impl<M> Batcher<M> {
             batches: PerFeatureSet::default(),
             seq: 0,
             scratch: Vec::new(),
+            lower: Vec::new(),
+            upper: Vec::new(),
         }
     }
 
@@ -136,6 +147,13 @@ impl<M> Batcher<M> {
                 .collect();
             for serving in models.iter() {
                 let model = &serving.serving;
+                let intervals = intervals(
+                    &self.registry,
+                    model.name(),
+                    &batch.rows,
+                    &mut self.lower,
+                    &mut self.upper,
+                );
                 match serving.score(&batch.rows, &mut self.scratch) {
                     Err(error) => {
                         for row in &mut verdicts {
@@ -146,8 +164,11 @@ impl<M> Batcher<M> {
                         }
                     }
                     Ok(scored) => {
-                        for ((row, p), &value) in
-                            verdicts.iter_mut().zip(&batch.pushed).zip(&self.scratch)
+                        for (i, ((row, p), &value)) in verdicts
+                            .iter_mut()
+                            .zip(&batch.pushed)
+                            .zip(&self.scratch)
+                            .enumerate()
                         {
                             row.push(if value.is_finite() {
                                 Verdict::Scored(Prediction {
@@ -161,6 +182,15 @@ impl<M> Batcher<M> {
                                     feature_set: set.name().to_owned(),
                                     feature_set_version: set.version().to_owned(),
                                     prediction: value,
+                                    interval: intervals.as_ref().and_then(|(level, models)| {
+                                        Interval::around(
+                                            value,
+                                            self.lower[i],
+                                            self.upper[i],
+                                            *level,
+                                            models,
+                                        )
+                                    }),
                                     scored_at,
                                 })
                             } else {
@@ -191,6 +221,28 @@ impl<M> Batcher<M> {
         outcomes.sort_by_key(|(seq, _)| *seq);
         for (_, outcome) in outcomes {
             sink(outcome);
+        }
+    }
+}
+
+/// The interval's level and the bound models that scored.
+type IntervalScored = (f32, (Arc<LoadedModel>, Arc<LoadedModel>));
+
+/// Scores `rows` with the bound models of `model`'s interval, if it has one, into `lower` and
+/// `upper`. A failing bound model costs the interval only (logged), never the prediction.
+fn intervals(
+    registry: &Registry,
+    model: &str,
+    rows: &[f32],
+    lower: &mut Vec<f32>,
+    upper: &mut Vec<f32>,
+) -> Option<IntervalScored> {
+    let bounds = registry.interval_models(model)?;
+    match bounds.score(rows, lower, upper) {
+        Ok(models) => Some((bounds.level, models)),
+        Err(error) => {
+            tracing::warn!(%model, %error, "interval models failed: predictions without an interval");
+            None
         }
     }
 }

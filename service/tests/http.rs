@@ -52,6 +52,66 @@ async fn rows_by_name_reproduce_the_golden_outputs_of_the_serving_model() {
     }
 }
 
+/// With the shipped quantile models beside it, `engine-rul` answers an 80 % interval per row:
+/// each bound the bound model's own answer (scored by name), fixed up around the prediction.
+#[tokio::test]
+async fn remaining_life_rows_get_an_interval_from_the_quantile_models() {
+    let service = Service::new(|_| {});
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    for name in ["engine-rul-p10", "engine-rul-p90"] {
+        let to = service.dir.path().join(name).join("1");
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["model.onnx", "golden.json", "manifest.json"] {
+            std::fs::copy(shipped.join(name).join("1").join(file), to.join(file)).unwrap();
+        }
+        common::backdate(&to); // settled: considered at the next scan
+    }
+    service.rescan();
+    let app = service.app();
+    let (rows, _) = golden_rows("engine-rul", "2");
+    let reply = post(
+        &app,
+        "/score",
+        &json!({"model": "engine-rul", "rows": rows}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let bound = |model: &str| {
+        let app = app.clone();
+        let rows = rows.clone();
+        let model = model.to_owned();
+        async move {
+            let reply = post(&app, "/score", &json!({"model": model, "rows": rows})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            serde_json::from_value::<Vec<f32>>(reply.json["predictions"].clone()).unwrap()
+        }
+    };
+    let (p10, p90) = (bound("engine-rul-p10").await, bound("engine-rul-p90").await);
+    let points: Vec<f32> = serde_json::from_value(reply.json["predictions"].clone()).unwrap();
+    let intervals = reply.json["intervals"].as_array().expect("intervals");
+    assert_eq!(intervals.len(), points.len());
+    for (i, interval) in intervals.iter().enumerate() {
+        let (lower, upper) = (
+            interval["lower"].as_f64().unwrap() as f32,
+            interval["upper"].as_f64().unwrap() as f32,
+        );
+        assert_eq!(lower, p10[i].min(points[i]), "row {i}");
+        assert_eq!(upper, p90[i].max(points[i]), "row {i}");
+        assert!(lower <= points[i] && points[i] <= upper);
+        assert_eq!(interval["level"].as_f64().unwrap() as f32, 0.8);
+        assert_eq!(interval["lower_model"], "engine-rul-p10/1");
+    }
+    // A model without an interval answers none.
+    let (rows, _) = golden_rows("delay-risk", "1");
+    let reply = post(
+        &app,
+        "/score",
+        &json!({"model": "delay-risk", "rows": rows}),
+    )
+    .await;
+    assert!(reply.json.get("intervals").is_none());
+}
+
 #[tokio::test]
 async fn feature_mistakes_are_422s_that_name_the_features() {
     let service = Service::new(|_| {});
@@ -846,6 +906,7 @@ async fn tails_show_state_features_and_latest_predictions() {
             .version()
             .to_owned(),
         prediction: 87.5,
+        interval: None,
         scored_at: chrono::Utc::now(),
     };
     service.ctx.store.with_entry("CMAPSS-7", |e| {

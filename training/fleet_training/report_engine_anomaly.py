@@ -125,9 +125,10 @@ def engine_anomaly_report(res: "engine_anomaly.Result", out: Path, ctx: Context)
         "a four-node ONNX graph (Sub, MatMul, Mul, MatMul), with zero weights for the "
         "features it does not use.",
         "",
-        "**Staged, not published:** the package is written to `training/staging/models/`, "
-        "not `models/` (the service would start serving it, and the end-to-end tests expect "
-        "today's models). Copy it into `models/` once the service side is ready.",
+        "**Published:** the package is written to `models/`. The service scores it when "
+        "routed: `[models.routes] \"engine-health\" = [\"engine-rul\", \"engine-anomaly\"]` "
+        "in its config. It is not in the default route because every routed model adds one "
+        "prediction record per engine event to the predictions topic.",
         "",
         "## Results (held-out engines, grouped 5-fold CV; nested: the model choice and the "
         "threshold come from the training engines only)",

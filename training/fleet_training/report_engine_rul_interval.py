@@ -99,9 +99,10 @@ def engine_rul_interval_report(res: "eri.Result", out: Path, ctx: Context) -> Pa
         "same `engine-health` features and the same label (true RUL capped at "
         f"{RUL_CAP}). The report also measures the default `engine-rul` alert rule.",
         "",
-        "**Staged, not published:** both packages are written to `training/staging/models/`, "
-        "not `models/` (the service would start serving them, and the end-to-end tests expect "
-        "today's models).",
+        "**Published:** both packages are written to `models/`. The service gives "
+        f"`engine-rul` its 80 % interval from `{eri.NAMES['lower']}` / `{eri.NAMES['upper']}` "
+        "by default (service config `[models.intervals]`), with the bounds fixed up around "
+        "the point: `lower = min(p10, point)`, `upper = max(p90, point)`.",
         "",
         f"## Interval (held-out engines, grouped 5-fold CV; {n_le:,} rows with true RUL <= "
         f"{RUL_CAP})",

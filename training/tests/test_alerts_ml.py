@@ -200,7 +200,7 @@ def test_quick_new_reports(quick_run):
     for name, pngs in expected.items():
         d = quick_run["reports"] / f"{name}-{QUICK_VERSION}"
         text = (d / "report.md").read_text()
-        assert "train.py all --quick" in text and "staging" in text
+        assert "train.py all --quick" in text and "written to `models/`" in text
         for png in pngs:
             assert f"]({png})" in text
             assert (d / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -98,6 +98,7 @@ mod tests {
         AlertRule {
             name: "r".to_owned(),
             model: "m".to_owned(),
+            on: crate::alerts::rule::On::Prediction,
             direction,
             hysteresis,
             levels: levels

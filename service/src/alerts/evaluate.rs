@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::episode::{Episode, step};
 use super::event::AlertEvent;
-use super::rule::AlertRule;
+use super::rule::{AlertRule, On};
 use crate::prediction::Prediction;
 
 /// An aircraft's open episodes, by rule name. Part of its durable state: the changelog holds
@@ -38,7 +38,12 @@ impl Alerting {
     pub fn evaluate(&self, open: &mut OpenEpisodes, prediction: &Prediction) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for rule in self.rules.iter().filter(|r| r.model == prediction.model) {
-            let value = prediction.prediction;
+            let value = match (rule.on, &prediction.interval) {
+                (On::Prediction, _) => prediction.prediction,
+                (On::Lower, Some(interval)) => interval.lower,
+                (On::Upper, Some(interval)) => interval.upper,
+                (On::Lower | On::Upper, None) => continue,
+            };
             let mut episode = open.remove(rule.name.as_str());
             let before = episode.clone();
             let transition = step(
@@ -81,6 +86,7 @@ mod tests {
 
     use super::*;
     use crate::alerts::rule::defaults;
+    use crate::model::interval::Interval;
     use crate::prediction::PREDICTION_SCHEMA;
 
     fn prediction(model: &str, cycle: i64, value: f32) -> Prediction {
@@ -95,6 +101,7 @@ mod tests {
             feature_set: "engine-health".to_owned(),
             feature_set_version: "1".to_owned(),
             prediction: value,
+            interval: None,
             scored_at: Utc::now(),
         }
     }
@@ -138,6 +145,43 @@ mod tests {
         );
         assert_eq!(events[2].source_event_id, "e9");
         assert!(open.is_empty());
+    }
+
+    /// "The 10th percentile of remaining life below 30 cycles": a rule on the interval's lower
+    /// bound; a prediction without an interval leaves its episode alone.
+    #[test]
+    fn a_rule_on_the_lower_bound_watches_the_interval() {
+        let mut rule = defaults().remove(0);
+        rule.name = "p10-below-30".to_owned();
+        rule.on = On::Lower;
+        rule.levels.truncate(1);
+        rule.levels[0].threshold = 30.0;
+        let alerting = Alerting::new(vec![rule]);
+        let mut open = OpenEpisodes::new();
+        let with_interval = |cycle, point, lower: f32| {
+            let mut p = prediction("engine-rul", cycle, point);
+            p.interval = Some(Interval {
+                level: 0.8,
+                lower,
+                upper: point + 10.0,
+                lower_model: "engine-rul-p10/1".to_owned(),
+                upper_model: "engine-rul-p90/1".to_owned(),
+            });
+            p
+        };
+        // The point stays above 30 while the lower bound crosses it.
+        let raised = alerting.evaluate(&mut open, &with_interval(1, 45.0, 29.0));
+        assert_eq!(raised.len(), 1);
+        assert_eq!((raised[0].value, raised[0].on), (29.0, On::Lower));
+        // No interval: nothing to watch, the episode stays open.
+        assert!(
+            alerting
+                .evaluate(&mut open, &prediction("engine-rul", 2, 80.0))
+                .is_empty()
+        );
+        assert_eq!(open.len(), 1);
+        let cleared = alerting.evaluate(&mut open, &with_interval(3, 90.0, 41.0));
+        assert_eq!(cleared[0].kind, "cleared");
     }
 
     #[test]

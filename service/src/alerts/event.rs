@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::episode::{Episode, Transition};
-use super::rule::{AlertRule, Direction, Severity};
+use super::rule::{AlertRule, Direction, On, Severity};
 use crate::prediction::Prediction;
 
 pub const ALERT_SCHEMA: &str = "fleet.alert.v1";
@@ -26,6 +26,8 @@ pub struct AlertEvent {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub previous_severity: Option<Severity>,
     pub direction: Direction,
+    /// Which number of the prediction the rule watches.
+    pub on: On,
     /// The rule's number from the prediction that triggered this event.
     pub value: f32,
     /// The threshold it crossed (`raised`, `escalated`), or the clearing threshold (`cleared`).
@@ -66,6 +68,7 @@ impl AlertEvent {
             severity: transition.severity(),
             previous_severity,
             direction: rule.direction,
+            on: rule.on,
             value,
             threshold: threshold.expect("a transition's severity is one of its rule's levels"),
             episode_raised_at: episode.raised_at,

@@ -5,6 +5,7 @@
 //! [[alerts]]
 //! name = "engine-remaining-life"
 //! model = "engine-rul"
+//! on = "prediction"           # or "lower" / "upper": a bound of the model's interval
 //! direction = "below"          # the alert holds while the value is below a threshold
 //! hysteresis = 5.0             # cleared once the value is back above the lowest level + 5
 //! levels = [
@@ -51,6 +52,20 @@ pub enum Direction {
     Above,
 }
 
+/// Which number of a prediction a rule watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum On {
+    /// The model's value.
+    #[default]
+    Prediction,
+    /// The lower bound of its interval (`model::interval`): e.g. "the 10th percentile of
+    /// remaining life below 30 cycles". A prediction without an interval is skipped.
+    Lower,
+    /// The upper bound of its interval.
+    Upper,
+}
+
 /// One severity's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +80,9 @@ pub struct Level {
 pub struct AlertRule {
     pub name: String,
     pub model: String,
+    /// The number watched: `prediction` (default), `lower` or `upper`.
+    #[serde(default)]
+    pub on: On,
     pub direction: Direction,
     #[serde(default)]
     pub hysteresis: f32,
@@ -181,6 +199,7 @@ pub fn defaults() -> Vec<AlertRule> {
         AlertRule {
             name: name.to_owned(),
             model: model.to_owned(),
+            on: On::Prediction,
             direction,
             hysteresis,
             levels: levels

@@ -27,6 +27,7 @@ use super::lookup::serving;
 use super::scorer::{Output, Scorer};
 use super::state_info::StateInfo;
 use crate::app::AppContext;
+use crate::model::interval::Interval;
 use crate::model::{LoadedModel, ServingSet};
 use crate::store::Lookup;
 use wire::{Rows, WireSeed};
@@ -89,6 +90,10 @@ pub struct ScoreResponse<'a> {
     pub feature_set_version: &'a str,
     /// One value per row, in the order of `rows` (one value for a tail).
     pub predictions: &'a [f32],
+    /// For a model with a prediction interval (`engine-rul`: 80 %, from its quantile models),
+    /// one per prediction, `lower ≤ prediction ≤ upper` (null if a bound was not finite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Vec<Option<Interval>>>,
     /// What a prediction means, from the model's manifest.
     pub output: OutputInfo<'a>,
     /// The tail scored (tail requests only).
@@ -169,11 +174,36 @@ pub async fn score(
         rows,
         context,
     } = prepared;
+    // The quantile models of the model's interval, if it has one, on the same rows.
+    let bounds = ctx.registry.interval_models(serving.serving.name());
+    let bound_values = bounds.as_ref().map(|_| values.clone());
     let output = scorer
-        .score(serving, values, rows, permit)
+        .score(serving, values, rows, permit.clone())
         .await
         .map_err(ApiError::Scoring)?;
-    respond(output, context)
+    let intervals = match (bounds, bound_values) {
+        (Some(bounds), Some(values)) => {
+            let (lower, upper) = tokio::join!(
+                scorer.score(bounds.lower, values.clone(), rows, permit.clone()),
+                scorer.score(bounds.upper, values, rows, permit),
+            );
+            let (lower, upper) = (
+                lower.map_err(ApiError::Scoring)?,
+                upper.map_err(ApiError::Scoring)?,
+            );
+            let models = (lower.model, upper.model);
+            Some(
+                output
+                    .predictions
+                    .iter()
+                    .zip(lower.predictions.iter().zip(&upper.predictions))
+                    .map(|(&point, (&l, &u))| Interval::around(point, l, u, bounds.level, &models))
+                    .collect(),
+            )
+        }
+        _ => None,
+    };
+    respond(output, intervals, context)
 }
 
 /// A request turned into rows for the scorer, and what the response must say besides.
@@ -363,7 +393,11 @@ fn prepare_tail(
     })
 }
 
-fn respond(output: Output, context: Context) -> Result<Response, ApiError> {
+fn respond(
+    output: Output,
+    intervals: Option<Vec<Option<Interval>>>,
+    context: Context,
+) -> Result<Response, ApiError> {
     let Output { predictions, model } = output;
     if let Some(row) = predictions.iter().position(|p| !p.is_finite()) {
         return Err(ApiError::NonFiniteOutput {
@@ -379,6 +413,7 @@ fn respond(output: Output, context: Context) -> Result<Response, ApiError> {
         feature_set: model.feature_set.name(),
         feature_set_version: model.feature_set.version(),
         predictions: &predictions,
+        intervals,
         output: OutputInfo::of(&model),
         tail: context.tail,
         state: context.state,

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use fleet_features::{FeatureSetId, PerFeatureSet};
 
 use super::LoadedModel;
+use super::interval::{IntervalModels, IntervalSpec, default_intervals};
 use super::serving::ServingSet;
 use super::status::ModelStatus;
 use super::validate::ChildValidator;
@@ -57,6 +58,9 @@ pub struct RegistryConfig {
     pub validator: Option<ChildValidator>,
     /// Files must be unchanged this long before a version is considered.
     pub settle: Duration,
+    /// Model name -> the models of its prediction interval ([`default_intervals`] unless
+    /// configured).
+    pub intervals: BTreeMap<String, IntervalSpec>,
 }
 
 impl RegistryConfig {
@@ -67,6 +71,7 @@ impl RegistryConfig {
             routes: default_routes(),
             validator: None,
             settle: DEFAULT_SETTLE,
+            intervals: default_intervals(),
         }
     }
 }
@@ -187,6 +192,17 @@ impl Registry {
     /// The models of a name, if one is serving.
     pub fn serving_by_name(&self, name: &str) -> Option<ServingSet> {
         self.current.load().by_name.get(name).cloned()
+    }
+
+    /// The bound models of `name`'s prediction interval, if it has one and both serve.
+    pub fn interval_models(&self, name: &str) -> Option<IntervalModels> {
+        let spec = self.config.intervals.get(name)?;
+        let current = self.current.load();
+        Some(IntervalModels {
+            level: spec.level,
+            lower: current.by_name.get(&spec.lower)?.clone(),
+            upper: current.by_name.get(&spec.upper)?.clone(),
+        })
     }
 
     /// One version of a model, if it is valid (serving, shadow or standby): what the Open
