@@ -18,6 +18,8 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
+use crate::alerts::listing;
+use crate::alerts::rule::Severity;
 use crate::app::AppContext;
 use crate::config::Config;
 use crate::kafka::{Pipeline, PipelineStats};
@@ -280,8 +282,12 @@ fn print_summary(ctx: &AppContext, stats: &PipelineStats, produced: u64, total: 
     let mut at_risk: Vec<(f32, String)> = Vec::new();
     let mut delay: Vec<(f32, String)> = Vec::new();
     let mut tails = HashSet::new();
+    let mut alerts = Vec::new();
     ctx.store.for_each(|tail, entry| {
         tails.insert(tail.to_owned());
+        if !entry.alerts.is_empty() {
+            alerts.extend(listing::ranked(&ctx.config.alerts, tail, entry));
+        }
         if let Some(p) = entry.latest_of(FeatureSetId::EngineHealth.name()) {
             at_risk.push((p.prediction, tail.to_owned()));
         }
@@ -298,8 +304,26 @@ fn print_summary(ctx: &AppContext, stats: &PipelineStats, produced: u64, total: 
             .collect::<Vec<_>>()
             .join(", ")
     };
+    listing::sort(&mut alerts);
+    let critical = alerts
+        .iter()
+        .filter(|(s, _)| *s == Severity::Critical)
+        .count();
+    let open_alerts = format!(
+        "{} ({critical} critical){}",
+        alerts.len(),
+        alerts
+            .iter()
+            .take(3)
+            .map(|(_, a)| format!("{} {} {}", a.tail, a.severity, a.rule))
+            .fold(String::new(), |acc, a| if acc.is_empty() {
+                format!(": {a}")
+            } else {
+                format!("{acc}, {a}")
+            })
+    );
     eprintln!(
-        "produced {produced}/{total} | consumed {} ({rate:.0}/s) | predictions {} | dead letters {} | tails {} | lowest RUL: {} | highest delay risk: {}",
+        "produced {produced}/{total} | consumed {} ({rate:.0}/s) | predictions {} | dead letters {} | tails {} | open alerts {open_alerts} | lowest RUL: {} | highest delay risk: {}",
         stats.consumed.load(Ordering::Relaxed),
         stats.predictions.load(Ordering::Relaxed),
         stats.dead_letters.load(Ordering::Relaxed),

@@ -1,38 +1,20 @@
 //! `GET /alerts`: the open alert episodes of the aircraft this instance owns, most severe
 //! first; each with its rule, when and by which event it was raised, and the latest value of
-//! the rule's model for the tail. `GET /tails/{tail}` shows one aircraft's ([`open_of`]).
+//! the rule's model for the tail. `GET /tails/{tail}` shows one aircraft's
+//! ([`crate::alerts::listing::open_of`]).
 
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::json;
+use crate::alerts::listing::{OpenAlert, ranked, sort};
 use crate::alerts::rule::{AlertRule, Severity};
 use crate::app::AppContext;
-use crate::store::TailEntry;
-
-/// One open episode.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct OpenAlert {
-    pub tail: String,
-    pub rule: String,
-    /// `info`, `warning` or `critical`: the most severe level the episode reached.
-    pub severity: String,
-    pub model: String,
-    /// Event time of the prediction that raised the episode, and its event.
-    pub raised_at: DateTime<Utc>,
-    pub raised_by: String,
-    /// The latest prediction of the rule's model for this tail, and its event time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_value: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latest_event_time: Option<DateTime<Utc>>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertList {
@@ -41,46 +23,6 @@ pub struct AlertList {
     /// Input partitions being restored from the changelog: their aircraft's episodes are not
     /// listed yet.
     pub restoring_partitions: Vec<i32>,
-}
-
-/// The open episodes of one tail under the configured rules, most severe first.
-pub fn open_of(rules: &[AlertRule], tail: &str, entry: &TailEntry) -> Vec<OpenAlert> {
-    let mut open = ranked(rules, tail, entry);
-    sort(&mut open);
-    open.into_iter().map(|(_, a)| a).collect()
-}
-
-/// The open episodes of one tail under `rules`, each with its severity, unsorted.
-fn ranked(rules: &[AlertRule], tail: &str, entry: &TailEntry) -> Vec<(Severity, OpenAlert)> {
-    rules
-        .iter()
-        .filter_map(|rule| {
-            let episode = entry.alerts.get(&rule.name)?;
-            let latest = entry.predictions.iter().find(|p| p.model == rule.model);
-            Some((
-                episode.severity,
-                OpenAlert {
-                    tail: tail.to_owned(),
-                    rule: rule.name.clone(),
-                    severity: episode.severity.as_str().to_owned(),
-                    model: rule.model.clone(),
-                    raised_at: episode.raised_at,
-                    raised_by: episode.raised_by.clone(),
-                    latest_value: latest.map(|p| p.prediction),
-                    latest_event_time: latest.map(|p| p.event_time),
-                },
-            ))
-        })
-        .collect()
-}
-
-fn sort(open: &mut [(Severity, OpenAlert)]) {
-    open.sort_by(|(sa, a), (sb, b)| {
-        sb.cmp(sa)
-            .then(a.raised_at.cmp(&b.raised_at))
-            .then(a.tail.cmp(&b.tail))
-            .then(a.rule.cmp(&b.rule))
-    });
 }
 
 /// The filters of `GET /alerts`.

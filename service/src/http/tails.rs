@@ -11,11 +11,11 @@ use fleet_features::FeatureSet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::alerts::{OpenAlert, open_of};
 use super::error::{ApiError, ErrorBody};
 use super::json;
 use super::path::PathParam;
 use super::state_info::StateInfo;
+use crate::alerts::listing::{OpenAlert, open_of};
 use crate::alerts::rule::AlertRule;
 use crate::app::AppContext;
 use crate::prediction::Prediction;
