@@ -92,25 +92,10 @@ pub fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::rule::{Direction, Level};
+    use crate::alerts::rule::Direction;
 
     fn rule(direction: Direction, levels: &[(Severity, f32)], hysteresis: f32) -> AlertRule {
-        AlertRule {
-            name: "r".to_owned(),
-            model: "m".to_owned(),
-            on: crate::alerts::rule::On::Prediction,
-            direction,
-            hysteresis,
-            levels: levels
-                .iter()
-                .map(|&(severity, threshold)| Level {
-                    severity,
-                    threshold,
-                })
-                .collect(),
-        }
-        .validate()
-        .unwrap()
+        AlertRule::new("r", "m", direction, hysteresis, levels).unwrap()
     }
 
     /// The transitions of a series of values, by index.

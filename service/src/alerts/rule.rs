@@ -90,6 +90,31 @@ pub struct AlertRule {
 }
 
 impl AlertRule {
+    /// A validated rule on a model's prediction (`levels`: severity and threshold each).
+    pub fn new(
+        name: &str,
+        model: &str,
+        direction: Direction,
+        hysteresis: f32,
+        levels: &[(Severity, f32)],
+    ) -> Result<Self, String> {
+        AlertRule {
+            name: name.to_owned(),
+            model: model.to_owned(),
+            on: On::Prediction,
+            direction,
+            hysteresis,
+            levels: levels
+                .iter()
+                .map(|&(severity, threshold)| Level {
+                    severity,
+                    threshold,
+                })
+                .collect(),
+        }
+        .validate()
+    }
+
     /// Checks what the config file cannot express: a name and a model, finite numbers, a
     /// non-negative margin, at least one level, each severity once, and thresholds that get
     /// stricter with severity (for `below`, a critical threshold under the warning one).
@@ -195,23 +220,9 @@ impl AlertRule {
 /// - `delay-risk-high` on `delay-risk`: warning above 0.5 (a flight more likely late than
 ///   not), cleared below 0.4.
 pub fn defaults() -> Vec<AlertRule> {
-    let rule = |name: &str, model: &str, direction, hysteresis, levels: &[(Severity, f32)]| {
-        AlertRule {
-            name: name.to_owned(),
-            model: model.to_owned(),
-            on: On::Prediction,
-            direction,
-            hysteresis,
-            levels: levels
-                .iter()
-                .map(|&(severity, threshold)| Level {
-                    severity,
-                    threshold,
-                })
-                .collect(),
-        }
-        .validate()
-        .expect("the default rules are valid")
+    let rule = |name, model, direction, hysteresis, levels: &[(Severity, f32)]| {
+        AlertRule::new(name, model, direction, hysteresis, levels)
+            .expect("the default rules are valid")
     };
     vec![
         rule(

@@ -594,19 +594,27 @@ pub fn cmapss_events(dir: &Path, limit: Option<usize>) -> PathBuf {
 }
 
 /// `fleetscore replay` of `events` with the models in `models`, no Kafka: the uninterrupted
-/// computation the streaming results are compared with. Writes `output`.
+/// computation the streaming results are compared with. Writes `output`, and the alert events
+/// of the default rules to [`alerts_of`]`(output)`.
 pub fn replay(events: &Path, output: &Path, models: &Path) {
     let status = fleetscore()
         .args(["replay", "-i"])
         .arg(events)
         .arg("-o")
         .arg(output)
+        .arg("--alerts")
+        .arg(alerts_of(output))
         .arg("--models-dir")
         .arg(models)
         .stderr(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "fleetscore replay failed: {status}");
+}
+
+/// Where [`replay`] writes the alert events of its `output`.
+pub fn alerts_of(output: &Path) -> PathBuf {
+    output.with_extension("alerts.jsonl")
 }
 
 /// Predictions keyed by source event id.

@@ -2,7 +2,7 @@
 //! an independent computation of the same input (`fleetscore replay`, no Kafka, no restart), as
 //! Apache Kafka's `streams_eos_test.py` and `transactions_test.py` verify: one prediction per
 //! valid event, each identical to replay's, in each aircraft's order; each malformed event
-//! dead-lettered once.
+//! dead-lettered once; each aircraft's alert events replay's, in replay's order.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -33,6 +33,8 @@ pub enum Guarantee {
 pub struct Expected {
     predictions: HashMap<String, (usize, String)>,
     malformed: HashSet<String>,
+    /// Replay's alert events (`--alerts`, the default rules) per tail, in order, as JSON.
+    alerts: HashMap<String, Vec<String>>,
 }
 
 impl Expected {
@@ -54,9 +56,18 @@ impl Expected {
             predictions.len(),
             workload.valid_count
         );
+        let mut alerts: HashMap<String, Vec<String>> = HashMap::new();
+        for line in std::fs::read_to_string(super::alerts_of(&out))
+            .unwrap()
+            .lines()
+        {
+            let (tail, record) = canonical_alert(line.as_bytes());
+            alerts.entry(tail).or_default().push(record);
+        }
         Self {
             predictions,
             malformed: workload.malformed.iter().cloned().collect(),
+            alerts,
         }
     }
 
@@ -78,6 +89,17 @@ fn canonical(payload: &[u8]) -> (String, String, String) {
     let key = format!("{} {}", text("source_event_id"), text("model"));
     let tail = text("tail").to_owned();
     (key, tail, v.to_string())
+}
+
+/// `(tail, the alert record as JSON)`: every field of an alert event is deterministic.
+fn canonical_alert(payload: &[u8]) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_slice(payload)
+        .unwrap_or_else(|e| panic!("not an alert record ({e}): {payload:?}"));
+    let tail = v["tail"]
+        .as_str()
+        .expect("an alert names its tail")
+        .to_owned();
+    (tail, v.to_string())
 }
 
 /// The counts a check ends with (printed whether or not it passes).
@@ -103,6 +125,16 @@ pub struct Tally {
     pub dead_duplicates: usize,
     /// Dead letters that are not one of the malformed events, or not classed `malformed_json`.
     pub dead_wrong: usize,
+    /// Alert events replay emitted, and those a `read_committed` reader saw.
+    pub alerts_expected: usize,
+    pub alerts_read: usize,
+    /// Replay's alert events never seen, seen more often than replay emitted them, or never
+    /// emitted by replay.
+    pub alerts_missing: usize,
+    pub alerts_duplicates: usize,
+    pub alerts_unknown: usize,
+    /// Aircraft whose alert events are not replay's, in replay's order.
+    pub alert_sequences_differing: usize,
     /// The first few differences, for the failure message.
     pub examples: Vec<String>,
 }
@@ -161,6 +193,40 @@ impl Tally {
             .iter()
             .filter(|v| !dead_seen.contains(*v))
             .count();
+
+        let mut alerts: HashMap<String, Vec<String>> = HashMap::new();
+        t.alerts_read = super::read_committed(bootstrap, &topics.alerts, timeout, |m| {
+            let (tail, record) = canonical_alert(m.payload().unwrap_or_default());
+            alerts.entry(tail).or_default().push(record);
+        });
+        t.alerts_expected = expected.alerts.values().map(Vec::len).sum();
+        let none = Vec::new();
+        for tail in expected
+            .alerts
+            .keys()
+            .chain(alerts.keys())
+            .collect::<HashSet<_>>()
+        {
+            let want = expected.alerts.get(tail).unwrap_or(&none);
+            let got = alerts.get(tail).unwrap_or(&none);
+            if got != want {
+                t.alert_sequences_differing += 1;
+                t.example(format!("alerts of {tail}: {got:?}\n   replay: {want:?}"));
+            }
+            // As multisets: what is missing, extra copies, and what replay never emitted.
+            let mut left: HashMap<&String, i64> = HashMap::new();
+            for w in want {
+                *left.entry(w).or_default() += 1;
+            }
+            for g in got {
+                match left.get_mut(g) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    Some(_) => t.alerts_duplicates += 1,
+                    None => t.alerts_unknown += 1,
+                }
+            }
+            t.alerts_missing += left.values().map(|n| (*n).max(0) as usize).sum::<usize>();
+        }
         t
     }
 
@@ -176,7 +242,9 @@ impl Tally {
         format!(
             "{} predictions expected, {} read (read_committed): {} missing, {} duplicates ({:.2} %), \
              {} differing from replay ({:.2} %), {} unknown, {} out of order; dead letters: {} \
-             expected, {} read, {} missing, {} duplicates, {} unexpected",
+             expected, {} read, {} missing, {} duplicates, {} unexpected; alert events: {} \
+             expected, {} read, {} missing, {} duplicates, {} unknown, {} aircraft not in \
+             replay's sequence",
             self.expected,
             self.read,
             self.missing,
@@ -191,6 +259,12 @@ impl Tally {
             self.dead_missing,
             self.dead_duplicates,
             self.dead_wrong,
+            self.alerts_expected,
+            self.alerts_read,
+            self.alerts_missing,
+            self.alerts_duplicates,
+            self.alerts_unknown,
+            self.alert_sequences_differing,
         )
     }
 
@@ -209,7 +283,14 @@ impl Tally {
         must_be_zero("predictions replay did not make", self.unknown);
         must_be_zero("malformed events not dead-lettered", self.dead_missing);
         must_be_zero("unexpected dead letters", self.dead_wrong);
+        must_be_zero("alert events missing", self.alerts_missing);
+        must_be_zero("alert events replay did not emit", self.alerts_unknown);
         if guarantee == Guarantee::ExactlyOnce {
+            must_be_zero("duplicate alert events", self.alerts_duplicates);
+            must_be_zero(
+                "aircraft whose alert events differ from replay's sequence",
+                self.alert_sequences_differing,
+            );
             must_be_zero("duplicate predictions", self.duplicates);
             must_be_zero(
                 "predictions out of their aircraft's order",
