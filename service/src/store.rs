@@ -37,6 +37,8 @@ pub struct TailEntry {
     pub predictions: Vec<Prediction>,
     /// Open alert episodes, by rule (durable: the changelog holds them).
     pub alerts: OpenEpisodes,
+    /// `alerts` changed since the changelog last got them.
+    pub alerts_changed: bool,
 }
 
 impl TailEntry {
@@ -142,6 +144,7 @@ impl StateStore {
     pub fn restore_alerts(&self, tail: &str, alerts: OpenEpisodes, partition: i32) {
         self.with_entry(tail, |entry| {
             entry.alerts = alerts;
+            entry.alerts_changed = false;
             entry.partition = Some(partition);
         });
     }
@@ -163,6 +166,12 @@ impl StateStore {
             return f(entry);
         }
         f(shard.entry(tail.to_owned()).or_default())
+    }
+
+    /// Runs `f` on the tail's entry, for a change, if the tail is known.
+    pub fn update<R>(&self, tail: &str, f: impl FnOnce(&mut TailEntry) -> R) -> Option<R> {
+        let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        shard.get_mut(tail).map(f)
     }
 
     /// Runs `f` on the tail's entry if the tail is known.

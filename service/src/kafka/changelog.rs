@@ -10,7 +10,7 @@
 //! - [`restore`]: on assignment, reads the partitions' changelog from the start to its last
 //!   stable offset (read_committed) into the store, before any of their events is processed.
 //! - [`alerts_key`]: the same topic holds each aircraft's open alert episodes under a key of
-//!   their own, written by the output thread when they change (`kafka::output`).
+//!   their own, written by the commit when they changed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -153,9 +153,9 @@ fn check_compacted(
 }
 
 /// What the changelog's keys end with for a tail's open alert episodes (the key `N123/alerts`;
-/// a tail number never holds a `/`): written by the output thread whenever an episode changes,
-/// in the same transaction as the alert event, so that a restart neither raises an open
-/// episode again nor forgets it.
+/// a tail number never holds a `/`): written by the commit when they changed, once the alert
+/// events that changed them are acknowledged (in the same transaction under exactly-once), so
+/// that a restart neither raises an open episode again nor forgets it.
 const ALERTS_SUFFIX: &str = "/alerts";
 
 /// The changelog key of `tail`'s open alert episodes.
@@ -163,36 +163,66 @@ pub fn alerts_key(tail: &str) -> String {
     format!("{tail}{ALERTS_SUFFIX}")
 }
 
-/// Produces the snapshot of each tail in `dirty` (tail → partition) to the changelog, and
-/// returns the tracker of those records (`None` when there was nothing to write). Under
-/// exactly-once the records belong to the open transaction.
+/// Which records of a changed aircraft a changelog write produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// Its state's snapshot.
+    State,
+    /// Its open alert episodes, if they changed since they were last written.
+    Alerts,
+    Both,
+}
+
+/// Produces the changelog records of each tail in `dirty` (tail → partition): its state's
+/// snapshot and/or its open alert episodes (when they changed since the last write), per
+/// `parts`; returns the tracker of those records (`None` when there was nothing to write).
+/// Under exactly-once the records belong to the open transaction.
 pub fn write(
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
     store: &StateStore,
     dirty: &HashMap<String, i32>,
+    parts: Parts,
     done: std::sync::mpsc::Sender<()>,
 ) -> Option<Arc<BatchTracker>> {
-    if dirty.is_empty() {
+    let states = matches!(parts, Parts::State | Parts::Both);
+    let alerts = matches!(parts, Parts::Alerts | Parts::Both);
+    // (key, value, partition); a tail dropped meanwhile (its partition revoked) has none.
+    let mut records: Vec<(String, Vec<u8>, i32)> = Vec::new();
+    let mut dropped = Vec::new();
+    for (tail, partition) in dirty {
+        let found = store.update(tail, |entry| {
+            if states {
+                records.push((tail.clone(), entry.state.to_snapshot(), *partition));
+            }
+            if alerts && std::mem::take(&mut entry.alerts_changed) {
+                let value = crate::alerts::evaluate::encode(&entry.alerts);
+                records.push((alerts_key(tail), value, *partition));
+            }
+        });
+        if found.is_none() && states {
+            dropped.push(tail);
+        }
+    }
+    if records.is_empty() && dropped.is_empty() {
         return None;
     }
-    let tracker = BatchTracker::new(dirty.len(), done);
+    let tracker = BatchTracker::new(records.len() + dropped.len(), done);
+    for tail in dropped {
+        tracker.abandon(format!(
+            "tail {tail} was dropped before its changelog write"
+        ));
+    }
     let mut bytes = 0u64;
-    for (tail, partition) in dirty {
-        let Some(snapshot) = store.read(tail, |entry| entry.state.to_snapshot()) else {
-            tracker.abandon(format!(
-                "tail {tail} was dropped before its changelog write"
-            ));
-            continue;
-        };
-        bytes += (snapshot.len() + tail.len()) as u64;
+    for (key, value, partition) in &records {
+        bytes += (key.len() + value.len()) as u64;
         let record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
-            .key(tail.as_bytes())
-            .payload(&snapshot)
+            .key(key.as_bytes())
+            .payload(value)
             .partition(*partition);
         delivery::send(producer, record);
     }
-    metrics::counter!(names::CHANGELOG_RECORDS).increment(dirty.len() as u64);
+    metrics::counter!(names::CHANGELOG_RECORDS).increment(records.len() as u64);
     metrics::counter!(names::CHANGELOG_BYTES).increment(bytes);
     Some(tracker)
 }

@@ -4,7 +4,8 @@
 //! output of the batches handed over so far is on the broker, writes the changelog record of
 //! each aircraft those batches changed, and commits their offsets:
 //!
-//! - **exactly-once**: the outputs and changelog records are in the open transaction; the
+//! - **exactly-once**: the outputs and changelog records are in the open transaction (the
+//!   changelog records are written first, and acknowledged while the outputs are); the
 //!   offsets join it (`send_offsets_to_transaction` with the consumer's group metadata, so a
 //!   zombie whose partitions moved is refused) and the transaction commits. A read_committed
 //!   consumer sees all of it or none of it.
@@ -22,6 +23,7 @@
 //! committed state), a fatal one (fenced: another instance owns the transactional id, or the
 //! transaction timed out) ends the pipeline with an error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -57,6 +59,12 @@ const MAX_ABORTS_IN_A_ROW: u32 = 5;
 /// How much longer than its own timeout a transaction call is waited for before it is taken
 /// for stuck (see [`super::producer`]).
 const CALL_MARGIN: Duration = Duration::from_secs(5);
+
+/// Changelog records on their way: their tracker (`None`: nothing to write) and its wake-up.
+struct PendingChangelog {
+    tracker: Option<Arc<super::delivery::BatchTracker>>,
+    wake: mpsc::Receiver<()>,
+}
 
 /// A transaction call, run on a thread of its own (so: shared, and `'static`).
 type TxnCall = Arc<dyn Fn(&OutputProducer, Duration) -> KafkaResult<()> + Send + Sync>;
@@ -153,6 +161,17 @@ impl Committer {
         let started = Instant::now();
         self.last = started;
         let wait = wait.min(self.ack_timeout());
+        // Exactly-once: the changelog records go out first, in the open transaction, and are
+        // acknowledged while the outputs are (the state of every aircraft handed over so far
+        // is final: events are applied at hand-over, and nothing is handed over during a
+        // commit). At-least-once must wait: a changelog ahead of unacknowledged outputs would,
+        // after a crash, mark events applied whose predictions were lost.
+        let early_changelog = match self.guarantee {
+            Guarantee::ExactlyOnce => {
+                Some(self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::State))
+            }
+            Guarantee::AtLeastOnce => None,
+        };
         let drained = self.in_flight.drain(wait);
         tracing::debug!(
             drain_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -168,9 +187,9 @@ impl Committer {
         if settled.is_empty() {
             return Ok(());
         }
-        let result = match self.guarantee {
-            Guarantee::ExactlyOnce => self.commit_transaction(consumer, &settled),
-            Guarantee::AtLeastOnce => self.commit_offsets(consumer, &settled, mode),
+        let result = match early_changelog {
+            Some(changelog) => self.commit_transaction(consumer, &settled, changelog),
+            None => self.commit_offsets(consumer, &settled, mode),
         };
         metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
         if result.is_ok() {
@@ -184,11 +203,15 @@ impl Committer {
         &mut self,
         consumer: &BaseConsumer<C>,
         settled: &Settled,
+        changelog: PendingChangelog,
     ) -> Result<(), CommitError> {
         // The changelog records acknowledged before the commit: commit_transaction would flush
         // them itself, but its flush polls in 100 ms steps while the producer's own thread
         // takes the delivery reports, so every commit took 100 ms more (measured).
-        self.write_changelog(settled)
+        self.finish_changelog(changelog)
+            .map_err(CommitError::Abortable)?;
+        // The episodes the outputs just acknowledged changed (few: alerts are rare).
+        self.write_changelog(settled, changelog::Parts::Alerts)
             .map_err(CommitError::Abortable)?;
         let t0 = Instant::now();
         if !settled.offsets.is_empty() {
@@ -219,8 +242,11 @@ impl Committer {
         settled: &Settled,
         mode: CommitMode,
     ) -> Result<(), CommitError> {
-        // The changelog before the offsets: never a committed offset ahead of the state.
-        self.write_changelog(settled).map_err(CommitError::Fatal)?;
+        // The changelog before the offsets: never a committed offset ahead of the state. The
+        // episodes with the state, as of the same events: after a crash, the events redone
+        // from there emit their alert events again exactly as they did (duplicates only).
+        self.write_changelog(settled, changelog::Parts::Both)
+            .map_err(CommitError::Fatal)?;
         if settled.offsets.is_empty() {
             return Ok(());
         }
@@ -248,16 +274,37 @@ impl Committer {
         }
     }
 
-    /// Writes the changed aircraft to the changelog and waits for the acknowledgements.
-    fn write_changelog(&self, settled: &Settled) -> Result<(), String> {
+    /// Writes `parts` of the changed aircraft to the changelog and waits for the
+    /// acknowledgements.
+    fn write_changelog(&self, settled: &Settled, parts: changelog::Parts) -> Result<(), String> {
+        let pending = self.start_changelog(&settled.dirty, parts);
+        self.finish_changelog(pending)
+    }
+
+    /// Produces the changelog records (`parts`) of `dirty` as they are now; acknowledged by
+    /// [`Committer::finish_changelog`].
+    fn start_changelog(
+        &self,
+        dirty: &HashMap<String, i32>,
+        parts: changelog::Parts,
+    ) -> PendingChangelog {
         let (done, wake) = mpsc::channel();
-        let Some(tracker) = changelog::write(
+        let tracker = changelog::write(
             &self.producers.current(),
             &self.changelog_topic,
             &self.store,
-            &settled.dirty,
+            dirty,
+            parts,
             done,
-        ) else {
+        );
+        PendingChangelog { tracker, wake }
+    }
+
+    /// Waits (at most the acknowledgement timeout) for the records of
+    /// [`Committer::start_changelog`].
+    fn finish_changelog(&self, pending: PendingChangelog) -> Result<(), String> {
+        let PendingChangelog { tracker, wake } = pending;
+        let Some(tracker) = tracker else {
             return Ok(());
         };
         let _ = wake.recv_timeout(self.ack_timeout());

@@ -132,6 +132,28 @@ impl InFlight {
         Ok(())
     }
 
+    /// The aircraft changed by every batch registered since the last [`InFlight::take_settled`]
+    /// (settled or not), in assigned partitions: under exactly-once the commit writes their
+    /// changelog records while the batches' outputs are still being acknowledged.
+    pub(crate) fn dirty_so_far(&self) -> HashMap<String, i32> {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let numbers = self
+            .assignment
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .numbers();
+        let settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dirty = settled.dirty.clone();
+        for pending in queue.iter() {
+            for (tail, partition) in &pending.dirty {
+                if numbers.contains(partition) {
+                    dirty.insert(tail.clone(), *partition);
+                }
+            }
+        }
+        dirty
+    }
+
     /// What the acknowledged batches cover since the last call.
     pub(crate) fn take_settled(&self) -> Settled {
         std::mem::take(&mut *self.settled.lock().unwrap_or_else(|p| p.into_inner()))

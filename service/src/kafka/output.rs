@@ -16,12 +16,11 @@ use metrics::{Counter, Histogram};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::BaseRecord;
 
-use super::changelog;
 use super::delivery::{self, BatchTracker};
 use super::headers;
 use super::producer::ProducerSlot;
 use super::stats::PipelineStats;
-use crate::alerts::{Alerting, evaluate};
+use crate::alerts::Alerting;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
@@ -59,12 +58,6 @@ pub(super) enum OutputRecord {
         value: Vec<u8>,
         headers: OwnedHeaders,
     },
-    /// A tail's open alert episodes, to the changelog partition of the tail's input partition.
-    Episodes {
-        tail: String,
-        partition: i32,
-        value: Vec<u8>,
-    },
 }
 
 /// A scored batch for the output thread.
@@ -85,7 +78,6 @@ pub(super) struct Emitter {
     predictions_topic: String,
     deadletter_topic: String,
     alerts_topic: String,
-    changelog_topic: String,
     alerting: Alerting,
     producers: Arc<ProducerSlot>,
     stats: Arc<PipelineStats>,
@@ -108,7 +100,6 @@ impl Emitter {
             predictions_topic: config.predictions_topic.clone(),
             deadletter_topic: config.deadletter_topic.clone(),
             alerts_topic: config.alerts_topic.clone(),
-            changelog_topic: config.changelog(),
             producers,
             stats,
             lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
@@ -128,7 +119,8 @@ impl Emitter {
     }
 
     /// The record of a prediction, which also becomes the aircraft's latest of its model,
-    /// followed by the alert events it causes and the aircraft's episodes after them.
+    /// followed by the alert events it causes (the aircraft's episodes are marked changed:
+    /// the commit writes them to the changelog once these records are acknowledged).
     fn prediction(&mut self, prediction: Prediction, meta: &Meta, outputs: &mut Vec<OutputRecord>) {
         let traceparent = meta
             .headers
@@ -153,27 +145,25 @@ impl Emitter {
             if alerting.watches(&prediction.model) {
                 events = alerting.evaluate(&mut entry.alerts, &prediction);
             }
-            let changed = (!events.is_empty()).then(|| {
-                let episodes = evaluate::encode(&entry.alerts);
-                (events, entry.partition, episodes)
-            });
+            // The commit writes the changed episodes to the changelog.
+            entry.alerts_changed |= !events.is_empty();
             entry.set_latest(prediction);
-            changed
+            events
         });
-        let Some((events, partition, episodes)) = alerts else {
+        if alerts.is_empty() {
             outputs.push(OutputRecord::Prediction {
                 tail,
                 value,
                 headers,
             });
             return;
-        };
+        }
         outputs.push(OutputRecord::Prediction {
             tail: tail.clone(),
             value,
             headers: headers.clone(),
         });
-        for event in events {
+        for event in alerts {
             metrics::counter!(names::ALERTS, "rule" => event.rule.clone(),
                 "kind" => event.kind.clone(), "severity" => event.severity.as_str())
             .increment(1);
@@ -183,11 +173,6 @@ impl Emitter {
                 headers: headers.clone(),
             });
         }
-        outputs.push(OutputRecord::Episodes {
-            partition: partition.unwrap_or(meta.source.partition),
-            tail,
-            value: episodes,
-        });
     }
 
     fn run(mut self, scored: &mpsc::Receiver<ScoredBatch>) {
@@ -295,20 +280,6 @@ impl Emitter {
                     value,
                     headers,
                 ),
-                OutputRecord::Episodes {
-                    tail,
-                    partition,
-                    value,
-                } => {
-                    let key = changelog::alerts_key(&tail);
-                    let record =
-                        BaseRecord::with_opaque_to(&self.changelog_topic, Arc::clone(&tracker))
-                            .key(key.as_bytes())
-                            .payload(&value)
-                            .partition(partition);
-                    delivery::send(&producer, record);
-                    continue;
-                }
             };
             let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
                 .payload(&value)
