@@ -8,7 +8,7 @@
 //! version disappears instead of lingering.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub mod names;
 
-use crate::app::AppContext;
+use crate::model::Registry;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -62,44 +62,9 @@ pub fn upkeep() {
 }
 
 /// Everything recorded, plus one `fleetscore_model_info` series per model version the
-/// registry knows and the open alert episodes by rule and severity (every level of every rule,
-/// zeros included, so that a dashboard sees an episode close).
-pub fn render(ctx: &AppContext) -> String {
+/// registry knows.
+pub fn render(registry: &Registry) -> String {
     let mut text = install().render();
-    let registry = &ctx.registry;
-    let open = names::ALERTS_OPEN;
-    let _ = writeln!(
-        text,
-        "# HELP {open} Open alert episodes of the aircraft this instance owns, by rule and severity.\n\
-         # TYPE {open} gauge"
-    );
-    // Rule name → severity → open episodes.
-    let mut counts: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-    for rule in &ctx.config.alerts {
-        let by_severity = counts.entry(rule.name.as_str()).or_default();
-        for level in &rule.levels {
-            by_severity.insert(level.severity.as_str(), 0);
-        }
-    }
-    ctx.store.for_each(|_, entry| {
-        for (rule, episode) in &entry.alerts {
-            if let Some(n) = counts
-                .get_mut(rule.as_str())
-                .and_then(|s| s.get_mut(episode.severity.as_str()))
-            {
-                *n += 1;
-            }
-        }
-    });
-    for (rule, by_severity) in counts {
-        for (severity, n) in by_severity {
-            let _ = writeln!(
-                text,
-                "{open}{{rule=\"{}\",severity=\"{severity}\"}} {n}",
-                escape(rule)
-            );
-        }
-    }
     let info = names::MODEL_INFO;
     let _ = writeln!(
         text,
@@ -119,6 +84,24 @@ pub fn render(ctx: &AppContext) -> String {
         );
     }
     text
+}
+
+/// Appends a gauge computed at scrape time (not recorded): its `# HELP` and `# TYPE` lines,
+/// then one line per series (label pairs, value).
+pub fn write_gauge<'a>(
+    text: &mut String,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, f64)>,
+) {
+    let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in series {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let _ = writeln!(text, "{name}{{{}}} {value}", labels.join(","));
+    }
 }
 
 /// Label value escaping of the text format: backslash, double quote, newline.

@@ -2,12 +2,14 @@
 //! summary): each with its rule, when and by which event it was raised, and the latest value
 //! of the rule's model for the tail; most severe first, then oldest first.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::rule::{AlertRule, Severity};
-use crate::store::TailEntry;
+use crate::store::{StateStore, TailEntry};
 
 /// One open episode.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -66,4 +68,33 @@ pub fn sort(open: &mut [(Severity, OpenAlert)]) {
             .then(a.tail.cmp(&b.tail))
             .then(a.rule.cmp(&b.rule))
     });
+}
+
+/// Open episodes per rule and severity over every aircraft held, with a zero for every level
+/// of every rule (a dashboard sees an episode close): `fleetscore_alerts_open`.
+pub fn open_counts<'r>(
+    rules: &'r [AlertRule],
+    store: &StateStore,
+) -> Vec<(&'r str, Severity, u64)> {
+    let mut counts: BTreeMap<(&str, Severity), u64> = rules
+        .iter()
+        .flat_map(|r| {
+            r.levels
+                .iter()
+                .map(move |l| ((r.name.as_str(), l.severity), 0))
+        })
+        .collect();
+    store.for_each(|_, entry| {
+        for rule in rules {
+            if let Some(episode) = entry.alerts.get(&rule.name)
+                && let Some(n) = counts.get_mut(&(rule.name.as_str(), episode.severity))
+            {
+                *n += 1;
+            }
+        }
+    });
+    counts
+        .into_iter()
+        .map(|((rule, severity), n)| (rule, severity, n))
+        .collect()
 }

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::alerts::listing;
 use crate::app::AppContext;
+use crate::metrics::names;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -83,7 +85,19 @@ pub async fn ready(State(ctx): State<Arc<AppContext>>) -> Response {
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
-    let text = crate::metrics::render(&ctx);
+    let mut text = crate::metrics::render(&ctx.registry);
+    let open = listing::open_counts(&ctx.config.alerts, &ctx.store);
+    crate::metrics::write_gauge(
+        &mut text,
+        names::ALERTS_OPEN,
+        "Open alert episodes of the aircraft this instance owns, by rule and severity.",
+        open.into_iter().map(|(rule, severity, n)| {
+            (
+                vec![("rule", rule), ("severity", severity.as_str())],
+                n as f64,
+            )
+        }),
+    );
     (
         [(
             header::CONTENT_TYPE,
