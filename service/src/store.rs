@@ -130,19 +130,11 @@ impl StateStore {
         }
     }
 
-    /// Replaces the tail's state with one read from the changelog of `partition` (its latest
-    /// predictions are kept, if the tail was held).
-    pub fn restore(&self, tail: &str, state: TailState, partition: i32) {
+    /// Replaces the tail's state and open alert episodes with those read from the changelog of
+    /// `partition` (its latest predictions are kept, if the tail was held).
+    pub fn restore(&self, tail: &str, state: TailState, alerts: OpenEpisodes, partition: i32) {
         self.with_entry(tail, |entry| {
             entry.state = state;
-            entry.partition = Some(partition);
-        });
-    }
-
-    /// Replaces the tail's open alert episodes with those read from the changelog of
-    /// `partition`.
-    pub fn restore_alerts(&self, tail: &str, alerts: OpenEpisodes, partition: i32) {
-        self.with_entry(tail, |entry| {
             entry.alerts = alerts;
             entry.alerts_changed = false;
             entry.partition = Some(partition);
@@ -228,8 +220,8 @@ mod tests {
     #[test]
     fn a_restoring_partition_hides_its_tails_and_unknown_ones() {
         let store = StateStore::new();
-        store.restore("N1", TailState::new(), 1);
-        store.restore("N2", TailState::new(), 2);
+        store.restore("N1", TailState::new(), OpenEpisodes::new(), 1);
+        store.restore("N2", TailState::new(), OpenEpisodes::new(), 2);
         assert!(matches!(store.lookup("N1"), Lookup::Found(_)));
         assert!(matches!(store.lookup("N9"), Lookup::Unknown));
 

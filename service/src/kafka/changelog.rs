@@ -9,8 +9,7 @@
 //!   offsets under exactly-once; coalescing bounds the bytes per event by the commit interval.
 //! - [`restore`]: on assignment, reads the partitions' changelog from the start to its last
 //!   stable offset (read_committed) into the store, before any of their events is processed.
-//! - [`alerts_key`]: the same topic holds each aircraft's open alert episodes under a key of
-//!   their own, written by the commit when they changed.
+//!   An aircraft with open alert episodes has them in the same record ([`ENVELOPE`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,7 +35,7 @@ use super::settings;
 use crate::alerts;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
-use crate::store::StateStore;
+use crate::store::{StateStore, TailEntry};
 
 /// Creates the changelog topic when missing, or checks the one there: as many partitions as
 /// the input topics (which must agree with each other), `cleanup.policy=compact`. Blocking;
@@ -152,31 +151,62 @@ fn check_compacted(
     }
 }
 
-/// What the changelog's keys end with for a tail's open alert episodes (the key `N123/alerts`;
-/// a tail number never holds a `/`): written by the commit when they changed, once the alert
-/// events that changed them are acknowledged (in the same transaction under exactly-once), so
-/// that a restart neither raises an open episode again nor forgets it.
-const ALERTS_SUFFIX: &str = "/alerts";
+/// What starts a record that holds open alert episodes besides the state: `FTA`, a format
+/// byte, the state's snapshot length (u32, little-endian), the snapshot, then the episodes as
+/// JSON. A tail with none open gets the plain snapshot (`FTS...`, as before alerts existed).
+/// One record per aircraft keeps its state and its episodes as of the same event, whatever a
+/// crash leaves half-written.
+const ENVELOPE: &[u8; 4] = b"FTA\x01";
 
-/// The changelog key of `tail`'s open alert episodes.
-pub fn alerts_key(tail: &str) -> String {
-    format!("{tail}{ALERTS_SUFFIX}")
+/// The changelog value of an aircraft: its state, with its open episodes if it has any.
+fn value_of(entry: &TailEntry) -> Vec<u8> {
+    let snapshot = entry.state.to_snapshot();
+    if entry.alerts.is_empty() {
+        return snapshot;
+    }
+    let episodes = alerts::evaluate::encode(&entry.alerts);
+    let mut value = Vec::with_capacity(8 + snapshot.len() + episodes.len());
+    value.extend_from_slice(ENVELOPE);
+    value.extend_from_slice(&(snapshot.len() as u32).to_le_bytes());
+    value.extend_from_slice(&snapshot);
+    value.extend_from_slice(&episodes);
+    value
 }
 
-/// Which records of a changed aircraft a changelog write produces.
+/// Reads what [`value_of`] wrote.
+fn decode(value: &[u8]) -> anyhow::Result<(TailState, alerts::OpenEpisodes)> {
+    let Some(rest) = value.strip_prefix(ENVELOPE) else {
+        return Ok((
+            TailState::from_snapshot(value)?,
+            alerts::OpenEpisodes::new(),
+        ));
+    };
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .context("a changelog envelope cut short")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    anyhow::ensure!(rest.len() >= len, "a changelog envelope cut short");
+    let (snapshot, episodes) = rest.split_at(len);
+    Ok((
+        TailState::from_snapshot(snapshot)?,
+        alerts::evaluate::decode(episodes).context("the open alert episodes")?,
+    ))
+}
+
+/// Which changed aircraft a changelog write covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parts {
-    /// Its state's snapshot.
-    State,
-    /// Its open alert episodes, if they changed since they were last written.
-    Alerts,
-    Both,
+    /// Every one.
+    All,
+    /// Only those whose open alert episodes changed since they were last written (their
+    /// record again, now with the episodes).
+    AlertsChanged,
 }
 
-/// Produces the changelog records of each tail in `dirty` (tail → partition): its state's
-/// snapshot and/or its open alert episodes (when they changed since the last write), per
-/// `parts`; returns the tracker of those records (`None` when there was nothing to write).
-/// Under exactly-once the records belong to the open transaction.
+/// Produces the changelog record of each tail in `dirty` (tail → partition) that `parts`
+/// covers: its state, with its open alert episodes; returns the tracker of those records
+/// (`None` when there was nothing to write). Under exactly-once the records belong to the open
+/// transaction.
 pub fn write(
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
@@ -185,22 +215,17 @@ pub fn write(
     parts: Parts,
     done: std::sync::mpsc::Sender<()>,
 ) -> Option<Arc<BatchTracker>> {
-    let states = matches!(parts, Parts::State | Parts::Both);
-    let alerts = matches!(parts, Parts::Alerts | Parts::Both);
-    // (key, value, partition); a tail dropped meanwhile (its partition revoked) has none.
-    let mut records: Vec<(String, Vec<u8>, i32)> = Vec::new();
+    // (tail, value, partition); a tail dropped meanwhile (its partition revoked) has none.
+    let mut records: Vec<(&str, Vec<u8>, i32)> = Vec::new();
     let mut dropped = Vec::new();
     for (tail, partition) in dirty {
         let found = store.update(tail, |entry| {
-            if states {
-                records.push((tail.clone(), entry.state.to_snapshot(), *partition));
-            }
-            if alerts && std::mem::take(&mut entry.alerts_changed) {
-                let value = crate::alerts::evaluate::encode(&entry.alerts);
-                records.push((alerts_key(tail), value, *partition));
+            let changed = std::mem::take(&mut entry.alerts_changed);
+            if parts == Parts::All || changed {
+                records.push((tail, value_of(entry), *partition));
             }
         });
-        if found.is_none() && states {
+        if found.is_none() && parts == Parts::All {
             dropped.push(tail);
         }
     }
@@ -214,10 +239,10 @@ pub fn write(
         ));
     }
     let mut bytes = 0u64;
-    for (key, value, partition) in &records {
-        bytes += (key.len() + value.len()) as u64;
+    for (tail, value, partition) in &records {
+        bytes += (tail.len() + value.len()) as u64;
         let record = BaseRecord::with_opaque_to(topic, Arc::clone(&tracker))
-            .key(key.as_bytes())
+            .key(tail.as_bytes())
             .payload(value)
             .partition(*partition);
         delivery::send(producer, record);
@@ -328,29 +353,16 @@ fn read_partitions(
                 })?;
                 progress.records += 1;
                 progress.bytes += (key.len() + message.payload_len()) as u64;
-                if let Some(tail) = tail.strip_suffix(ALERTS_SUFFIX) {
-                    let open = match message.payload() {
-                        None | Some([]) => alerts::OpenEpisodes::new(),
-                        Some(bytes) => alerts::evaluate::decode(bytes).with_context(|| {
-                            format!(
-                                "changelog {topic}/{partition}@{} (alerts of tail {tail})",
-                                message.offset()
-                            )
-                        })?,
-                    };
-                    store.restore_alerts(tail, open, partition);
-                    continue;
-                }
                 match message.payload() {
                     None | Some([]) => store.remove(tail),
                     Some(bytes) => {
-                        let state = TailState::from_snapshot(bytes).with_context(|| {
+                        let (state, open) = decode(bytes).with_context(|| {
                             format!(
                                 "changelog {topic}/{partition}@{} (tail {tail})",
                                 message.offset()
                             )
                         })?;
-                        store.restore(tail, state, partition);
+                        store.restore(tail, state, open, partition);
                     }
                 }
             }
@@ -373,4 +385,40 @@ fn read_partitions(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::alerts::episode::Episode;
+    use crate::alerts::rule::Severity;
+
+    #[test]
+    fn a_record_holds_the_state_and_the_open_episodes_together() {
+        let mut entry = TailEntry::default();
+        // No episode open: the plain snapshot, as before alerts existed.
+        let plain = value_of(&entry);
+        assert!(plain.starts_with(b"FTS"));
+        let (_, open) = decode(&plain).unwrap();
+        assert!(open.is_empty());
+
+        entry.alerts.insert(
+            "engine-remaining-life".to_owned(),
+            Episode {
+                severity: Severity::Critical,
+                raised_at: Utc::now(),
+                raised_by: "e1".to_owned(),
+            },
+        );
+        let value = value_of(&entry);
+        let (state, open) = decode(&value).unwrap();
+        assert_eq!(open, entry.alerts);
+        assert_eq!(state.to_snapshot(), entry.state.to_snapshot());
+        // Cut short anywhere: refused, never misread.
+        for cut in [4, 7, 9, value.len() - 1] {
+            assert!(decode(&value[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 }

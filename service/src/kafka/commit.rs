@@ -168,7 +168,7 @@ impl Committer {
         // after a crash, mark events applied whose predictions were lost.
         let early_changelog = match self.guarantee {
             Guarantee::ExactlyOnce => {
-                Some(self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::State))
+                Some(self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::All))
             }
             Guarantee::AtLeastOnce => None,
         };
@@ -210,8 +210,9 @@ impl Committer {
         // takes the delivery reports, so every commit took 100 ms more (measured).
         self.finish_changelog(changelog)
             .map_err(CommitError::Abortable)?;
-        // The episodes the outputs just acknowledged changed (few: alerts are rare).
-        self.write_changelog(settled, changelog::Parts::Alerts)
+        // Again, now with their episodes, the aircraft whose episodes the outputs just
+        // acknowledged changed (few: alerts are rare; the later record wins at restore).
+        self.write_changelog(settled, changelog::Parts::AlertsChanged)
             .map_err(CommitError::Abortable)?;
         let t0 = Instant::now();
         if !settled.offsets.is_empty() {
@@ -243,9 +244,9 @@ impl Committer {
         mode: CommitMode,
     ) -> Result<(), CommitError> {
         // The changelog before the offsets: never a committed offset ahead of the state. The
-        // episodes with the state, as of the same events: after a crash, the events redone
-        // from there emit their alert events again exactly as they did (duplicates only).
-        self.write_changelog(settled, changelog::Parts::Both)
+        // episodes in the state's record, as of the same events: after a crash, the events
+        // redone from there emit their alert events again exactly as they did (duplicates).
+        self.write_changelog(settled, changelog::Parts::All)
             .map_err(CommitError::Fatal)?;
         if settled.offsets.is_empty() {
             return Ok(());
