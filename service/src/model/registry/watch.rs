@@ -57,8 +57,13 @@ impl Registry {
                         Ok(Signal::Changed) => {
                             // Debounce a burst of file events into one scan.
                             while let Ok(signal) = rx.recv_timeout(Duration::from_millis(100)) {
-                                if matches!(signal, Signal::Stop) {
-                                    return;
+                                match signal {
+                                    Signal::Stop => return,
+                                    // Not swallowed with the burst (the rescan's own directory
+                                    // reads are file events: a test hung on that once).
+                                    #[cfg(test)]
+                                    Signal::Panic => panic!("injected into the watch thread"),
+                                    Signal::Changed => {}
                                 }
                             }
                             registry.rescan();
