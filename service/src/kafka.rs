@@ -46,6 +46,7 @@ pub mod rewind;
 pub mod scoring_stage;
 pub mod settings;
 pub mod stats;
+pub mod txn_gate;
 pub mod watchdog;
 
 pub use pipeline::{Pipeline, PipelineHandle};

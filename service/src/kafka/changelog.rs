@@ -29,13 +29,15 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::delivery::{self, BatchTracker, DeliveryContext};
+use super::delivery::{self, BatchTracker, DeliveryContext, Wakeup};
 use super::log_limit::ClientErrors;
 use super::settings;
 use crate::alerts;
 use crate::config::KafkaConfig;
 use crate::metrics::names;
-use crate::store::{StateStore, TailEntry};
+use crate::store::StateStore;
+#[cfg(test)]
+use crate::store::TailEntry;
 
 /// Creates the changelog topic when missing, or checks the one there: as many partitions as
 /// the input topics (which must agree with each other), `cleanup.policy=compact`. Blocking;
@@ -159,12 +161,17 @@ fn check_compacted(
 const ENVELOPE: &[u8; 4] = b"FTA\x01";
 
 /// The changelog value of an aircraft: its state, with its open episodes if it has any.
+#[cfg(test)]
 fn value_of(entry: &TailEntry) -> Vec<u8> {
-    let snapshot = entry.state.to_snapshot();
-    if entry.alerts.is_empty() {
+    value_with(entry.state.to_snapshot(), &entry.alerts)
+}
+
+/// The changelog value of a state `snapshot` with the aircraft's open `episodes`.
+fn value_with(snapshot: Vec<u8>, episodes: &alerts::OpenEpisodes) -> Vec<u8> {
+    if episodes.is_empty() {
         return snapshot;
     }
-    let episodes = alerts::evaluate::encode(&entry.alerts);
+    let episodes = alerts::evaluate::encode(episodes);
     let mut value = Vec::with_capacity(8 + snapshot.len() + episodes.len());
     value.extend_from_slice(ENVELOPE);
     value.extend_from_slice(&(snapshot.len() as u32).to_le_bytes());
@@ -203,26 +210,43 @@ pub enum Parts {
     AlertsChanged,
 }
 
+/// What [`write`] produced: the tracker of its records (`None` when there was nothing to
+/// write), and under [`Parts::All`] the state snapshots it wrote, by tail.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub tracker: Option<Arc<BatchTracker>>,
+    pub states: HashMap<String, Vec<u8>>,
+}
+
 /// Produces the changelog record of each tail in `dirty` (tail → partition) that `parts`
-/// covers: its state, with its open alert episodes; returns the tracker of those records
-/// (`None` when there was nothing to write). Under exactly-once the records belong to the open
-/// transaction.
+/// covers: its state (from `states` when it is there: the snapshot a commit took before later
+/// events were applied; else as it is now), with its open alert episodes as they are now.
+/// Under exactly-once the records belong to the open transaction.
 pub fn write(
     producer: &ThreadedProducer<DeliveryContext>,
     topic: &str,
     store: &StateStore,
     dirty: &HashMap<String, i32>,
     parts: Parts,
-    done: std::sync::mpsc::Sender<()>,
-) -> Option<Arc<BatchTracker>> {
+    states: Option<&HashMap<String, Vec<u8>>>,
+    done: Arc<Wakeup>,
+) -> Written {
     // (tail, value, partition); a tail dropped meanwhile (its partition revoked) has none.
     let mut records: Vec<(&str, Vec<u8>, i32)> = Vec::new();
     let mut dropped = Vec::new();
+    let mut written = Written::default();
     for (tail, partition) in dirty {
         let found = store.update(tail, |entry| {
             let changed = std::mem::take(&mut entry.alerts_changed);
             if parts == Parts::All || changed {
-                records.push((tail, value_of(entry), *partition));
+                let snapshot = match states.and_then(|s| s.get(tail)) {
+                    Some(snapshot) => snapshot.clone(),
+                    None => entry.state.to_snapshot(),
+                };
+                if parts == Parts::All {
+                    written.states.insert(tail.clone(), snapshot.clone());
+                }
+                records.push((tail, value_with(snapshot, &entry.alerts), *partition));
             }
         });
         if found.is_none() && parts == Parts::All {
@@ -230,7 +254,7 @@ pub fn write(
         }
     }
     if records.is_empty() && dropped.is_empty() {
-        return None;
+        return written;
     }
     let tracker = BatchTracker::new(records.len() + dropped.len(), done);
     for tail in dropped {
@@ -249,7 +273,8 @@ pub fn write(
     }
     metrics::counter!(names::CHANGELOG_RECORDS).increment(records.len() as u64);
     metrics::counter!(names::CHANGELOG_BYTES).increment(bytes);
-    Some(tracker)
+    written.tracker = Some(tracker);
+    written
 }
 
 /// The restore consumer's client errors at a bounded log rate; the end of a partition, which

@@ -1,6 +1,6 @@
 //! Commits: the outputs, the changelog and the consumed offsets, together.
 //!
-//! Every `commit_interval_ms` (and on revocation and shutdown) the pipeline waits until every
+//! Every `commit_interval_ms` (and on revocation and shutdown) a commit waits until every
 //! output of the batches handed over so far is on the broker, writes the changelog record of
 //! each aircraft those batches changed, and commits their offsets:
 //!
@@ -8,7 +8,14 @@
 //!   changelog records are written first, and acknowledged while the outputs are); the
 //!   offsets join it (`send_offsets_to_transaction` with the consumer's group metadata, so a
 //!   zombie whose partitions moved is refused) and the transaction commits. A read_committed
-//!   consumer sees all of it or none of it.
+//!   consumer sees all of it or none of it. The commit does not stop the pipeline: the
+//!   pipeline thread prepares it ([`Committer::prepare_pending`]: the next batches belong to
+//!   the next epoch, the changelog snapshots are taken and produced) and the commit thread
+//!   finishes it ([`Committer::finish_pending`]: acknowledgements, offsets, commit, the next
+//!   transaction begun) while the next epoch's batches are polled, applied and scored; their
+//!   outputs wait for the next transaction ([`super::txn_gate`]). A failure is taken up by the
+//!   pipeline thread (abort and rewind), or by the next synchronous commit (revocation,
+//!   shutdown), which also finishes a prepared commit first.
 //! - **at-least-once**: the changelog records are acknowledged before the offsets are
 //!   committed, so the state after a restart is never behind the committed offsets; events
 //!   read again are recognised as applied (no event counts twice, none is scored twice), and a
@@ -24,19 +31,23 @@
 //! transaction timed out) ends the pipeline with an error.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog;
+use super::delivery::Wakeup;
 use super::in_flight::{InFlight, Settled};
 use super::producer::{OutputProducer, ProducerSlot};
+use super::txn_gate::TxnGate;
 use crate::config::{Guarantee, KafkaConfig};
 use crate::metrics::names;
 use crate::store::StateStore;
@@ -60,10 +71,55 @@ const MAX_ABORTS_IN_A_ROW: u32 = 5;
 /// for stuck (see [`super::producer`]).
 const CALL_MARGIN: Duration = Duration::from_secs(5);
 
-/// Changelog records on their way: their tracker (`None`: nothing to write) and its wake-up.
+/// Changelog records on their way: their tracker (`None`: nothing to write), its wake-up,
+/// and the state snapshots they hold.
 struct PendingChangelog {
-    tracker: Option<Arc<super::delivery::BatchTracker>>,
-    wake: mpsc::Receiver<()>,
+    written: changelog::Written,
+    wake: Arc<Wakeup>,
+}
+
+/// An exactly-once commit prepared on the pipeline thread ([`Committer::prepare`]) and
+/// finished off it ([`Committer::finish`]) while the pipeline goes on with the next epoch.
+pub struct CommitJob {
+    /// The epoch committed: every batch handed over before the commit started.
+    epoch: u64,
+    /// The changelog records of the aircraft those batches changed, already produced.
+    changelog: PendingChangelog,
+    /// The consumer's group metadata as of the start (a zombie's is refused).
+    metadata: Option<ConsumerGroupMetadata>,
+    started: Instant,
+}
+
+/// What the pipeline thread knows of the commit under way without taking the committer's
+/// lock: whether one is under way, and how the last one finished off the pipeline thread
+/// failed (to abort and rewind).
+#[derive(Debug, Default)]
+pub struct CommitStatus {
+    busy: AtomicBool,
+    failure: Mutex<Option<CommitError>>,
+}
+
+impl std::fmt::Debug for CommitJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitJob")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CommitStatus {
+    /// A prepared commit is not finished yet.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Why the last commit finished off the pipeline thread failed, once.
+    pub fn take_failure(&self) -> Option<CommitError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
 }
 
 /// A transaction call, run on a thread of its own (so: shared, and `'static`).
@@ -74,11 +130,14 @@ pub struct Committer {
     producers: Arc<ProducerSlot>,
     in_flight: Arc<InFlight>,
     store: Arc<StateStore>,
+    gate: Arc<TxnGate>,
+    status: Arc<CommitStatus>,
+    /// A prepared commit nobody has finished yet (the commit thread, or the next synchronous
+    /// commit, whichever takes the lock first).
+    pending: Option<CommitJob>,
     changelog_topic: String,
-    interval: Duration,
     /// The longest a transaction call, or a wait for acknowledgements, may take.
     call_timeout: Duration,
-    last: Instant,
     /// A transaction is open (exactly-once).
     open: bool,
     /// A transaction call did not return in time: the next abort replaces the producer.
@@ -95,25 +154,38 @@ impl std::fmt::Debug for Committer {
     }
 }
 
+/// What a [`Committer`] works with, besides the configuration.
+#[derive(Debug)]
+pub struct CommitParts {
+    pub producers: Arc<ProducerSlot>,
+    pub in_flight: Arc<InFlight>,
+    pub store: Arc<StateStore>,
+    pub gate: Arc<TxnGate>,
+    pub status: Arc<CommitStatus>,
+}
+
 impl Committer {
     /// Exactly-once: registers the transactional id with the broker (fencing an earlier
     /// incarnation with the same id and aborting its open transaction) and opens the first
     /// transaction.
-    pub fn start(
-        config: &KafkaConfig,
-        producers: Arc<ProducerSlot>,
-        in_flight: Arc<InFlight>,
-        store: Arc<StateStore>,
-    ) -> anyhow::Result<Self> {
+    pub fn start(config: &KafkaConfig, parts: CommitParts) -> anyhow::Result<Self> {
+        let CommitParts {
+            producers,
+            in_flight,
+            store,
+            gate,
+            status,
+        } = parts;
         let mut committer = Self {
             guarantee: config.guarantee,
             producers,
             in_flight,
             store,
+            gate,
+            status,
+            pending: None,
             changelog_topic: config.changelog(),
-            interval: Duration::from_millis(config.commit_interval_ms),
             call_timeout: Duration::from_millis(config.transaction_timeout_ms),
-            last: Instant::now(),
             open: false,
             stuck: false,
             aborts_in_a_row: 0,
@@ -133,11 +205,6 @@ impl Committer {
         self.guarantee
     }
 
-    /// Whether the commit interval has passed since the last commit.
-    pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.interval
-    }
-
     fn begin(&mut self) -> Result<(), CommitError> {
         if self.guarantee == Guarantee::ExactlyOnce && !self.open {
             self.producers
@@ -150,76 +217,140 @@ impl Committer {
     }
 
     /// Commits everything handed over so far (see the module documentation), waiting at most
-    /// `wait` for outstanding acknowledgements. `mode`: at-least-once offset commit (sync on
-    /// revocation and shutdown).
+    /// `wait` for outstanding acknowledgements: a commit prepared before and not finished yet
+    /// first, and a failure of one finished off the pipeline thread is this one's.
+    /// `mode`: at-least-once offset commit (sync on revocation and shutdown).
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         wait: Duration,
         mode: CommitMode,
     ) -> Result<(), CommitError> {
-        let started = Instant::now();
-        self.last = started;
-        let wait = wait.min(self.ack_timeout());
-        // Exactly-once: the changelog records go out first, in the open transaction, and are
-        // acknowledged while the outputs are (the state of every aircraft handed over so far
-        // is final: events are applied at hand-over, and nothing is handed over during a
-        // commit). At-least-once must wait: a changelog ahead of unacknowledged outputs would,
-        // after a crash, mark events applied whose predictions were lost.
-        let early_changelog = match self.guarantee {
+        if let Some(failure) = self.status.take_failure() {
+            return Err(failure);
+        }
+        let result = match self.pending.take() {
+            Some(job) => self.finish(job, wait),
+            None => Ok(()),
+        }
+        .and_then(|()| match self.guarantee {
             Guarantee::ExactlyOnce => {
-                Some(self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::All))
+                let job = self.prepare(consumer);
+                self.finish(job, wait)
             }
-            Guarantee::AtLeastOnce => None,
-        };
-        let drained = self.in_flight.drain(wait);
+            Guarantee::AtLeastOnce => self.commit_at_least_once(consumer, wait, mode),
+        });
+        self.status.busy.store(false, Ordering::Release);
+        result
+    }
+
+    /// Exactly-once, on the pipeline thread: starts a commit of everything handed over so far
+    /// and leaves it pending, for the commit thread ([`Committer::finish_pending`]) or the
+    /// next synchronous commit. Batches handed over from now on belong to the next epoch.
+    /// The changelog records go out now, in the open transaction, and are acknowledged while
+    /// the outputs are: the state of every aircraft handed over so far is final (events are
+    /// applied at hand-over), and is taken before any later event is applied.
+    pub fn prepare_pending<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let job = self.prepare(consumer);
+        self.pending = Some(job);
+    }
+
+    fn prepare<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> CommitJob {
+        let started = Instant::now();
+        let epoch = self.gate.dispatch_epoch();
+        self.gate.next_epoch();
+        self.status.busy.store(true, Ordering::Release);
+        let changelog =
+            self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::All, None);
+        CommitJob {
+            epoch,
+            changelog,
+            metadata: consumer.group_metadata(),
+            started,
+        }
+    }
+
+    /// The commit thread: finishes the pending commit, if the next synchronous commit has not
+    /// already; a failure is kept for the pipeline thread ([`CommitStatus::take_failure`]).
+    pub fn finish_pending(&mut self, wait: Duration) {
+        if let Some(job) = self.pending.take()
+            && let Err(e) = self.finish(job, wait)
+        {
+            *self
+                .status
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        // After the failure is recorded: whoever sees a batch abandoned by it and then takes
+        // the lock finds it.
+        self.status.busy.store(false, Ordering::Release);
+    }
+
+    /// Finishes a prepared exactly-once commit: waits for its epoch's outputs, writes the
+    /// changed episodes, sends the offsets and commits; then the next epoch's transaction
+    /// begins, and its batches may be produced. On failure the batches handed over since are
+    /// abandoned at once (the transaction is to be aborted; see [`super::txn_gate`]).
+    fn finish(&mut self, job: CommitJob, wait: Duration) -> Result<(), CommitError> {
+        let started = job.started;
+        let result = self.finish_inner(job, wait);
+        match &result {
+            Ok(true) => {
+                metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+                self.aborts_in_a_row = 0;
+                metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
+            }
+            Ok(false) => {}
+            Err(_) => self.gate.abandon_handed_over(),
+        }
+        result.map(|_| ())
+    }
+
+    /// `Ok(true)` when a transaction was committed, `Ok(false)` when there was nothing to.
+    fn finish_inner(&mut self, job: CommitJob, wait: Duration) -> Result<bool, CommitError> {
+        let CommitJob {
+            epoch,
+            mut changelog,
+            metadata,
+            started,
+        } = job;
+        let wait = wait.min(self.ack_timeout());
+        self.in_flight
+            .drain_through(epoch, wait)
+            .map_err(|e| CommitError::Abortable(e.to_string()))?;
         tracing::debug!(
             drain_ms = started.elapsed().as_secs_f64() * 1e3,
             "outputs acknowledged"
         );
-        if let Err(e) = drained {
-            return Err(match self.guarantee {
-                Guarantee::ExactlyOnce => CommitError::Abortable(e.to_string()),
-                Guarantee::AtLeastOnce => CommitError::Fatal(e.to_string()),
-            });
-        }
-        let settled = self.in_flight.take_settled();
+        let settled = self.in_flight.take_settled_through(epoch);
         if settled.is_empty() {
-            return Ok(());
+            // The same transaction goes on, with the next epoch's batches.
+            self.gate.open(epoch + 1);
+            return Ok(false);
         }
-        let result = match early_changelog {
-            Some(changelog) => self.commit_transaction(consumer, &settled, changelog),
-            None => self.commit_offsets(consumer, &settled, mode),
-        };
-        metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
-        if result.is_ok() {
-            self.aborts_in_a_row = 0;
-            metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
-        }
-        result
-    }
-
-    fn commit_transaction<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        settled: &Settled,
-        changelog: PendingChangelog,
-    ) -> Result<(), CommitError> {
         // The changelog records acknowledged before the commit: commit_transaction would flush
         // them itself, but its flush polls in 100 ms steps while the producer's own thread
         // takes the delivery reports, so every commit took 100 ms more (measured).
+        let states = std::mem::take(&mut changelog.written.states);
         self.finish_changelog(changelog)
             .map_err(CommitError::Abortable)?;
         // Again, now with their episodes, the aircraft whose episodes the outputs just
-        // acknowledged changed (few: alerts are rare; the later record wins at restore).
-        self.write_changelog(settled, changelog::Parts::AlertsChanged)
+        // acknowledged changed (few: alerts are rare; the later record wins at restore); their
+        // state as of this epoch (later events may have been applied since).
+        let pending = self.start_changelog(
+            &settled.dirty,
+            changelog::Parts::AlertsChanged,
+            Some(&states),
+        );
+        self.finish_changelog(pending)
             .map_err(CommitError::Abortable)?;
         let t0 = Instant::now();
         if !settled.offsets.is_empty() {
-            let metadata = consumer.group_metadata().ok_or_else(|| {
+            let metadata = metadata.ok_or_else(|| {
                 CommitError::Fatal("the consumer has no group metadata".to_owned())
             })?;
-            let offsets = next_offsets(settled)?;
+            let offsets = next_offsets(&settled)?;
+            let metadata = Arc::new(metadata);
             self.retrying(Arc::new(move |p, t| {
                 #[cfg(feature = "fault-injection")]
                 crate::fault::maybe_hang_offsets_call();
@@ -234,7 +365,36 @@ impl Committer {
             "transaction committed"
         );
         self.open = false;
-        self.begin()
+        self.begin()?;
+        self.gate.open(epoch + 1);
+        Ok(true)
+    }
+
+    /// At-least-once: waits for every output handed over, writes the changelog, then commits
+    /// the offsets.
+    fn commit_at_least_once<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        wait: Duration,
+        mode: CommitMode,
+    ) -> Result<(), CommitError> {
+        let started = Instant::now();
+        let wait = wait.min(self.ack_timeout());
+        // Every epoch (there is only the first: the gate stays open).
+        self.in_flight
+            .drain_through(u64::MAX, wait)
+            .map_err(|e| CommitError::Fatal(e.to_string()))?;
+        let settled = self.in_flight.take_settled_through(u64::MAX);
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let result = self.commit_offsets(consumer, &settled, mode);
+        metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.aborts_in_a_row = 0;
+            metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
+        }
+        result
     }
 
     fn commit_offsets<C: ConsumerContext>(
@@ -246,8 +406,8 @@ impl Committer {
         // The changelog before the offsets: never a committed offset ahead of the state. The
         // episodes in the state's record, as of the same events: after a crash, the events
         // redone from there emit their alert events again exactly as they did (duplicates).
-        self.write_changelog(settled, changelog::Parts::All)
-            .map_err(CommitError::Fatal)?;
+        let pending = self.start_changelog(&settled.dirty, changelog::Parts::All, None);
+        self.finish_changelog(pending).map_err(CommitError::Fatal)?;
         if settled.offsets.is_empty() {
             return Ok(());
         }
@@ -275,45 +435,49 @@ impl Committer {
         }
     }
 
-    /// Writes `parts` of the changed aircraft to the changelog and waits for the
-    /// acknowledgements.
-    fn write_changelog(&self, settled: &Settled, parts: changelog::Parts) -> Result<(), String> {
-        let pending = self.start_changelog(&settled.dirty, parts);
-        self.finish_changelog(pending)
-    }
-
-    /// Produces the changelog records (`parts`) of `dirty` as they are now; acknowledged by
+    /// Produces the changelog records (`parts`) of `dirty` (their state from `states` when
+    /// there, else as it is now: see [`changelog::write`]); acknowledged by
     /// [`Committer::finish_changelog`].
     fn start_changelog(
         &self,
         dirty: &HashMap<String, i32>,
         parts: changelog::Parts,
+        states: Option<&HashMap<String, Vec<u8>>>,
     ) -> PendingChangelog {
-        let (done, wake) = mpsc::channel();
-        let tracker = changelog::write(
+        let wake = Arc::new(Wakeup::default());
+        let written = changelog::write(
             &self.producers.current(),
             &self.changelog_topic,
             &self.store,
             dirty,
             parts,
-            done,
+            states,
+            Arc::clone(&wake),
         );
-        PendingChangelog { tracker, wake }
+        PendingChangelog { written, wake }
     }
 
     /// Waits (at most the acknowledgement timeout) for the records of
     /// [`Committer::start_changelog`].
     fn finish_changelog(&self, pending: PendingChangelog) -> Result<(), String> {
-        let PendingChangelog { tracker, wake } = pending;
-        let Some(tracker) = tracker else {
+        let PendingChangelog { written, wake } = pending;
+        let Some(tracker) = written.tracker else {
             return Ok(());
         };
-        let _ = wake.recv_timeout(self.ack_timeout());
-        if !tracker.is_done() {
-            return Err(format!(
-                "changelog writes not acknowledged within {} ms",
-                self.ack_timeout().as_millis()
-            ));
+        let deadline = Instant::now() + self.ack_timeout();
+        loop {
+            let seen = wake.seen();
+            if tracker.is_done() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "changelog writes not acknowledged within {} ms",
+                    self.ack_timeout().as_millis()
+                ));
+            }
+            wake.wait_past(seen, left);
         }
         match tracker.failure() {
             Some(error) => Err(format!("changelog write failed: {error}")),
@@ -333,6 +497,12 @@ impl Committer {
         );
         metrics::counter!(names::COMMITS, "outcome" => "aborted").increment(1);
         self.aborts_in_a_row += 1;
+        // A prepared commit is not finished, or failed: its epoch is aborted with the rest.
+        self.pending = None;
+        self.status.busy.store(false, Ordering::Release);
+        self.status.take_failure();
+        // The batches handed over and not produced yet are dropped unproduced.
+        self.gate.abandon_handed_over();
         if self.guarantee == Guarantee::ExactlyOnce && self.open && !self.stuck {
             match self.retrying(Arc::new(|p, t| p.abort_transaction(t))) {
                 Ok(()) => self.open = false,
@@ -346,14 +516,15 @@ impl Committer {
         self.in_flight
             .abandon_all(self.call_timeout)
             .map_err(|e| CommitError::Fatal(e.to_string()))?;
-        self.last = Instant::now();
         if self.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
             return Err(CommitError::Fatal(format!(
                 "{} commits in a row aborted; the last because: {why}",
                 self.aborts_in_a_row
             )));
         }
-        self.begin()
+        self.begin()?;
+        self.gate.restart();
+        Ok(())
     }
 
     /// Runs a transaction call, again while it fails with a retriable error (librdkafka:

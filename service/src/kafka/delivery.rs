@@ -8,8 +8,7 @@
 //! output.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::log_limit::ClientErrors;
@@ -20,18 +19,47 @@ use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
+/// Wakes every thread waiting for a batch to complete (the commit's drain and the pipeline's
+/// back-pressure may wait at once): a count of completions and a condition variable.
+#[derive(Debug, Default)]
+pub struct Wakeup {
+    completions: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Wakeup {
+    /// Completions so far: take this before looking at what to wait for, then
+    /// [`Wakeup::wait_past`] it, and no completion in between is missed.
+    pub fn seen(&self) -> u64 {
+        *self.completions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a completion after `seen`, or `timeout`.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) {
+        let guard = self.completions.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, timeout, |now| *now == seen);
+    }
+
+    fn notify(&self) {
+        *self.completions.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+}
+
 #[derive(Debug)]
 pub struct BatchTracker {
     remaining: AtomicUsize,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
     /// Told when the last output settles, acknowledged or not.
-    done: mpsc::Sender<()>,
+    done: Arc<Wakeup>,
 }
 
 impl BatchTracker {
-    /// A tracker expecting `outputs` acknowledgements, sending `()` on `done` when they are in.
-    pub fn new(outputs: usize, done: mpsc::Sender<()>) -> Arc<Self> {
+    /// A tracker expecting `outputs` acknowledgements, waking `done` when they are in.
+    pub fn new(outputs: usize, done: Arc<Wakeup>) -> Arc<Self> {
         Arc::new(Self {
             remaining: AtomicUsize::new(outputs),
             failed: AtomicBool::new(false),
@@ -68,8 +96,19 @@ impl BatchTracker {
             self.failed.store(true, Ordering::Release);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // No receiver: nobody is left to wait.
-            let _ = self.done.send(());
+            self.done.notify();
+        }
+    }
+
+    /// Every output not settled yet, as failed with `error`: a batch dropped before it was
+    /// produced (its transaction aborted while it waited, see `super::txn_gate`).
+    pub fn abandon_rest(&self, error: String) {
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(error);
+        }
+        self.failed.store(true, Ordering::Release);
+        if self.remaining.swap(0, Ordering::AcqRel) > 0 {
+            self.done.notify();
         }
     }
 

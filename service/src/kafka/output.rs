@@ -20,6 +20,7 @@ use super::delivery::{self, BatchTracker};
 use super::headers;
 use super::producer::ProducerSlot;
 use super::stats::PipelineStats;
+use super::txn_gate::{Pass, TxnGate};
 use crate::alerts::Alerting;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
@@ -68,6 +69,8 @@ pub(super) struct ScoredBatch {
     pub(super) outputs: Vec<OutputRecord>,
     pub(super) tracker: Arc<BatchTracker>,
     pub(super) rows: usize,
+    /// The epoch of its transaction ([`super::txn_gate`]).
+    pub(super) epoch: u64,
 }
 
 /// The output thread: builds the records of scored batches (prediction JSON, headers, dead
@@ -80,6 +83,7 @@ pub(super) struct Emitter {
     alerts_topic: String,
     alerting: Alerting,
     producers: Arc<ProducerSlot>,
+    gate: Arc<TxnGate>,
     stats: Arc<PipelineStats>,
     /// `fleetscore_event_lag_seconds{stage="produced"}`.
     lag_produced: Histogram,
@@ -92,6 +96,7 @@ impl Emitter {
         ctx: Arc<AppContext>,
         config: &KafkaConfig,
         producers: Arc<ProducerSlot>,
+        gate: Arc<TxnGate>,
         stats: Arc<PipelineStats>,
     ) -> Self {
         Self {
@@ -101,6 +106,7 @@ impl Emitter {
             deadletter_topic: config.deadletter_topic.clone(),
             alerts_topic: config.alerts_topic.clone(),
             producers,
+            gate,
             stats,
             lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
             predictions_counters: Vec::new(),
@@ -182,14 +188,21 @@ impl Emitter {
     }
 
     /// Builds a scored batch's predictions and dead letters and produces every output with the
-    /// batch's tracker.
+    /// batch's tracker, once its transaction is open; a batch whose transaction was aborted
+    /// meanwhile is dropped unproduced (nothing of it applied: no latest prediction, no
+    /// alert episode).
     fn emit(&mut self, batch: ScoredBatch) {
         let ScoredBatch {
             scored,
             mut outputs,
             tracker,
             rows,
+            epoch,
         } = batch;
+        if self.gate.wait(epoch) == Pass::Abandoned {
+            tracker.abandon_rest("its transaction was aborted before it was produced".to_owned());
+            return;
+        }
         let expected = outputs.len() + rows;
         for Outcome {
             info,

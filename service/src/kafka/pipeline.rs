@@ -8,10 +8,11 @@
 //! every commit_interval_ms: changelog of the changed aircraft + offsets (+ transaction) <──────┘
 //! ```
 //!
-//! Three threads: the pipeline thread (this module) polls, decodes, and when it hands a batch
+//! Four threads: the pipeline thread (this module) polls, decodes, and when it hands a batch
 //! over, applies its events and builds features; a scoring thread ([`super::scoring_stage`])
 //! scores each finished batch; an output thread ([`super::output`]) builds the prediction
-//! records and produces them. Batch k+1 is decoded while batch k is scored and batch k-1
+//! records and produces them; under exactly-once a commit thread finishes each commit the
+//! pipeline thread prepared, while the next transaction's batches go on ([`super::commit`]). Batch k+1 is decoded while batch k is scored and batch k-1
 //! produced, each stage in batch order (channels of capacity 1 between them). A batch is
 //! registered as in flight (with the number of outputs it will have: one per row, plus its
 //! dead letters) before it is handed over.
@@ -43,7 +44,7 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
 use super::assignment::Assignment;
-use super::commit::{CommitError, Committer};
+use super::commit::{CommitError, CommitParts, CommitStatus, Committer};
 use super::in_flight::InFlight;
 use super::intake::Intake;
 use super::lock;
@@ -55,9 +56,10 @@ use super::rewind;
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
 use super::stats::PipelineStats;
+use super::txn_gate::TxnGate;
 use super::watchdog::{self, Step, Steps};
 use crate::app::AppContext;
-use crate::config::KafkaConfig;
+use crate::config::{Guarantee, KafkaConfig};
 use crate::metrics::names;
 use crate::scoring::Batcher;
 use crate::supervisor::ThreadEnd;
@@ -127,6 +129,16 @@ pub struct Pipeline {
     config: KafkaConfig,
     in_flight: Arc<InFlight>,
     committer: Arc<Mutex<Committer>>,
+    /// Whether a commit is being finished off this thread, and how the last one failed.
+    commit_status: Arc<CommitStatus>,
+    /// The epoch of the batches handed over ([`super::txn_gate`]).
+    gate: Arc<TxnGate>,
+    /// Wakes the commit thread for a prepared commit (exactly-once).
+    commit_wake: Option<mpsc::Sender<()>>,
+    commit_thread: Option<JoinHandle<()>>,
+    /// When the last commit started, and how often one does.
+    last_commit: Instant,
+    commit_interval: Duration,
     assignment: Arc<Mutex<Assignment>>,
     signals: Arc<Signals>,
     /// Polled records, applied and turned into the batch when it is handed over.
@@ -177,12 +189,22 @@ impl Pipeline {
         let assignment = Arc::new(Mutex::new(Assignment::default()));
         let in_flight = Arc::new(InFlight::new(Arc::clone(&assignment), Arc::clone(&stats)));
         let producers = Arc::new(ProducerSlot::create(&config)?);
+        let gate = Arc::new(TxnGate::default());
+        let commit_status = Arc::new(CommitStatus::default());
         let committer = Arc::new(Mutex::new(Committer::start(
             &config,
-            Arc::clone(&producers),
-            Arc::clone(&in_flight),
-            Arc::clone(&ctx.store),
+            CommitParts {
+                producers: Arc::clone(&producers),
+                in_flight: Arc::clone(&in_flight),
+                store: Arc::clone(&ctx.store),
+                gate: Arc::clone(&gate),
+                status: Arc::clone(&commit_status),
+            },
         )?));
+        let (commit_wake, commit_thread) = start_commit_thread(
+            Arc::clone(&committer),
+            Duration::from_millis(config.transaction_timeout_ms),
+        )?;
         let signals = Arc::new(Signals::default());
         let stop = Arc::new(AtomicBool::new(false));
         let steps = Arc::new(Steps::default());
@@ -211,8 +233,10 @@ impl Pipeline {
             Arc::clone(&ctx),
             &config,
             Arc::clone(&producers),
+            Arc::clone(&gate),
             Arc::clone(&stats),
         ))?;
+        let commit_interval = Duration::from_millis(config.commit_interval_ms);
         let mut pipeline = Pipeline {
             intake: Intake::new(
                 Arc::clone(&ctx),
@@ -223,6 +247,12 @@ impl Pipeline {
             config,
             in_flight,
             committer,
+            commit_status,
+            gate,
+            commit_wake: Some(commit_wake),
+            commit_thread: Some(commit_thread),
+            last_commit: Instant::now(),
+            commit_interval,
             assignment,
             signals,
             stats: Arc::clone(&stats),
@@ -290,13 +320,14 @@ impl Pipeline {
                 match polled {
                     None => {
                         // Idle: what was handed over still commits on the interval.
-                        if first_at.is_some()
-                            || stop.load(Ordering::Acquire)
-                            || lock(&self.committer).due()
-                        {
+                        if first_at.is_some() || stop.load(Ordering::Acquire) || self.commit_due() {
                             break;
                         }
-                        self.in_flight.settle()?;
+                        if let Err(e) = self.in_flight.settle() {
+                            let failure = self.in_flight_failed(e)?;
+                            self.commit_failed(consumer, failure, stop)?;
+                            break;
+                        }
                     }
                     Some(Err(e)) => {
                         metrics::counter!(names::CONSUMER_ERRORS).increment(1);
@@ -325,35 +356,79 @@ impl Pipeline {
             }
             self.dispatch()?;
             // Back-pressure: never more than max_in_flight_batches unacknowledged.
-            {
+            let settled = {
                 let _step = self.steps.enter(Step::BackPressure);
                 self.in_flight
-                    .settle_to(self.config.max_in_flight_batches.max(1), stop)?;
-            }
-            if lock(&self.committer).due() {
-                self.commit(consumer, CommitMode::Async, stop)?;
+                    .settle_to(self.config.max_in_flight_batches.max(1), stop)
+            };
+            if let Err(e) = settled {
+                let failure = self.in_flight_failed(e)?;
+                self.commit_failed(consumer, failure, stop)?;
+            } else if let Some(failure) = self.commit_status.take_failure() {
+                self.commit_failed(consumer, failure, stop)?;
+            } else if self.commit_due() {
+                self.commit(consumer, stop)?;
             }
         }
         Ok(())
     }
 
-    /// Commits what was handed over (see [`super::commit`]); an abortable failure aborts and
-    /// rewinds, a fatal one is an error.
-    fn commit(
-        &mut self,
-        consumer: &InputConsumer,
-        mode: CommitMode,
-        stop: &AtomicBool,
-    ) -> anyhow::Result<()> {
+    /// A batch failed in flight. Under exactly-once that is mostly a commit finished by the
+    /// commit thread that failed and abandoned the batches handed over after it: its failure
+    /// (recorded before the thread lets go of the committer) is what to act on. Otherwise the
+    /// batch's own error.
+    fn in_flight_failed(&self, error: anyhow::Error) -> anyhow::Result<CommitError> {
+        drop(lock(&self.committer));
+        self.commit_status.take_failure().ok_or(error)
+    }
+
+    /// Whether the commit interval has passed since the last commit started.
+    fn commit_due(&self) -> bool {
+        self.last_commit.elapsed() >= self.commit_interval
+    }
+
+    /// Commits what was handed over (see [`super::commit`]). Exactly-once: prepared here and
+    /// finished by the commit thread while this one goes on (when the previous commit is still
+    /// being finished, at the next round); at-least-once: here and now. An abortable failure
+    /// aborts and rewinds, a fatal one is an error.
+    fn commit(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
+        if self.config.guarantee == Guarantee::ExactlyOnce {
+            if self.commit_status.busy() {
+                return Ok(());
+            }
+            self.last_commit = Instant::now();
+            {
+                let _step = self.steps.enter(Step::Committing);
+                lock(&self.committer).prepare_pending(consumer);
+            }
+            if let Some(wake) = &self.commit_wake {
+                // The thread gone (it panicked), the next synchronous commit finishes it.
+                let _ = wake.send(());
+            }
+            return Ok(());
+        }
+        self.last_commit = Instant::now();
         let wait = Duration::from_millis(self.config.transaction_timeout_ms);
         let outcome = {
             let _step = self.steps.enter(Step::Committing);
-            lock(&self.committer).commit(consumer, wait, mode)
+            lock(&self.committer).commit(consumer, wait, CommitMode::Async)
         };
         match outcome {
             Ok(()) => Ok(()),
-            Err(CommitError::Fatal(why)) => anyhow::bail!(why),
-            Err(CommitError::Abortable(why)) => {
+            Err(failure) => self.commit_failed(consumer, failure, stop),
+        }
+    }
+
+    /// A failed commit: an abortable failure aborts and rewinds, a fatal one is an error.
+    fn commit_failed(
+        &mut self,
+        consumer: &InputConsumer,
+        failure: CommitError,
+        stop: &AtomicBool,
+    ) -> anyhow::Result<()> {
+        match failure {
+            CommitError::Fatal(why) => anyhow::bail!(why),
+            CommitError::Abortable(why) => {
                 {
                     let _step = self.steps.enter(Step::Rewinding);
                     lock(&self.committer)
@@ -390,7 +465,8 @@ impl Pipeline {
         // One output per row (a prediction or a dead letter), plus the decoding dead letters.
         let outputs = self.intake.output_count();
         let (offsets, dirty) = self.intake.take_progress();
-        let tracker = self.in_flight.register(outputs, offsets, dirty);
+        let epoch = self.gate.dispatch_epoch();
+        let tracker = self.in_flight.register(epoch, outputs, offsets, dirty);
         if outputs == 0 {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
@@ -403,6 +479,7 @@ impl Pipeline {
             batcher,
             outputs,
             tracker,
+            epoch,
         };
         let waiting = Instant::now();
         let _step = self.steps.enter(Step::HandingOver);
@@ -415,6 +492,16 @@ impl Pipeline {
         // Time spent waiting for the scoring thread: high when scoring is the bottleneck.
         metrics::histogram!(names::HANDOVER_WAIT).record(waiting.elapsed().as_secs_f64());
         sent
+    }
+
+    /// Lets the commit thread finish what it was given, and joins it.
+    fn stop_commit_thread(&mut self) {
+        self.commit_wake = None;
+        if let Some(thread) = self.commit_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the commit thread panicked");
+        }
     }
 
     /// Lets the scoring thread finish what it was given, and joins it.
@@ -437,17 +524,21 @@ impl Pipeline {
         // After a fatal error nothing more may be written.
         let fatal = self.signals.fatal().is_some();
         let dispatched = if fatal { Ok(()) } else { self.dispatch() };
-        self.stop_scorer();
         let committed = if fatal {
+            // Batches waiting for a transaction that will not begin are dropped.
+            self.gate.abandon_handed_over();
             Ok(())
         } else {
-            // At-least-once: the close waits for the asynchronous offset commit.
+            // Finishes a prepared commit first. At-least-once: the close waits for the
+            // asynchronous offset commit.
             let outcome = lock(&self.committer).commit(&consumer, left(), CommitMode::Async);
             outcome.map_err(|e| anyhow::anyhow!("final commit: {e}"))
         };
         if committed.is_err() {
             let _ = lock(&self.committer).abort("the final commit failed");
         }
+        self.stop_scorer();
+        self.stop_commit_thread();
         close(consumer, left().max(CLOSE_FLOOR));
         tracing::info!(
             consumed = self.stats.consumed.load(Ordering::Relaxed),
@@ -458,6 +549,25 @@ impl Pipeline {
         );
         dispatched.and(committed)
     }
+}
+
+/// Starts the commit thread: it finishes each prepared commit it is woken for
+/// ([`Committer::finish_pending`]), waiting at most `wait` for acknowledgements, until the
+/// sender is dropped.
+fn start_commit_thread(
+    committer: Arc<Mutex<Committer>>,
+    wait: Duration,
+) -> anyhow::Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+    let (wake, woken) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("kafka-commit".to_owned())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                lock(&committer).finish_pending(wait);
+            }
+        })
+        .context("starting the commit thread")?;
+    Ok((wake, thread))
 }
 
 /// Closes the consumer (leaving the group), waiting at most `timeout`. librdkafka's close

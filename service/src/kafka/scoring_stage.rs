@@ -23,6 +23,8 @@ pub(super) struct Work {
     pub(super) batcher: Batcher<Meta>,
     pub(super) outputs: Vec<OutputRecord>,
     pub(super) tracker: Arc<BatchTracker>,
+    /// The epoch of its transaction ([`super::txn_gate`]).
+    pub(super) epoch: u64,
 }
 
 /// The pipeline's end of a started scoring stage.
@@ -93,6 +95,7 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
         mut batcher,
         outputs,
         tracker,
+        epoch,
     } = work;
     let rows = batcher.len();
     let mut scored = Vec::with_capacity(rows);
@@ -104,5 +107,6 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
         outputs,
         tracker,
         rows,
+        epoch,
     }
 }
