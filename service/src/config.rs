@@ -159,10 +159,11 @@ pub struct KafkaConfig {
     pub changelog_replication: i32,
     /// How often the consumed offsets, the changelog and (exactly-once) the transaction are
     /// committed. Under exactly-once a read_committed consumer sees a prediction only once its
-    /// transaction commits: shorter means lower latency for it, but each commit holds the
-    /// pipeline (11-25 ms on average at half load on 2 cores), so much shorter costs
-    /// throughput (BENCHMARKS.md, 2026-11-29 (night): 50 ms ~6 % below 100 ms, 25 ms 17 %,
-    /// 20 ms half).
+    /// transaction commits: shorter means lower latency for it, more transactions and more
+    /// changelog records (an aircraft's changes are coalesced per commit). Commits do not stop
+    /// the pipeline, but one takes ~10 ms (p99 ~37 ms) on 2 cores and the next starts only
+    /// after it: BENCHMARKS.md 2026-11-30 (later) measured 20 ms the best latency (10 ms
+    /// worse), at 0.90 of 50 ms's throughput.
     pub commit_interval_ms: u64,
     /// Exactly-once: how long the broker lets a transaction stay open before aborting it;
     /// bounds how long partitions of a crashed instance wait before their new owner may read
@@ -199,7 +200,7 @@ impl Default for KafkaConfig {
             guarantee: Guarantee::ExactlyOnce,
             changelog_topic: String::new(),
             changelog_replication: -1,
-            commit_interval_ms: 50,
+            commit_interval_ms: 20,
             transaction_timeout_ms: 10_000,
             instance_id: None,
             group_protocol: GroupProtocol::Classic,

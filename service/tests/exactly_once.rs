@@ -734,7 +734,7 @@ fn a_transaction_call_that_never_returns_is_left_behind_exactly_once() {
     s.start("a");
     s.settle();
     s.produce();
-    // The fault fires a few commits in (a commit every 50 ms): well before half the stream,
+    // The fault fires a few commits in (a commit every 20 ms): well before half the stream,
     // whose release waits for this progress.
     s.wait_progress(0.5);
     s.live["a"].wait_for_log("replacing the Kafka producer", s.budget());
