@@ -22,31 +22,31 @@
 //!   consumer may see an output again: those produced after the last changelog write.
 //!
 //! librdkafka's transaction calls block (up to their timeout), so they run off the async
-//! workers: each on a thread of its own, which the pipeline thread waits for at most the
-//! call's timeout and [`CALL_MARGIN`]. A call that has not returned by then (librdkafka can
+//! workers, each bounded ([`calls`]): a call that has not returned in time (librdkafka can
 //! block past its timeout, see [`super::producer`]) is left behind and the producer replaced
 //! (the caller rewinds). Errors are classified as librdkafka does: a retriable one is retried
 //! until the deadline, an abortable one aborts the transaction (the caller rewinds to the
 //! committed state), a fatal one (fenced: another instance owns the transactional id, or the
 //! transaction timed out) ends the pipeline with an error.
 
+mod calls;
+mod pipelined;
+
+pub use pipelined::{CommitJob, CommitStatus};
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
-};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::producer::Producer;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog;
 use super::delivery::Wakeup;
 use super::in_flight::{InFlight, Settled};
-use super::producer::{OutputProducer, ProducerSlot};
+use super::producer::ProducerSlot;
 use super::txn_gate::TxnGate;
 use crate::config::{Guarantee, KafkaConfig};
 use crate::metrics::names;
@@ -67,63 +67,12 @@ pub enum CommitError {
 /// keeps failing (a topic refusing writes, say), and an operator must look.
 const MAX_ABORTS_IN_A_ROW: u32 = 5;
 
-/// How much longer than its own timeout a transaction call is waited for before it is taken
-/// for stuck (see [`super::producer`]).
-const CALL_MARGIN: Duration = Duration::from_secs(5);
-
 /// Changelog records on their way: their tracker (`None`: nothing to write), its wake-up,
 /// and the state snapshots they hold.
 struct PendingChangelog {
     written: changelog::Written,
     wake: Arc<Wakeup>,
 }
-
-/// An exactly-once commit prepared on the pipeline thread ([`Committer::prepare`]) and
-/// finished off it ([`Committer::finish`]) while the pipeline goes on with the next epoch.
-pub struct CommitJob {
-    /// The epoch committed: every batch handed over before the commit started.
-    epoch: u64,
-    /// The changelog records of the aircraft those batches changed, already produced.
-    changelog: PendingChangelog,
-    /// The consumer's group metadata as of the start (a zombie's is refused).
-    metadata: Option<ConsumerGroupMetadata>,
-    started: Instant,
-}
-
-/// What the pipeline thread knows of the commit under way without taking the committer's
-/// lock: whether one is under way, and how the last one finished off the pipeline thread
-/// failed (to abort and rewind).
-#[derive(Debug, Default)]
-pub struct CommitStatus {
-    busy: AtomicBool,
-    failure: Mutex<Option<CommitError>>,
-}
-
-impl std::fmt::Debug for CommitJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CommitJob")
-            .field("epoch", &self.epoch)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CommitStatus {
-    /// A prepared commit is not finished yet.
-    pub fn busy(&self) -> bool {
-        self.busy.load(Ordering::Acquire)
-    }
-
-    /// Why the last commit finished off the pipeline thread failed, once.
-    pub fn take_failure(&self) -> Option<CommitError> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
-}
-
-/// A transaction call, run on a thread of its own (so: shared, and `'static`).
-type TxnCall = Arc<dyn Fn(&OutputProducer, Duration) -> KafkaResult<()> + Send + Sync>;
 
 pub struct Committer {
     guarantee: Guarantee,
@@ -210,7 +159,7 @@ impl Committer {
             self.producers
                 .current()
                 .begin_transaction()
-                .map_err(classify)?;
+                .map_err(calls::classify)?;
             self.open = true;
         }
         Ok(())
@@ -242,132 +191,6 @@ impl Committer {
         });
         self.status.busy.store(false, Ordering::Release);
         result
-    }
-
-    /// Exactly-once, on the pipeline thread: starts a commit of everything handed over so far
-    /// and leaves it pending, for the commit thread ([`Committer::finish_pending`]) or the
-    /// next synchronous commit. Batches handed over from now on belong to the next epoch.
-    /// The changelog records go out now, in the open transaction, and are acknowledged while
-    /// the outputs are: the state of every aircraft handed over so far is final (events are
-    /// applied at hand-over), and is taken before any later event is applied.
-    pub fn prepare_pending<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
-        let job = self.prepare(consumer);
-        self.pending = Some(job);
-    }
-
-    fn prepare<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> CommitJob {
-        let started = Instant::now();
-        let epoch = self.gate.dispatch_epoch();
-        self.gate.next_epoch();
-        self.status.busy.store(true, Ordering::Release);
-        let changelog =
-            self.start_changelog(&self.in_flight.dirty_so_far(), changelog::Parts::All, None);
-        CommitJob {
-            epoch,
-            changelog,
-            metadata: consumer.group_metadata(),
-            started,
-        }
-    }
-
-    /// The commit thread: finishes the pending commit, if the next synchronous commit has not
-    /// already; a failure is kept for the pipeline thread ([`CommitStatus::take_failure`]).
-    pub fn finish_pending(&mut self, wait: Duration) {
-        if let Some(job) = self.pending.take()
-            && let Err(e) = self.finish(job, wait)
-        {
-            *self
-                .status
-                .failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(e);
-        }
-        // After the failure is recorded: whoever sees a batch abandoned by it and then takes
-        // the lock finds it.
-        self.status.busy.store(false, Ordering::Release);
-    }
-
-    /// Finishes a prepared exactly-once commit: waits for its epoch's outputs, writes the
-    /// changed episodes, sends the offsets and commits; then the next epoch's transaction
-    /// begins, and its batches may be produced. On failure the batches handed over since are
-    /// abandoned at once (the transaction is to be aborted; see [`super::txn_gate`]).
-    fn finish(&mut self, job: CommitJob, wait: Duration) -> Result<(), CommitError> {
-        let started = job.started;
-        let result = self.finish_inner(job, wait);
-        match &result {
-            Ok(true) => {
-                metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
-                self.aborts_in_a_row = 0;
-                metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
-            }
-            Ok(false) => {}
-            Err(_) => self.gate.abandon_handed_over(),
-        }
-        result.map(|_| ())
-    }
-
-    /// `Ok(true)` when a transaction was committed, `Ok(false)` when there was nothing to.
-    fn finish_inner(&mut self, job: CommitJob, wait: Duration) -> Result<bool, CommitError> {
-        let CommitJob {
-            epoch,
-            mut changelog,
-            metadata,
-            started,
-        } = job;
-        let wait = wait.min(self.ack_timeout());
-        self.in_flight
-            .drain_through(epoch, wait)
-            .map_err(|e| CommitError::Abortable(e.to_string()))?;
-        tracing::debug!(
-            drain_ms = started.elapsed().as_secs_f64() * 1e3,
-            "outputs acknowledged"
-        );
-        let settled = self.in_flight.take_settled_through(epoch);
-        if settled.is_empty() {
-            // The same transaction goes on, with the next epoch's batches.
-            self.gate.open(epoch + 1);
-            return Ok(false);
-        }
-        // The changelog records acknowledged before the commit: commit_transaction would flush
-        // them itself, but its flush polls in 100 ms steps while the producer's own thread
-        // takes the delivery reports, so every commit took 100 ms more (measured).
-        let states = std::mem::take(&mut changelog.written.states);
-        self.finish_changelog(changelog)
-            .map_err(CommitError::Abortable)?;
-        // Again, now with their episodes, the aircraft whose episodes the outputs just
-        // acknowledged changed (few: alerts are rare; the later record wins at restore); their
-        // state as of this epoch (later events may have been applied since).
-        let pending = self.start_changelog(
-            &settled.dirty,
-            changelog::Parts::AlertsChanged,
-            Some(&states),
-        );
-        self.finish_changelog(pending)
-            .map_err(CommitError::Abortable)?;
-        let t0 = Instant::now();
-        if !settled.offsets.is_empty() {
-            let metadata = metadata.ok_or_else(|| {
-                CommitError::Fatal("the consumer has no group metadata".to_owned())
-            })?;
-            let offsets = next_offsets(&settled)?;
-            let metadata = Arc::new(metadata);
-            self.retrying(Arc::new(move |p, t| {
-                #[cfg(feature = "fault-injection")]
-                crate::fault::maybe_hang_offsets_call();
-                p.send_offsets_to_transaction(&offsets, &metadata, t)
-            }))?;
-        }
-        let t1 = Instant::now();
-        self.retrying(Arc::new(|p, t| p.commit_transaction(t)))?;
-        tracing::debug!(
-            offsets_ms = (t1 - t0).as_secs_f64() * 1e3,
-            commit_ms = t1.elapsed().as_secs_f64() * 1e3,
-            "transaction committed"
-        );
-        self.open = false;
-        self.begin()?;
-        self.gate.open(epoch + 1);
-        Ok(true)
     }
 
     /// At-least-once: waits for every output handed over, writes the changelog, then commits
@@ -526,96 +349,7 @@ impl Committer {
         self.gate.restart();
         Ok(())
     }
-
-    /// Runs a transaction call, again while it fails with a retriable error (librdkafka:
-    /// a call that timed out must be called again to resume; another call meanwhile is refused
-    /// as conflicting), for at most [`RETRY_ROUNDS`] call timeouts in all; a call still
-    /// retriable then is fatal (the broker aborts the transaction after its timeout anyway).
-    /// A call that does not return at all is abortable, and marks the producer stuck.
-    fn retrying(&mut self, call: TxnCall) -> Result<(), CommitError> {
-        let deadline = Instant::now() + self.call_timeout * RETRY_ROUNDS;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = left.min(self.call_timeout);
-            let Some(result) = self.bounded(&call, timeout) else {
-                self.stuck = true;
-                return Err(CommitError::Abortable(format!(
-                    "a transaction call did not return within {} s, past its timeout \
-                     (librdkafka #5456): the producer is replaced",
-                    (timeout + CALL_MARGIN).as_secs()
-                )));
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
-                    if left.is_zero() {
-                        return Err(CommitError::Fatal(format!(
-                            "a transaction call still failing after {} s: {e}",
-                            (self.call_timeout * RETRY_ROUNDS).as_secs()
-                        )));
-                    }
-                    tracing::warn!(error = %e, "transaction call failed; retrying");
-                }
-                Err(e) => return Err(classify(e)),
-            }
-        }
-    }
-
-    /// Runs `call` on the current producer on a thread of its own and waits for it at most
-    /// `timeout` and [`CALL_MARGIN`]; `None` when it has not returned by then (it is left to
-    /// itself; see [`super::producer`]).
-    fn bounded(&self, call: &TxnCall, timeout: Duration) -> Option<KafkaResult<()>> {
-        let producer = self.producers.current();
-        let (tx, rx) = mpsc::sync_channel(1);
-        let run = Arc::clone(call);
-        let spawned = std::thread::Builder::new()
-            .name("kafka-txn-call".to_owned())
-            .spawn(move || {
-                let _ = tx.send(run(&producer, timeout));
-            });
-        if spawned.is_err() {
-            // No thread to spare: run it here, unbounded, as librdkafka has it.
-            return Some(call(&self.producers.current(), timeout));
-        }
-        rx.recv_timeout(timeout + CALL_MARGIN).ok()
-    }
-
-    /// Replaces a producer stuck in a transaction call (see [`super::producer`]): the new one,
-    /// with the same transactional id, fences it (the broker aborts its open transaction and
-    /// refuses its records), and every batch given to the stuck one completes (fails) before
-    /// the new one is used, so that none of the aborted work reaches the next transaction.
-    fn replace_producer(&mut self) -> Result<(), CommitError> {
-        tracing::warn!(
-            "replacing the Kafka producer stuck in a transaction call; its transaction is aborted"
-        );
-        metrics::counter!(names::PRODUCER_REPLACEMENTS).increment(1);
-        let fatal = |what: &str, e: String| {
-            CommitError::Fatal(format!("replacing the stuck producer: {what}: {e}"))
-        };
-        let fresh = self
-            .producers
-            .fresh()
-            .map_err(|e| fatal("creating", format!("{e:#}")))?;
-        fresh
-            .init_transactions(self.call_timeout)
-            .map_err(|e| fatal("initialising transactions", e.to_string()))?;
-        self.in_flight
-            .abandon_all(self.call_timeout)
-            .map_err(|e| fatal("waiting for the stuck producer's records", e.to_string()))?;
-        let stuck = self.producers.replace(Arc::new(fresh));
-        // The stuck call holds it too; should this be the last reference, dropping it waits for
-        // librdkafka to tear down, which must not hold up the pipeline.
-        let _ = std::thread::Builder::new()
-            .name("kafka-producer-drop".to_owned())
-            .spawn(move || drop(stuck));
-        self.stuck = false;
-        self.open = false;
-        Ok(())
-    }
 }
-
-/// How many call timeouts a transaction call may take in all, retries included.
-const RETRY_ROUNDS: u32 = 6;
 
 /// The offsets to commit: one past the last processed record of each partition.
 fn next_offsets(settled: &Settled) -> Result<TopicPartitionList, CommitError> {
@@ -625,26 +359,4 @@ fn next_offsets(settled: &Settled) -> Result<TopicPartitionList, CommitError> {
             .map_err(|e| CommitError::Fatal(e.to_string()))?;
     }
     Ok(tpl)
-}
-
-/// As librdkafka classifies it: fatal (fenced included) or abortable.
-fn classify(e: KafkaError) -> CommitError {
-    match &e {
-        KafkaError::Transaction(rd) if rd.is_fatal() => CommitError::Fatal(format!(
-            "fatal transaction error ({:?}; fenced by a newer instance, or the transaction timed out): {rd}",
-            rd.code()
-        )),
-        KafkaError::Transaction(rd) if rd.txn_requires_abort() => {
-            CommitError::Abortable(rd.to_string())
-        }
-        KafkaError::Transaction(rd)
-            if matches!(
-                rd.code(),
-                RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch
-            ) =>
-        {
-            CommitError::Fatal(format!("fenced: {rd}"))
-        }
-        _ => CommitError::Abortable(e.to_string()),
-    }
 }

@@ -32,7 +32,9 @@
 //!
 //! The intake (decoding, then applying at hand-over: [`super::intake`]) and the rewind after
 //! an abort ([`super::rewind`]) live in modules of their own; here are the loop, the
-//! hand-over to the scoring thread, the commits and the bounded stop.
+//! hand-over to the scoring thread and the bounded stop; the commits in [`commits`].
+
+mod commits;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +46,7 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
 use super::assignment::Assignment;
-use super::commit::{CommitError, CommitParts, CommitStatus, Committer};
+use super::commit::{CommitParts, CommitStatus, Committer};
 use super::in_flight::InFlight;
 use super::intake::Intake;
 use super::lock;
@@ -59,7 +61,7 @@ use super::stats::PipelineStats;
 use super::txn_gate::TxnGate;
 use super::watchdog::{self, Step, Steps};
 use crate::app::AppContext;
-use crate::config::{Guarantee, KafkaConfig};
+use crate::config::KafkaConfig;
 use crate::metrics::names;
 use crate::scoring::Batcher;
 use crate::supervisor::ThreadEnd;
@@ -201,7 +203,7 @@ impl Pipeline {
                 status: Arc::clone(&commit_status),
             },
         )?));
-        let (commit_wake, commit_thread) = start_commit_thread(
+        let (commit_wake, commit_thread) = commits::start_commit_thread(
             Arc::clone(&committer),
             Duration::from_millis(config.transaction_timeout_ms),
         )?;
@@ -373,73 +375,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// A batch failed in flight. Under exactly-once that is mostly a commit finished by the
-    /// commit thread that failed and abandoned the batches handed over after it: its failure
-    /// (recorded before the thread lets go of the committer) is what to act on. Otherwise the
-    /// batch's own error.
-    fn in_flight_failed(&self, error: anyhow::Error) -> anyhow::Result<CommitError> {
-        drop(lock(&self.committer));
-        self.commit_status.take_failure().ok_or(error)
-    }
-
-    /// Whether the commit interval has passed since the last commit started.
-    fn commit_due(&self) -> bool {
-        self.last_commit.elapsed() >= self.commit_interval
-    }
-
-    /// Commits what was handed over (see [`super::commit`]). Exactly-once: prepared here and
-    /// finished by the commit thread while this one goes on (when the previous commit is still
-    /// being finished, at the next round); at-least-once: here and now. An abortable failure
-    /// aborts and rewinds, a fatal one is an error.
-    fn commit(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
-        if self.config.guarantee == Guarantee::ExactlyOnce {
-            if self.commit_status.busy() {
-                return Ok(());
-            }
-            self.last_commit = Instant::now();
-            {
-                let _step = self.steps.enter(Step::Committing);
-                lock(&self.committer).prepare_pending(consumer);
-            }
-            if let Some(wake) = &self.commit_wake {
-                // The thread gone (it panicked), the next synchronous commit finishes it.
-                let _ = wake.send(());
-            }
-            return Ok(());
-        }
-        self.last_commit = Instant::now();
-        let wait = Duration::from_millis(self.config.transaction_timeout_ms);
-        let outcome = {
-            let _step = self.steps.enter(Step::Committing);
-            lock(&self.committer).commit(consumer, wait, CommitMode::Async)
-        };
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(failure) => self.commit_failed(consumer, failure, stop),
-        }
-    }
-
-    /// A failed commit: an abortable failure aborts and rewinds, a fatal one is an error.
-    fn commit_failed(
-        &mut self,
-        consumer: &InputConsumer,
-        failure: CommitError,
-        stop: &AtomicBool,
-    ) -> anyhow::Result<()> {
-        match failure {
-            CommitError::Fatal(why) => anyhow::bail!(why),
-            CommitError::Abortable(why) => {
-                {
-                    let _step = self.steps.enter(Step::Rewinding);
-                    lock(&self.committer)
-                        .abort(&why)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                }
-                self.rewind(consumer, stop)
-            }
-        }
-    }
-
     /// After an abort: what was polled since the last commit is dropped, and the partitions
     /// go back to the committed state ([`super::rewind`]).
     fn rewind(&mut self, consumer: &InputConsumer, stop: &AtomicBool) -> anyhow::Result<()> {
@@ -494,16 +429,6 @@ impl Pipeline {
         sent
     }
 
-    /// Lets the commit thread finish what it was given, and joins it.
-    fn stop_commit_thread(&mut self) {
-        self.commit_wake = None;
-        if let Some(thread) = self.commit_thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the commit thread panicked");
-        }
-    }
-
     /// Lets the scoring thread finish what it was given, and joins it.
     fn stop_scorer(&mut self) {
         self.work = None;
@@ -549,25 +474,6 @@ impl Pipeline {
         );
         dispatched.and(committed)
     }
-}
-
-/// Starts the commit thread: it finishes each prepared commit it is woken for
-/// ([`Committer::finish_pending`]), waiting at most `wait` for acknowledgements, until the
-/// sender is dropped.
-fn start_commit_thread(
-    committer: Arc<Mutex<Committer>>,
-    wait: Duration,
-) -> anyhow::Result<(mpsc::Sender<()>, JoinHandle<()>)> {
-    let (wake, woken) = mpsc::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("kafka-commit".to_owned())
-        .spawn(move || {
-            while woken.recv().is_ok() {
-                lock(&committer).finish_pending(wait);
-            }
-        })
-        .context("starting the commit thread")?;
-    Ok((wake, thread))
 }
 
 /// Closes the consumer (leaving the group), waiting at most `timeout`. librdkafka's close
