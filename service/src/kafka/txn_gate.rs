@@ -72,9 +72,12 @@ impl TxnGate {
         epochs.dispatch
     }
 
-    /// The transaction of `epoch` has begun: its batches may be produced.
+    /// The transaction of `epoch` has begun: its batches may be produced. Never closes a later
+    /// epoch already open.
     pub fn open(&self, epoch: u64) {
-        self.epochs().open = epoch;
+        let mut epochs = self.epochs();
+        epochs.open = epochs.open.max(epoch);
+        drop(epochs);
         self.changed.notify_all();
     }
 
@@ -135,6 +138,16 @@ mod tests {
         );
         gate.open(next);
         assert_eq!(pass.recv().unwrap(), Pass::Produce);
+        let later = gate.next_epoch();
+        gate.open(later);
+        gate.open(next); // late news of an earlier transaction
+        let (passed, pass) = std::sync::mpsc::channel();
+        std::thread::spawn(move || passed.send(gate.wait(later)));
+        assert_eq!(
+            pass.recv_timeout(Duration::from_secs(5)),
+            Ok(Pass::Produce),
+            "an earlier epoch's opening closed a later one"
+        );
     }
 
     #[test]
