@@ -39,6 +39,8 @@
 #   FS_CONSUMER, FS_PRODUCER   "key=value,key=value" for [kafka.consumer] / [kafka.producer]
 #   FS_KAFKA              raw TOML lines for fleetscore's [kafka] section, e.g.
 #                         'guarantee = "at_least_once"' (\n separates lines)
+#   FS_ALERTS_TOPIC=fs.alerts   fleetscore's alerts topic; empty: the key is left out (builds
+#                         from before alerts refuse it)
 #   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
 #                         throughput is also measured with Quix Streams' defaults (RocksDB state
@@ -254,7 +256,8 @@ start_system() {
       echo "schedule_topic = \"fs.schedule\""
       echo "predictions_topic = \"$pred\""
       echo "deadletter_topic = \"fs.deadletter\""
-      echo "alerts_topic = \"fs.alerts\""
+      # FS_ALERTS_TOPIC="": not set (builds from before alerts refuse the key).
+      if [[ -n "${FS_ALERTS_TOPIC-fs.alerts}" ]]; then echo "alerts_topic = \"${FS_ALERTS_TOPIC-fs.alerts}\""; fi
       if [[ -n "${FS_BATCH_MAX_RECORDS:-}" ]]; then echo "batch_max_records = $FS_BATCH_MAX_RECORDS"; fi
       if [[ -n "${FS_BATCH_MAX_MS:-}" ]]; then echo "batch_max_ms = $FS_BATCH_MAX_MS"; fi
       if [[ -n "${FS_KAFKA:-}" ]]; then printf '%b\n' "$FS_KAFKA"; fi
