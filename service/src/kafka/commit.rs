@@ -35,6 +35,7 @@ mod pipelined;
 pub use pipelined::{CommitJob, CommitStatus};
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -212,12 +213,18 @@ impl Committer {
             return Ok(());
         }
         let result = self.commit_offsets(consumer, &settled, mode);
-        metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            self.aborts_in_a_row = 0;
-            metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
+            self.committed(started);
         }
         result
+    }
+
+    /// A commit started at `started` went through: counted and timed, and the aborts in a
+    /// row start again from none.
+    fn committed(&mut self, started: Instant) {
+        metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
+        self.aborts_in_a_row = 0;
     }
 
     fn commit_offsets<C: ConsumerContext>(
@@ -287,20 +294,14 @@ impl Committer {
         let Some(tracker) = written.tracker else {
             return Ok(());
         };
-        let deadline = Instant::now() + self.ack_timeout();
-        loop {
-            let seen = wake.seen();
-            if tracker.is_done() {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(format!(
-                    "changelog writes not acknowledged within {} ms",
-                    self.ack_timeout().as_millis()
-                ));
-            }
-            wake.wait_past(seen, left);
+        let Ok(pending) = wake.wait_for(self.ack_timeout(), || {
+            Ok::<_, Infallible>(usize::from(!tracker.is_done()))
+        });
+        if pending > 0 {
+            return Err(format!(
+                "changelog writes not acknowledged within {} ms",
+                self.ack_timeout().as_millis()
+            ));
         }
         match tracker.failure() {
             Some(error) => Err(format!("changelog write failed: {error}")),

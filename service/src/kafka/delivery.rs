@@ -42,6 +42,25 @@ impl Wakeup {
             .wait_timeout_while(guard, timeout, |now| *now == seen);
     }
 
+    /// Waits until `pending` (asked again at each completion) says nothing is left, at most
+    /// `timeout`; `Ok(n)`: the `n` still pending then, 0 when done in time.
+    pub fn wait_for<E>(
+        &self,
+        timeout: Duration,
+        mut pending: impl FnMut() -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let seen = self.seen();
+            let left = pending()?;
+            let time = deadline.saturating_duration_since(std::time::Instant::now());
+            if left == 0 || time.is_zero() {
+                return Ok(left);
+            }
+            self.wait_past(seen, time);
+        }
+    }
+
     fn notify(&self) {
         *self.completions.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.changed.notify_all();

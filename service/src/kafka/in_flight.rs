@@ -13,9 +13,10 @@
 //! and takes only the epochs it commits, while later batches are already being handed over.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 
@@ -194,21 +195,12 @@ impl InFlight {
     /// still being produced), at most `timeout`; then forgets them all and what settled. For
     /// an abort: nothing of the aborted work may reach the next transaction.
     pub(crate) fn abandon_all(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self.done.seen();
-            let pending = {
-                let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-                queue.iter().filter(|p| !p.tracker.is_done()).count()
-            };
-            if pending == 0 {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("{pending} batches still being produced after {timeout:?}");
-            }
-            self.done.wait_past(seen, left.min(STOP_CHECK));
+        let Ok(pending) = self.done.wait_for(timeout, || {
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            Ok::<_, Infallible>(queue.iter().filter(|p| !p.tracker.is_done()).count())
+        });
+        if pending > 0 {
+            bail!("{pending} batches still being produced after {timeout:?}");
         }
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.settled
@@ -236,20 +228,14 @@ impl InFlight {
 
     /// Settles until no batch of `epoch` or before is in flight, or `timeout` passes.
     pub(crate) fn drain_through(&self, epoch: u64, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self.done.seen();
+        let pending = self.done.wait_for(timeout, || {
             self.settle()?;
-            let pending = self.len_through(epoch);
-            if pending == 0 {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("{pending} batches still unacknowledged after {timeout:?}");
-            }
-            self.done.wait_past(seen, left);
+            anyhow::Ok(self.len_through(epoch))
+        })?;
+        if pending > 0 {
+            bail!("{pending} batches still unacknowledged after {timeout:?}");
         }
+        Ok(())
     }
 }
 

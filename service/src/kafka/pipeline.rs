@@ -61,7 +61,7 @@ use super::stats::PipelineStats;
 use super::txn_gate::TxnGate;
 use super::watchdog::{self, Step, Steps};
 use crate::app::AppContext;
-use crate::config::KafkaConfig;
+use crate::config::{Guarantee, KafkaConfig};
 use crate::metrics::names;
 use crate::scoring::Batcher;
 use crate::supervisor::ThreadEnd;
@@ -203,10 +203,17 @@ impl Pipeline {
                 status: Arc::clone(&commit_status),
             },
         )?));
-        let (commit_wake, commit_thread) = commits::start_commit_thread(
-            Arc::clone(&committer),
-            Duration::from_millis(config.transaction_timeout_ms),
-        )?;
+        // Only exactly-once commits are finished off the pipeline thread.
+        let (commit_wake, commit_thread) = match config.guarantee {
+            Guarantee::ExactlyOnce => {
+                let (wake, thread) = commits::start_commit_thread(
+                    Arc::clone(&committer),
+                    Duration::from_millis(config.transaction_timeout_ms),
+                )?;
+                (Some(wake), Some(thread))
+            }
+            Guarantee::AtLeastOnce => (None, None),
+        };
         let signals = Arc::new(Signals::default());
         let stop = Arc::new(AtomicBool::new(false));
         let steps = Arc::new(Steps::default());
@@ -251,8 +258,8 @@ impl Pipeline {
             committer,
             commit_status,
             gate,
-            commit_wake: Some(commit_wake),
-            commit_thread: Some(commit_thread),
+            commit_wake,
+            commit_thread,
             last_commit: Instant::now(),
             commit_interval,
             assignment,

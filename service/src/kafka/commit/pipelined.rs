@@ -11,7 +11,6 @@ use rdkafka::producer::Producer;
 
 use super::{CommitError, Committer, PendingChangelog, next_offsets};
 use crate::kafka::changelog;
-use crate::metrics::names;
 
 /// An exactly-once commit prepared on the pipeline thread ([`Committer::prepare`]) and
 /// finished off it ([`Committer::finish`]) while the pipeline goes on with the next epoch.
@@ -109,11 +108,7 @@ impl Committer {
         let started = job.started;
         let result = self.finish_inner(job, wait);
         match &result {
-            Ok(true) => {
-                metrics::histogram!(names::COMMIT_DURATION).record(started.elapsed().as_secs_f64());
-                self.aborts_in_a_row = 0;
-                metrics::counter!(names::COMMITS, "outcome" => "committed").increment(1);
-            }
+            Ok(true) => self.committed(started),
             Ok(false) => {}
             Err(_) => self.gate.abandon_handed_over(),
         }
@@ -164,7 +159,6 @@ impl Committer {
                 CommitError::Fatal("the consumer has no group metadata".to_owned())
             })?;
             let offsets = next_offsets(&settled)?;
-            let metadata = Arc::new(metadata);
             self.retrying(Arc::new(move |p, t| {
                 #[cfg(feature = "fault-injection")]
                 crate::fault::maybe_hang_offsets_call();
