@@ -17,6 +17,16 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "fleetscore", version, about, long_about = None)]
 pub struct Cli {
+    /// How log lines are written on stderr: text, or JSON lines carrying the trace and span
+    /// ids when tracing is on.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "FLEETSCORE_LOG_FORMAT"
+    )]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -16,9 +16,11 @@
 //!   tasks, one ending ends the service; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the
 //!   HTTP API.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
-//! - [`alerts`]: alert rules and episodes (issue #14; not wired in yet).
+//! - [`alerts`]: alert rules, episodes and the alert events they raise.
 //! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
 //! - [`store`]: the live per-tail state shared by the streaming path and the HTTP API.
+//! - [`telemetry`]: log lines (text or JSON) and OpenTelemetry traces (OTLP), off unless an
+//!   endpoint is configured.
 //! - [`metrics`]: the Prometheus recorder behind every metric, rendered by `GET /metrics`.
 //! - [`model`]: model packages, the ONNX backends (ONNX Runtime, tract), validation (also in a
 //!   child process) and the hot-swapping [`model::Registry`].
@@ -46,5 +48,6 @@ pub mod scoring;
 pub mod shutdown;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 #[cfg(all(test, feature = "test-feature-set"))]
 mod third_feature_set;

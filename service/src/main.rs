@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use fleetscore::cli::Cli;
+use fleetscore::telemetry::Telemetry;
 
 // mimalloc instead of glibc malloc: per-event and per-request allocations were about a tenth
 // of the streaming and HTTP CPU profiles (BENCHMARKS.md).
@@ -9,13 +10,9 @@ use fleetscore::cli::Cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let code = Cli::parse().run()?;
-    Ok(std::process::ExitCode::from(code.clamp(0, 255) as u8))
+    let cli = Cli::parse();
+    let telemetry = Telemetry::init(cli.log_format)?;
+    let code = cli.run();
+    telemetry.shutdown();
+    Ok(std::process::ExitCode::from(code?.clamp(0, 255) as u8))
 }

@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::error::ApiError;
 use super::limits::{Limits, Permit, Watch, watch_body};
 use crate::supervisor::panic_message;
+use crate::telemetry;
 
 /// The middleware as a layer: [`Middleware::api`] for the routes under the limits,
 /// [`Middleware::open`] for the others (probes, metrics, admin, the fallback).
@@ -86,10 +87,18 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let start = Instant::now();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let span = telemetry::http::server(
+            req.method(),
+            route.as_ref().map(MatchedPath::as_str),
+            req.uri().path(),
+            req.headers(),
+        );
         let observed = Observed {
             start,
             method: req.method().clone(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
+            route,
+            span,
         };
         let deadline = start + self.middleware.timeout;
         let (req, limit) = match &self.middleware.limits {
@@ -108,7 +117,10 @@ where
                 None => return ResponseFuture::answered(limits.overloaded(), observed),
             },
         };
-        match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+        let entered = observed.span.enter();
+        let called = catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        drop(entered);
+        match called {
             Ok(inner) => ResponseFuture {
                 inner: Some(inner),
                 answer: None,
@@ -129,16 +141,19 @@ struct Limit {
     permit: Permit,
 }
 
-/// What the request's metrics need.
+/// What the request's metrics and its span need.
 #[derive(Debug)]
 struct Observed {
     start: Instant,
     method: Method,
     route: Option<MatchedPath>,
+    /// The server span (disabled when tracing is off).
+    span: tracing::Span,
 }
 
 impl Observed {
     fn record(&self, response: &Response) {
+        telemetry::http::responded(&self.span, response.status().as_u16());
         crate::metrics::record_request(
             self.method.as_str(),
             self.route.as_ref().map_or("unmatched", MatchedPath::as_str),
@@ -192,7 +207,10 @@ where
                     .as_mut()
                     .as_pin_mut()
                     .expect("polled after completion");
-                match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                let entered = this.observed.span.enter();
+                let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+                drop(entered);
+                match polled {
                     Ok(Poll::Ready(Ok(response))) => response,
                     Ok(Poll::Ready(Err(never))) => match never {},
                     Err(panic) => panicked(&*panic),

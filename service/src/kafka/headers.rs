@@ -17,7 +17,7 @@ pub const MODEL_SHA256: &str = "fleet.model.sha256";
 pub const SOURCE_TOPIC: &str = "fleet.source.topic";
 pub const SOURCE_PARTITION: &str = "fleet.source.partition";
 pub const SOURCE_OFFSET: &str = "fleet.source.offset";
-pub const TRACEPARENT: &str = "traceparent";
+pub use crate::telemetry::TRACEPARENT;
 
 pub const DLQ_TOPIC: &str = "__connect.errors.topic";
 pub const DLQ_PARTITION: &str = "__connect.errors.partition";
@@ -45,6 +45,15 @@ pub fn prediction(p: &Prediction, source: &SourceRef, traceparent: Option<&[u8]>
         h = add(h, TRACEPARENT, tp);
     }
     h
+}
+
+/// A copy of `headers` whose `traceparent` is `traceparent`.
+pub fn with_traceparent(headers: &OwnedHeaders, traceparent: &[u8]) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(headers.count());
+    for header in headers.iter().filter(|h| h.key != TRACEPARENT) {
+        h = h.insert(header);
+    }
+    add(h, TRACEPARENT, traceparent)
 }
 
 /// Headers of a dead letter: the original headers, then the error headers.

@@ -22,6 +22,7 @@ use crate::app::AppContext;
 use crate::metrics::names;
 use crate::scoring::{Batcher, RowInfo};
 use crate::store::{SourceRef, TailEntry};
+use crate::telemetry::{self, messaging};
 
 /// A record polled and decoded, waiting for its batch to be handed over.
 struct Received {
@@ -70,6 +71,10 @@ pub(super) struct Intake {
     /// Aircraft changed by the batch being built, with their partition.
     dirty: HashMap<String, i32>,
     vector: Vec<f32>,
+    /// The built batch's `process` span (disabled when tracing is off).
+    span: tracing::Span,
+    /// `server.address` and `server.port` of its spans.
+    server: messaging::Server,
     /// `fleetscore_event_lag_seconds{stage="consumed"}`.
     lag_consumed: Histogram,
     /// `fleetscore_events_consumed_total` by topic.
@@ -84,6 +89,7 @@ impl Intake {
     ) -> Self {
         Self {
             batcher: Batcher::new(Arc::clone(&ctx.registry)),
+            server: messaging::Server::from_brokers(&ctx.config.kafka.brokers),
             ctx,
             assignment,
             stats,
@@ -92,6 +98,7 @@ impl Intake {
             offsets: HashMap::new(),
             dirty: HashMap::new(),
             vector: Vec::new(),
+            span: tracing::Span::none(),
             lag_consumed: metrics::histogram!(names::EVENT_LAG, "stage" => "consumed"),
             consumed_counters: Vec::new(),
         }
@@ -123,14 +130,15 @@ impl Intake {
         )
     }
 
-    /// The built batch's rows and dead letters; `spare` (empty) takes the rows' place.
+    /// The built batch's rows, dead letters and span; `spare` (empty) takes the rows' place.
     pub(super) fn take_outputs(
         &mut self,
         spare: Batcher<Meta>,
-    ) -> (Batcher<Meta>, Vec<OutputRecord>) {
+    ) -> (Batcher<Meta>, Vec<OutputRecord>, tracing::Span) {
         (
             std::mem::replace(&mut self.batcher, spare),
             std::mem::take(&mut self.outputs),
+            std::mem::replace(&mut self.span, tracing::Span::none()),
         )
     }
 
@@ -242,6 +250,22 @@ impl Intake {
                 assignment.still_ours(&source.topic, source.partition, r.epoch)
             });
         }
+        if telemetry::enabled() {
+            let mut trace = messaging::ProcessTrace::default();
+            for Received { item, .. } in &received {
+                let (source, headers) = match item {
+                    Item::Event { meta, .. } => (&meta.source, meta.headers.as_ref()),
+                    Item::Undecodable {
+                        source, headers, ..
+                    } => (source, headers.as_ref()),
+                };
+                trace.record(&source.topic, source.partition, source.offset, headers);
+            }
+            self.span = trace.start(&self.ctx.config.kafka.group_id, &self.server);
+        }
+        // Applying the events is part of processing the batch.
+        let span = self.span.clone();
+        let _processing = span.enter();
         for Received { item, .. } in received.drain(..) {
             let source = item.source();
             match self

@@ -28,6 +28,7 @@ use crate::metrics::names;
 use crate::prediction::Prediction;
 use crate::scoring::{Outcome, Verdict};
 use crate::store::SourceRef;
+use crate::telemetry::{self, messaging};
 
 /// What a row carries through scoring: where it came from and what to dead-letter it with.
 #[derive(Debug, Clone)]
@@ -71,6 +72,8 @@ pub(super) struct ScoredBatch {
     pub(super) rows: usize,
     /// The epoch of its transaction ([`super::txn_gate`]).
     pub(super) epoch: u64,
+    /// Its `process` span ([`crate::telemetry::messaging`]).
+    pub(super) span: tracing::Span,
 }
 
 /// The output thread: builds the records of scored batches (prediction JSON, headers, dead
@@ -85,6 +88,8 @@ pub(super) struct Emitter {
     producers: Arc<ProducerSlot>,
     gate: Arc<TxnGate>,
     stats: Arc<PipelineStats>,
+    /// `server.address` and `server.port` of the `send` spans.
+    server: messaging::Server,
     /// `fleetscore_event_lag_seconds{stage="produced"}`.
     lag_produced: Histogram,
     /// `fleetscore_predictions_total` by model.
@@ -105,6 +110,7 @@ impl Emitter {
             predictions_topic: config.predictions_topic.clone(),
             deadletter_topic: config.deadletter_topic.clone(),
             alerts_topic: config.alerts_topic.clone(),
+            server: messaging::Server::from_brokers(&config.brokers),
             producers,
             gate,
             stats,
@@ -126,12 +132,23 @@ impl Emitter {
 
     /// The record of a prediction, which also becomes the aircraft's latest of its model,
     /// followed by the alert events it causes (the aircraft's episodes are marked changed:
-    /// the commit writes them to the changelog once these records are acknowledged).
-    fn prediction(&mut self, prediction: Prediction, meta: &Meta, outputs: &mut Vec<OutputRecord>) {
-        let traceparent = meta
-            .headers
-            .as_ref()
-            .and_then(|h| headers::find(h, headers::TRACEPARENT));
+    /// the commit writes them to the changelog once these records are acknowledged). Their
+    /// `traceparent` names the batch's `send` span when tracing is on, and is the source
+    /// record's otherwise.
+    fn prediction(
+        &mut self,
+        prediction: Prediction,
+        meta: &Meta,
+        outputs: &mut Vec<OutputRecord>,
+        mut sends: Option<&mut messaging::Sends>,
+    ) {
+        let traceparent = match sends.as_deref_mut() {
+            Some(sends) => sends.record(&self.predictions_topic).map(str::as_bytes),
+            None => meta
+                .headers
+                .as_ref()
+                .and_then(|h| headers::find(h, headers::TRACEPARENT)),
+        };
         let headers = headers::prediction(&prediction, &meta.source, traceparent);
         let value = serde_json::to_vec(&prediction).expect("predictions serialize");
         crate::metrics::cached(
@@ -173,10 +190,19 @@ impl Emitter {
             metrics::counter!(names::ALERTS, "rule" => event.rule.clone(),
                 "kind" => event.kind.clone(), "severity" => event.severity.as_str())
             .increment(1);
+            let headers = match sends.as_deref_mut() {
+                Some(sends) => match sends.record(&self.alerts_topic) {
+                    Some(traceparent) => {
+                        headers::with_traceparent(&headers, traceparent.as_bytes())
+                    }
+                    None => headers.clone(),
+                },
+                None => headers.clone(),
+            };
             outputs.push(OutputRecord::Alert {
                 tail: tail.clone(),
                 value: serde_json::to_vec(&event).expect("alert events serialize"),
-                headers: headers.clone(),
+                headers,
             });
         }
     }
@@ -198,11 +224,15 @@ impl Emitter {
             tracker,
             rows,
             epoch,
+            span,
         } = batch;
         if self.gate.wait(epoch) == Pass::Abandoned {
             tracker.abandon_rest("its transaction was aborted before it was produced".to_owned());
             return;
         }
+        // Ends (with its record counts) once every record below is handed to the producer.
+        let mut sends =
+            telemetry::enabled().then(|| messaging::Sends::new(span, self.server.clone()));
         let expected = outputs.len() + rows;
         for Outcome {
             info,
@@ -220,7 +250,7 @@ impl Emitter {
             for verdict in verdicts {
                 match verdict {
                     Verdict::Scored(prediction) => {
-                        self.prediction(prediction, &meta, &mut outputs);
+                        self.prediction(prediction, &meta, &mut outputs, sends.as_mut());
                     }
                     Verdict::NonFinite { model, value } => failures.push((
                         "non_finite_prediction",

@@ -416,12 +416,13 @@ impl Pipeline {
             .spare
             .try_recv()
             .unwrap_or_else(|_| Batcher::new(Arc::clone(&self.ctx.registry)));
-        let (batcher, outputs) = self.intake.take_outputs(spare);
+        let (batcher, outputs, span) = self.intake.take_outputs(spare);
         let work = Work {
             batcher,
             outputs,
             tracker,
             epoch,
+            span,
         };
         let waiting = Instant::now();
         let _step = self.steps.enter(Step::HandingOver);

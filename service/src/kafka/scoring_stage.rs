@@ -16,6 +16,7 @@ use super::delivery::BatchTracker;
 use super::output::{Emitter, Meta, OutputRecord, ScoredBatch};
 use crate::metrics::names;
 use crate::scoring::Batcher;
+use crate::telemetry::messaging;
 
 /// A batch for the scoring thread: its rows, the dead letters found while decoding, and the
 /// tracker already registered in flight for all of its outputs.
@@ -25,6 +26,8 @@ pub(super) struct Work {
     pub(super) tracker: Arc<BatchTracker>,
     /// The epoch of its transaction ([`super::txn_gate`]).
     pub(super) epoch: u64,
+    /// Its `process` span ([`crate::telemetry::messaging`]).
+    pub(super) span: tracing::Span,
 }
 
 /// The pipeline's end of a started scoring stage.
@@ -96,10 +99,14 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
         outputs,
         tracker,
         epoch,
+        span,
     } = work;
     let rows = batcher.len();
     let mut scored = Vec::with_capacity(rows);
-    batcher.flush(Utc::now(), |outcome| scored.push(outcome));
+    {
+        let _scoring = messaging::score(&span, rows).entered();
+        batcher.flush(Utc::now(), |outcome| scored.push(outcome));
+    }
     let _ = spare.send(batcher);
     metrics::histogram!(names::SCORING_BATCH).record(started.elapsed().as_secs_f64());
     ScoredBatch {
@@ -108,5 +115,6 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
         tracker,
         rows,
         epoch,
+        span,
     }
 }
