@@ -64,6 +64,7 @@ from fleet_training.data import (  # noqa: E402
     delay_labels,
     engine_feature_rows,
     engine_rul_labels,
+    features_matrix,
     load_features,
     nycflights_dir,
     read_flights,
@@ -160,13 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     created_at = args.created_at or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     source = _source()
 
-    def package(fs_name: str, kwargs: dict) -> Path:
+    def package(fs_name: str, kwargs: dict, profile_rows) -> Path:
+        """Publish one package; ``profile_rows`` are the reference rows of its drift profile
+        (the rows it was trained on; for the engine models, every FD001 row)."""
         fs = sets[fs_name]
         if args.quick:
             kwargs["description"] = "QUICK TEST MODEL (train.py --quick): " + kwargs["description"]
         d = write_package(out, version=args.version, feature_set_name=fs_name,
                           feature_set_version=fs["version"], feature_names=fs["features"],
-                          created_at=created_at, overwrite=args.overwrite, **kwargs)
+                          created_at=created_at, overwrite=args.overwrite,
+                          profile_rows=profile_rows, **kwargs)
         size = (d / "model.onnx").stat().st_size
         print(f"published {d} (model.onnx {size / 1024:.0f} KiB)", flush=True)
         return d
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             plan = engine_rul.QUICK_PLAN if args.quick else engine_rul.FULL_PLAN
             res = engine_rul.train(engine_rows, features, plan, log=log)
-            d = package(engine_rul.FEATURE_SET, engine_rul.package_kwargs(res))
+            d = package(engine_rul.FEATURE_SET, engine_rul.package_kwargs(res),
+                        features_matrix(engine_rows, features))
             write_report(engine_rul.NAME, engine_rul.FEATURE_SET, report.engine_rul_report, res,
                          [d])
             print(f"engine-rul done in {time.monotonic() - t:.0f} s", flush=True)
@@ -209,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             plan = engine_anomaly.QUICK_PLAN if args.quick else engine_anomaly.FULL_PLAN
             res = engine_anomaly.train(engine_rows, features, plan, log=log)
-            d = package(engine_anomaly.FEATURE_SET, engine_anomaly.package_kwargs(res))
+            # Every row, not only the healthy ones it was fitted on: wear is not drift.
+            d = package(engine_anomaly.FEATURE_SET, engine_anomaly.package_kwargs(res),
+                        features_matrix(engine_rows, features))
             write_report(engine_anomaly.NAME, engine_anomaly.FEATURE_SET, engine_anomaly_report,
                          res, [d])
             print(f"engine-anomaly done in {time.monotonic() - t:.0f} s", flush=True)
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                     else engine_rul_interval.full_plan())
             res = engine_rul_interval.train(engine_rows, features, plan, log=log)
             dirs = [package(engine_rul_interval.FEATURE_SET,
-                            engine_rul_interval.package_kwargs(res, side))
+                            engine_rul_interval.package_kwargs(res, side),
+                            features_matrix(engine_rows, features))
                     for side in engine_rul_interval.NAMES]
             write_report("engine-rul-interval", engine_rul_interval.FEATURE_SET,
                          engine_rul_interval_report, res, dirs)
@@ -236,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             plan = delay_risk.QUICK_PLAN if args.quick else delay_risk.FULL_PLAN
             res = delay_risk.train(rows, fs["features"], plan, log=log)
-            d = package(delay_risk.FEATURE_SET, delay_risk.package_kwargs(res))
+            # The January-September training rows: October-December is what drift is about.
+            d = package(delay_risk.FEATURE_SET, delay_risk.package_kwargs(res),
+                        features_matrix(res.train, fs["features"]))
             write_report(delay_risk.NAME, delay_risk.FEATURE_SET, report.delay_risk_report, res,
                          [d])
             print(f"delay-risk done in {time.monotonic() - t:.0f} s", flush=True)

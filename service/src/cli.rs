@@ -3,6 +3,7 @@
 #[cfg(feature = "lake")]
 pub mod backfill;
 pub mod demo;
+pub mod drift;
 pub mod events;
 pub mod features;
 pub mod import;
@@ -45,6 +46,9 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Run events through state, features and the registry's models; write prediction records.
     Replay(replay::ReplayArgs),
+    /// Measure how far a batch of events has drifted from a model's reference profile (PSI and
+    /// Jensen-Shannon distance per feature and for the output; a table, or JSON).
+    Drift(drift::DriftArgs),
     /// Run the service: models, HTTP API and the Kafka pipeline.
     Serve(serve::ServeArgs),
     /// Produce an event file onto the input topics (keyed by tail, optionally rate-limited).
@@ -67,6 +71,7 @@ impl Cli {
             Command::FeatureSets => features::print_feature_sets().map(|()| 0),
             Command::Model(cmd) => cmd.run(),
             Command::Replay(args) => args.run().map(|()| 0),
+            Command::Drift(args) => args.run().map(|()| 0),
             Command::Serve(args) => args.run().map(|()| 0),
             Command::Produce(args) => args.run().map(|()| 0),
             Command::Demo(args) => args.run().map(|()| 0),

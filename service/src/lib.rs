@@ -15,6 +15,8 @@
 //!   share; [`lifecycle`]: starting, running and stopping them; [`supervisor`]: the essential
 //!   tasks, one ending ends the service; [`shutdown`]: SIGINT/SIGTERM handling; [`http`]: the
 //!   HTTP API.
+//! - [`drift`]: how far live rows moved from a model's reference profile (PSI, Jensen-Shannon);
+//!   [`cli::drift`]: `fleetscore drift` on a batch of events.
 //! - [`kafka`]: the streaming pipeline (consume, score, produce, dead-letter, commit).
 //! - [`alerts`]: alert rules, episodes and the alert events they raise.
 //! - `lake` (feature `lake`): the offline backfill to Parquet, `fleetscore backfill`.
@@ -34,6 +36,7 @@ pub mod alerts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod drift;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod http;

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //!
-//! - [`manifest`], [`package`]: the package format and loading it with every check.
+//! - [`manifest`], [`package`]: the package format and loading it with every check;
+//!   [`profile`]: the package's drift reference (`profile.json`).
 //! - [`backend`]: ONNX Runtime and tract behind one [`Backend`].
 //! - [`validate`]: validation in a child process (`fleetscore model validate`).
 //! - [`interval`]: prediction intervals from two quantile models of the registry.
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod interval;
 pub mod manifest;
 pub mod package;
+pub mod profile;
 pub mod registry;
 pub mod serving;
 pub mod status;
@@ -31,6 +33,7 @@ pub mod versions;
 pub use backend::{Backend, BackendKind};
 pub use manifest::{Manifest, Stage};
 pub use package::LoadedModel;
+pub use profile::Profile;
 pub use registry::{Registry, RegistryConfig};
 pub use serving::{ModelScores, ServingSet};
 pub use status::{ModelState, ModelStatus};
@@ -55,8 +58,9 @@ pub enum ModelError {
         /// Where it leads (a symlink's target), if it is a plain name at all.
         resolved: Option<String>,
     },
-    #[error("model file changed or incomplete: sha256 is {actual}, the manifest says {expected}")]
-    Checksum { expected: String, actual: String },
+    /// Boxed: a scoring error travels with every row of a failed batch, so the enum stays small.
+    #[error("{} changed or incomplete: sha256 is {}, the manifest says {}", .0.file, .0.actual, .0.expected)]
+    Checksum(Box<ChecksumMismatch>),
     #[error("files changed less than a moment ago (still being copied?): {0}")]
     Incomplete(String),
     #[error("backend {backend} is not available: {message}")]
@@ -78,6 +82,9 @@ pub enum ModelError {
     Output(String),
     #[error("golden set: {0}")]
     Golden(String),
+    /// The drift reference profile does not parse or does not fit the manifest.
+    #[error("profile: {0}")]
+    Profile(String),
     #[error("non-finite output: {0}")]
     NonFinite(String),
     #[error("validator process: {what}{}", .stderr.as_deref().map(|s| format!(": {s}")).unwrap_or_default())]
@@ -100,13 +107,22 @@ pub enum ModelError {
     },
 }
 
+/// A package file whose SHA-256 is not the manifest's.
+#[derive(Debug, Clone)]
+pub struct ChecksumMismatch {
+    /// The package's file (`model.onnx`, `profile.json`).
+    pub file: String,
+    pub expected: String,
+    pub actual: String,
+}
+
 impl ModelError {
     /// Stable snake_case class, for metrics labels and `GET /models`.
     pub fn class(&self) -> &'static str {
         match self {
             ModelError::Manifest(_) => "manifest",
             ModelError::PathOutsidePackage { .. } => "path_outside_package",
-            ModelError::Checksum { .. } => "checksum_mismatch",
+            ModelError::Checksum(_) => "checksum_mismatch",
             ModelError::Incomplete(_) => "incomplete",
             ModelError::BackendUnavailable { .. } => "backend_unavailable",
             ModelError::Load { .. } => "load_failed",
@@ -114,6 +130,7 @@ impl ModelError {
             ModelError::Features(_) => "feature_mismatch",
             ModelError::Output(_) => "output_mismatch",
             ModelError::Golden(_) => "golden_mismatch",
+            ModelError::Profile(_) => "profile_invalid",
             ModelError::NonFinite(_) => "non_finite_output",
             ModelError::Validator { .. } => "validator_failed",
             ModelError::Scoring { .. } => "scoring_failed",
@@ -145,12 +162,13 @@ impl ModelError {
                 None => format!("I/O error: {source}"),
             },
             ModelError::Manifest(_)
-            | ModelError::Checksum { .. }
+            | ModelError::Checksum(_)
             | ModelError::Incomplete(_)
             | ModelError::Input(_)
             | ModelError::Features(_)
             | ModelError::Output(_)
             | ModelError::Golden(_)
+            | ModelError::Profile(_)
             | ModelError::NonFinite(_) => self.to_string(),
         }
     }

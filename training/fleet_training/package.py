@@ -5,6 +5,9 @@ A package is one directory ``<models_dir>/<name>/<version>/`` holding
 * ``model.onnx``    the ONNX graph (float32 input ``[N, len(features)]``, N dynamic);
 * ``golden.json``   ``{"inputs": [[...], ...], "outputs": [...]}``: rows and the prediction
   (the selected output column) onnxruntime computed for each when the package was written;
+* ``profile.json``  (optional) the reference profile of the training rows and of the model's
+  output on them, for drift monitoring (:mod:`fleet_training.profile`); the manifest names it
+  with its sha256;
 * ``manifest.json`` format 1, written LAST (``manifest.json.tmp`` then ``os.replace``): its
   presence is what marks the version as published, so the service never sees a half-written
   version.
@@ -37,6 +40,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
+
+from .profile import PROFILE_FILE, compute_profile
 
 MANIFEST_FORMAT = 1
 MODEL_FILE = "model.onnx"
@@ -392,6 +397,7 @@ def write_package(
     golden_outputs: Sequence[float] | np.ndarray | None = None,
     created_at: datetime | str | None = None,
     overwrite: bool = False,
+    profile_rows: np.ndarray | None = None,
 ) -> Path:
     """Write the package ``<models_dir>/<name>/<version>/`` and return that directory.
 
@@ -400,7 +406,14 @@ def write_package(
     the golden outputs. ``golden_outputs`` overrides them (the graph is still run, to prove
     it loads and has that output); this exists to build deliberately broken test packages.
 
-    Order: ``model.onnx``, ``golden.json``, then ``manifest.json`` via ``manifest.json.tmp`` +
+    ``profile_rows`` (float32 ``[n, len(feature_names)]``, the reference rows: the training
+    rows): their profile and the profile of the graph's prediction on them are written to
+    ``profile.json`` (:func:`fleet_training.profile.compute_profile`), which the manifest names
+    with its sha256 (``"profile": {"file": ..., "sha256": ...}``). Without them the package
+    has no profile (and no ``profile`` field): the service then reports no drift for it.
+
+    Order: ``model.onnx``, ``golden.json``, ``profile.json`` (if any), then ``manifest.json``
+    via ``manifest.json.tmp`` +
     ``os.replace``. A version directory that already has a ``manifest.json`` is published:
     ``FileExistsError`` unless ``overwrite=True``, in which case the manifest is removed
     first (the version is unpublished while its files change) and rewritten last.
@@ -471,6 +484,21 @@ def write_package(
     }
     golden_bytes = (json.dumps(golden, allow_nan=False) + "\n").encode()
 
+    profile_bytes = None
+    if profile_rows is not None:
+        p = np.asarray(profile_rows)
+        if p.ndim != 2 or p.shape[1] != len(feature_names):
+            raise ValueError(
+                f"profile_rows must be [n, {len(feature_names)}], got shape {list(p.shape)}"
+            )
+        p = np.ascontiguousarray(p, dtype=np.float32)
+        outputs = predict_column(
+            model_bytes, p, input_name=input_name, output_name=output_name,
+            output_column=output_column,
+        )
+        profile = compute_profile(p, feature_names, outputs)
+        profile_bytes = (json.dumps(profile, allow_nan=False) + "\n").encode()
+
     manifest = {
         "format": MANIFEST_FORMAT,
         "name": name,
@@ -488,6 +516,9 @@ def write_package(
             "unit": unit,
         },
         "golden": {"file": GOLDEN_FILE, "tolerance": tolerance},
+        **({"profile": {"file": PROFILE_FILE,
+                        "sha256": hashlib.sha256(profile_bytes).hexdigest()}}
+           if profile_bytes is not None else {}),
         "metrics": metrics_out,
         "created_at": created,
         "description": description,
@@ -509,6 +540,10 @@ def write_package(
 
     _write_atomic(version_dir / MODEL_FILE, model_bytes)
     _write_atomic(version_dir / GOLDEN_FILE, golden_bytes)
+    if profile_bytes is not None:
+        _write_atomic(version_dir / PROFILE_FILE, profile_bytes)
+    elif (version_dir / PROFILE_FILE).exists():  # overwrite: no stale profile left behind
+        (version_dir / PROFILE_FILE).unlink()
     _fsync_dir(version_dir)
     _write_atomic(manifest_path, manifest_bytes)  # manifest.json.tmp -> manifest.json
     _fsync_dir(version_dir)

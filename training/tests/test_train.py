@@ -37,7 +37,7 @@ from fleet_training.evaluation import grouped_folds, reliability
 TRAINING = Path(__file__).resolve().parents[1]
 MANIFEST_KEYS = {
     "format", "name", "version", "model_file", "sha256", "backend", "stage", "feature_set",
-    "input", "output", "golden", "metrics", "created_at", "description",
+    "input", "output", "golden", "profile", "metrics", "created_at", "description",
 }
 EXPECTED = {
     "engine-rul": dict(feature_set="engine-health", output="variable", column=0,
@@ -80,7 +80,8 @@ def delay_rows(nyc_rows, nyc_dir, sets):
 def test_quick_package_is_valid(quick_run, sets, name):
     exp = EXPECTED[name]
     d = quick_run["models"] / name / VERSION
-    assert sorted(p.name for p in d.iterdir()) == ["golden.json", "manifest.json", "model.onnx"]
+    assert sorted(p.name for p in d.iterdir()) == [
+        "golden.json", "manifest.json", "model.onnx", "profile.json"]
     manifest = json.loads((d / "manifest.json").read_text())
     assert set(manifest) == MANIFEST_KEYS
     assert manifest["format"] == 1
@@ -97,6 +98,15 @@ def test_quick_package_is_valid(quick_run, sets, name):
     assert manifest["sha256"] == hashlib.sha256(model).hexdigest()
     for key in exp["metrics"]:
         assert np.isfinite(manifest["metrics"][key]), key
+    # The drift profile: named with its checksum; its reference rows are the training rows
+    # (delay-risk: January-September only; engine-rul: every FD001 row).
+    raw = (d / "profile.json").read_bytes()
+    assert manifest["profile"] == {"file": "profile.json",
+                                   "sha256": hashlib.sha256(raw).hexdigest()}
+    profile = json.loads(raw)
+    assert [f["name"] for f in profile["features"]] == fs["features"]
+    assert profile["rows"] == (manifest["metrics"]["train_rows"] if name == "delay-risk"
+                               else 20_631)
 
     golden = json.loads((d / "golden.json").read_text())
     x = np.array(golden["inputs"], np.float32)

@@ -35,6 +35,9 @@ pub struct Manifest {
     pub input: InputSpec,
     pub output: OutputSpec,
     pub golden: GoldenSpec,
+    /// The drift reference profile (`profile.json`), if the package has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileSpec>,
     #[serde(default)]
     pub metrics: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
@@ -73,6 +76,19 @@ pub struct OutputSpec {
 pub struct GoldenSpec {
     pub file: String,
     pub tolerance: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    pub file: String,
+    /// SHA-256 of `file`.
+    pub sha256: String,
+}
+
+/// 64 hex digits.
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Manifest {
@@ -122,8 +138,11 @@ impl Manifest {
                 self.version
             ));
         }
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_sha256(&self.sha256) {
             return bad("sha256 must be 64 hex digits".to_owned());
+        }
+        if self.profile.as_ref().is_some_and(|p| !is_sha256(&p.sha256)) {
+            return bad("profile.sha256 must be 64 hex digits".to_owned());
         }
         if !(self.golden.tolerance.is_finite() && self.golden.tolerance >= 0.0) {
             return bad("golden.tolerance must be a non-negative number".to_owned());

@@ -1,6 +1,7 @@
 //! Loading a model package: every check of `models/README.md`, in order, before anything serves.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use fleet_features::FeatureSet;
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 use super::ModelError;
 use super::backend::{Backend, BackendKind, GraphInfo, OrtBackend, OutputSelector, TractBackend};
 use super::manifest::Manifest;
+use super::profile::{MAX_PROFILE_BYTES, Profile};
 
 /// Model files larger than this are refused before they are read.
 const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -26,6 +28,8 @@ pub struct LoadedModel {
     pub sha256: String,
     pub backend: Box<dyn Backend>,
     pub loaded_at: SystemTime,
+    /// The drift reference (`profile.json`, checked), if the package has one.
+    pub profile: Option<Arc<Profile>>,
 }
 
 impl LoadedModel {
@@ -70,8 +74,9 @@ struct Golden {
     outputs: Vec<f32>,
 }
 
-/// Loads and validates the package in `dir`: manifest, paths, checksum, feature set, graph
-/// inputs and outputs, backend, golden set, finite outputs. Any failure is the reason the
+/// Loads and validates the package in `dir`: manifest, paths, checksum, feature set, drift
+/// profile (checksum and contents), graph inputs and outputs, backend, golden set, finite
+/// outputs. Any failure is the reason the
 /// version is rejected.
 pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     let manifest = Manifest::read(dir)?;
@@ -82,13 +87,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     let golden_path = inside(&dir, &manifest.golden.file)?;
     let model = read_limited(&model_path, MAX_MODEL_BYTES)?;
     let in_model = |e: ModelError| e.in_file(&manifest.model_file);
-    let sha256 = hex(&Sha256::digest(&model));
-    if !sha256.eq_ignore_ascii_case(&manifest.sha256) {
-        return Err(ModelError::Checksum {
-            expected: manifest.sha256.to_ascii_lowercase(),
-            actual: sha256,
-        });
-    }
+    let sha256 = checksum(&manifest.model_file, &model, &manifest.sha256)?;
 
     let feature_set = FeatureSet::by_name(&manifest.feature_set.name)
         .map_err(|e| ModelError::Features(e.to_string()))?;
@@ -107,6 +106,15 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
             feature_set.name()
         )));
     }
+
+    let profile = match &manifest.profile {
+        Some(spec) => {
+            let bytes = read_limited(&inside(&dir, &spec.file)?, MAX_PROFILE_BYTES)?;
+            checksum(&spec.file, &bytes, &spec.sha256)?;
+            Some(Arc::new(Profile::parse(&bytes, &manifest)?))
+        }
+        None => None,
+    };
 
     let graph = GraphInfo::parse(&model).map_err(in_model)?;
     check_graph(&graph, &manifest)?;
@@ -136,9 +144,23 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
         sha256,
         backend,
         loaded_at: SystemTime::now(),
+        profile,
     };
     check_golden(&loaded, &golden_path)?;
     Ok(loaded)
+}
+
+/// The SHA-256 of `bytes` (the package's `file`), if it is the manifest's `expected`.
+fn checksum(file: &str, bytes: &[u8], expected: &str) -> Result<String, ModelError> {
+    let actual = hex(&Sha256::digest(bytes));
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(ModelError::Checksum(Box::new(super::ChecksumMismatch {
+            file: file.to_owned(),
+            expected: expected.to_ascii_lowercase(),
+            actual,
+        })));
+    }
+    Ok(actual)
 }
 
 /// The package must sit at `<root>/<name>/<version>/`.

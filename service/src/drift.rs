@@ -1,0 +1,21 @@
+//! Drift: how far live rows have moved from a model's reference profile
+//! ([`crate::model::profile`], written at training time into the package).
+//!
+//! # Layout
+//!
+//! - [`measure`]: the measures on one entry's bins (population stability index, Jensen-Shannon
+//!   distance) and the thresholds that turn them into a [`Level`], defined once.
+//! - [`counts`]: [`BinCounts`], live rows counted into the profile's bins; rows can be added
+//!   and removed (a sliding window keeps one up to date at O(features) per row).
+//! - [`report`]: [`DriftReport`], per feature and for the output, worst first.
+//!
+//! `fleetscore drift` ([`crate::cli::drift`]) fills one [`BinCounts`] with a batch of events
+//! and prints its report.
+
+pub mod counts;
+pub mod measure;
+pub mod report;
+
+pub use counts::BinCounts;
+pub use measure::{Band, Level, THRESHOLDS, Thresholds};
+pub use report::{DriftReport, EntryDrift};
