@@ -44,6 +44,15 @@ impl Limits {
     /// `concurrency` must be within `1..=Semaphore::MAX_PERMITS` (`HttpConfig::validate`).
     pub fn new(concurrency: usize, timeout: Duration) -> Self {
         let limit = concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        // Registered now, so that their series exist at 0 before the first shed or timeout
+        // (a dashboard's rate over a missing series shows nothing rather than zero).
+        for name in [
+            names::HTTP_SHED,
+            names::HTTP_TIMEOUTS,
+            names::HTTP_BODY_TIMEOUTS,
+        ] {
+            let _ = metrics::counter!(name);
+        }
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
