@@ -41,6 +41,9 @@
 #                         'guarantee = "at_least_once"' (\n separates lines)
 #   FS_ALERTS_TOPIC=fs.alerts   fleetscore's alerts topic; empty: the key is left out (builds
 #                         from before alerts refuse it)
+#   FS_LOADGEN_ARGS       more arguments for the Rust load generator's every run, e.g.
+#                         "--traceparent-sampled-every 100" (a traceparent on every event)
+#   OTEL_EXPORTER_OTLP_ENDPOINT   set: the service exports traces there (README Observability)
 #   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
 #                         throughput is also measured with Quix Streams' defaults (RocksDB state
@@ -176,7 +179,8 @@ case "$LOADGEN" in
   rust)
     [[ -x "$LOADGEN_BIN" ]] || die "no $LOADGEN_BIN (cargo build --release -p fleet-loadgen)"
     cp -- "$LOADGEN_BIN" "$tmp/fleet-loadgen"
-    produce() { "$tmp/fleet-loadgen" "$@"; }
+    # shellcheck disable=SC2086 # FS_LOADGEN_ARGS: words on purpose
+    produce() { "$tmp/fleet-loadgen" "$@" ${FS_LOADGEN_ARGS:-}; }
     ;;
   python) produce() { py produce "$@"; } ;;
   *) die "LOADGEN must be rust or python, not $LOADGEN" ;;

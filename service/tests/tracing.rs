@@ -1,11 +1,12 @@
 //! OpenTelemetry traces and JSON logs, exported by the built binary to an OTLP receiver in the
 //! test process (`otlp`).
 //!
-//! - Kafka (real broker): telemetry events produced with a sampled `traceparent` yield, per
-//!   micro-batch, a `process` span linking to each event's context (with its partition and
-//!   offset), `score` and `send` spans inside that trace, and predictions whose `traceparent`
-//!   names the `send` span; attributes after the messaging conventions. The root sampling ratio
-//!   is 0: only the producer's sampling decision, followed through the links, samples them.
+//! - Kafka (real broker): telemetry events produced with a `traceparent` (four in five sampled
+//!   upstream) yield, per micro-batch holding a sampled one, a `process` span linking to each
+//!   sampled event's context (with its partition and offset), `score` and `send` spans inside
+//!   that trace, and predictions whose `traceparent` names the `send` span; attributes after the
+//!   messaging conventions. The root sampling ratio is 0: only the producer's sampling
+//!   decision, followed through the links, samples a batch.
 //! - HTTP (no broker): a request with a `traceparent` gets a server span continuing that trace;
 //!   requests without one are not sampled (ratio 0); `--log-format json` writes only JSON lines,
 //!   and the one logged inside the request names its trace and span.
@@ -42,12 +43,18 @@ fn otel_env(receiver: &Receiver) -> Vec<(String, String)> {
     .collect()
 }
 
-/// A sampled upstream context: (trace id, span id, traceparent).
-fn upstream(i: u64) -> (String, String, String) {
+/// An upstream context, sampled or not: (trace id, span id, traceparent).
+fn context(i: u64, sampled: bool) -> (String, String, String) {
     let trace = format!("{:032x}", 0x00f1_ee75_0000_0000_u64 + i);
     let span = format!("{:016x}", 0x5eed_0000_u64 + i);
-    let traceparent = format!("00-{trace}-{span}-01");
+    let flags = if sampled { "01" } else { "00" };
+    let traceparent = format!("00-{trace}-{span}-{flags}");
     (trace, span, traceparent)
+}
+
+/// A sampled upstream context.
+fn upstream(i: u64) -> (String, String, String) {
+    context(i, true)
 }
 
 #[test]
@@ -66,7 +73,8 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
         &otel_env(&receiver),
     );
 
-    // Forty engine cycles, each produced with a context of its own.
+    // Forty engine cycles, each produced with a context of its own; every fifth one was not
+    // sampled upstream.
     let events = kafka::cmapss_events(dir.path(), Some(40));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -76,8 +84,8 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
         .enable_all()
         .build()
         .unwrap();
-    // Upstream span id -> (trace id, partition, offset, event id).
-    let mut produced: HashMap<String, (String, i32, i64, String)> = HashMap::new();
+    // Upstream span id -> (trace id, partition, offset, event id, sampled).
+    let mut produced: HashMap<String, (String, i32, i64, String, bool)> = HashMap::new();
     for (i, line) in std::fs::read_to_string(&events)
         .unwrap()
         .lines()
@@ -85,7 +93,8 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
     {
         let event: Value = serde_json::from_str(line).unwrap();
         let tail = event["tail"].as_str().unwrap().to_owned();
-        let (trace, span, traceparent) = upstream(i as u64);
+        let sampled = i % 5 != 4;
+        let (trace, span, traceparent) = context(i as u64, sampled);
         let headers = OwnedHeaders::new().insert(Header {
             key: "traceparent",
             value: Some(traceparent.as_bytes()),
@@ -98,7 +107,16 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
             .block_on(producer.send(record, Duration::from_secs(30)))
             .unwrap();
         let event_id = event["event_id"].as_str().unwrap().to_owned();
-        produced.insert(span, (trace, delivery.partition, delivery.offset, event_id));
+        produced.insert(
+            span,
+            (
+                trace,
+                delivery.partition,
+                delivery.offset,
+                event_id,
+                sampled,
+            ),
+        );
     }
     let ids: HashSet<String> = produced.values().map(|p| p.3.clone()).collect();
     let predictions = kafka::wait_for_every_event(
@@ -154,14 +172,11 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(
-            count,
-            p.span.links.len(),
-            "every record of the batch carried a context"
-        );
+        assert!(count >= p.span.links.len().max(1), "{count} records");
         for link in &p.span.links {
             let span_id = hex(&link.span_id);
-            let (trace, partition, offset, _) = &produced[&span_id];
+            let (trace, partition, offset, _, sampled) = &produced[&span_id];
+            assert!(sampled, "a link to a context not sampled upstream");
             assert_eq!(&hex(&link.trace_id), trace);
             assert_eq!(
                 attr(&link.attributes, "messaging.destination.partition.id"),
@@ -174,10 +189,11 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
             assert!(linked.insert(span_id), "a record linked twice");
         }
     }
+    let sampled_upstream = produced.values().filter(|p| p.4).count();
     assert_eq!(
         linked.len(),
-        produced.len(),
-        "records not linked from any batch"
+        sampled_upstream,
+        "sampled records not linked from any batch"
     );
 
     // Each batch's score and send spans belong to its trace.
@@ -214,35 +230,54 @@ fn a_traced_event_is_followed_through_the_pipeline_to_its_prediction() {
             .parse::<usize>()
             .unwrap();
     }
+    let traced = predictions
+        .iter()
+        .filter(|p| kafka::header(*p, "traceparent").is_some_and(|t| t.ends_with("-01")))
+        .count();
     assert_eq!(
-        sent,
-        predictions.len(),
-        "the send spans count every prediction"
+        sent, traced,
+        "the send spans count every prediction they traced"
     );
 
-    // Every prediction's traceparent names the send span of its batch, and that batch links
-    // to the prediction's source event.
+    // Every prediction's traceparent names the send span of its batch, and a batch links to
+    // each of its sampled source events; a prediction whose batch holds no sampled event
+    // names a span that was not exported (not sampled: ratio 0).
     let send_ids: HashMap<String, &otlp::Received> =
         sends.iter().map(|s| (s.span_id(), *s)).collect();
+    let source_sampled: HashMap<&str, bool> =
+        produced.values().map(|p| (p.3.as_str(), p.4)).collect();
     for prediction in &predictions {
         let traceparent = kafka::header(prediction, "traceparent").expect("a traceparent");
         let parts: Vec<&str> = traceparent.split('-').collect();
-        assert_eq!((parts[0], parts[3]), ("00", "01"), "{traceparent}");
+        let value: Value =
+            serde_json::from_slice(rdkafka::Message::payload(prediction).unwrap()).unwrap();
+        let source = value["source_event_id"].as_str().unwrap();
+        assert_eq!(parts[0], "00", "{traceparent}");
+        if parts[3] == "00" {
+            assert!(
+                !source_sampled[source],
+                "{traceparent}: event {source} was sampled"
+            );
+            assert!(
+                !by_id.contains_key(parts[2]),
+                "{traceparent} names an exported span"
+            );
+            continue;
+        }
+        assert_eq!(parts[3], "01", "{traceparent}");
         let send = send_ids
             .get(parts[2])
             .unwrap_or_else(|| panic!("{traceparent} names no send span"));
         assert_eq!(send.trace_id(), parts[1]);
         let batch = child_of(send);
-        let value: Value =
-            serde_json::from_slice(rdkafka::Message::payload(prediction).unwrap()).unwrap();
-        let source = value["source_event_id"].as_str().unwrap();
-        assert!(
-            batch
-                .span
-                .links
-                .iter()
-                .any(|l| produced[&hex(&l.span_id)].3 == source),
-            "the batch of {traceparent} does not link to event {source}"
+        let links_source = batch
+            .span
+            .links
+            .iter()
+            .any(|l| produced[&hex(&l.span_id)].3 == source);
+        assert_eq!(
+            links_source, source_sampled[source],
+            "the batch of {traceparent} and event {source}"
         );
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! Prints one JSON object on stdout, the same as `measure.py produce`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 const BASE_TAIL: &str = "\"tail\":\"CMAPSS-";
@@ -53,6 +55,11 @@ struct Args {
     rate: f64,
     #[arg(long, default_value = "1")]
     linger_ms: String,
+    /// Give every event a W3C `traceparent` header (a trace of its own), sampled (flags 01)
+    /// on every Nth event and not sampled on the others, as a traced producer would; 0: no
+    /// header.
+    #[arg(long, default_value_t = 0)]
+    traceparent_sampled_every: u64,
 }
 
 /// One line of the base file: the text around its tail's unit number.
@@ -193,7 +200,7 @@ fn main() -> anyhow::Result<()> {
 
     let limit = (args.count > 0).then_some(args.count);
     let deadline = (args.seconds > 0.0).then(|| Duration::from_secs_f64(args.seconds));
-    let (mut key, mut value) = (String::new(), String::new());
+    let (mut key, mut value, mut traceparent) = (String::new(), String::new(), String::new());
     let mut sent: u64 = 0;
     let mut behind_max = Duration::ZERO;
     let cpu_start = cpu_seconds();
@@ -220,6 +227,25 @@ fn main() -> anyhow::Result<()> {
             }
             events.next_into(&mut key, &mut value)?;
             let mut record = BaseRecord::to(&args.topic).key(&key).payload(&value);
+            if args.traceparent_sampled_every > 0 {
+                let flags = if sent % args.traceparent_sampled_every == 0 {
+                    "01"
+                } else {
+                    "00"
+                };
+                traceparent.clear();
+                // Trace and span ids must not be all zero.
+                let _ = write!(
+                    traceparent,
+                    "00-{:032x}-{:016x}-{flags}",
+                    u128::from(sent) + (1 << 64),
+                    sent + 1
+                );
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: "traceparent",
+                    value: Some(traceparent.as_bytes()),
+                }));
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -290,7 +316,7 @@ mod tests {
     fn copies_get_their_own_tails_in_key_and_value() {
         let f = file(TWO);
         let mut events = Events::open(f.path(), "L1").unwrap();
-        let (mut key, mut value) = (String::new(), String::new());
+        let (mut key, mut value, mut traceparent) = (String::new(), String::new(), String::new());
         let mut seen = Vec::new();
         for _ in 0..3 {
             events.next_into(&mut key, &mut value).unwrap();

@@ -52,7 +52,10 @@ pub(crate) struct ProcessTrace {
 }
 
 impl ProcessTrace {
-    /// Notes one record of the batch: a link to its upstream context if it carries one.
+    /// Notes one record of the batch: a link to its upstream context if it carries one that
+    /// was sampled. Links to unsampled contexts would name spans no backend has; leaving them
+    /// out keeps tracing's cost under 5 % when producers send a context with every record
+    /// (BENCHMARKS.md 2026-11-30, session 10).
     pub(crate) fn record(
         &mut self,
         topic: &str,
@@ -63,18 +66,17 @@ impl ProcessTrace {
         self.records += 1;
         self.topic.see(topic, str::to_owned);
         self.partition.see(&partition, |p| *p);
-        let Some(headers) = headers else { return };
-        let upstream = super::propagation::extract_kafka(headers);
-        if upstream.is_valid() {
-            self.links.push((
-                upstream,
-                vec![
-                    KeyValue::new("messaging.destination.name", topic.to_owned()),
-                    KeyValue::new("messaging.destination.partition.id", partition.to_string()),
-                    KeyValue::new("messaging.kafka.offset", offset),
-                ],
-            ));
-        }
+        let Some(upstream) = headers.and_then(super::propagation::sampled_upstream) else {
+            return;
+        };
+        self.links.push((
+            upstream,
+            vec![
+                KeyValue::new("messaging.destination.name", topic.to_owned()),
+                KeyValue::new("messaging.destination.partition.id", partition.to_string()),
+                KeyValue::new("messaging.kafka.offset", offset),
+            ],
+        ));
     }
 
     /// The batch's `process` span: links and attributes set before it starts, so that the

@@ -6,11 +6,20 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use rdkafka::message::Headers;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-/// The upstream span context in a record's headers (`traceparent`, `tracestate`); invalid if
-/// there is none or it does not parse.
-pub(crate) fn extract_kafka(headers: &impl Headers) -> SpanContext {
-    let context = TraceContextPropagator::new().extract(&KafkaExtractor(headers));
-    context.span().span_context().clone()
+/// The upstream span context in a record's headers (`traceparent`, `tracestate`) if it was
+/// sampled upstream. The flags are read first (the last two hex digits of `traceparent`), so
+/// that the records of unsampled traces, most of them under head sampling, cost a header
+/// lookup and no parse.
+pub(crate) fn sampled_upstream(headers: &impl Headers) -> Option<SpanContext> {
+    let carrier = KafkaExtractor(headers);
+    let traceparent = carrier.get(super::TRACEPARENT)?;
+    let flags = traceparent.get(traceparent.len().checked_sub(2)?..)?;
+    if u8::from_str_radix(flags, 16).ok()? & 1 == 0 {
+        return None;
+    }
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let upstream = context.span().span_context().clone();
+    (upstream.is_valid() && upstream.is_sampled()).then_some(upstream)
 }
 
 /// The `traceparent` value naming `span`, if it has a valid context (tracing on).
@@ -54,5 +63,41 @@ impl Injector for Traceparent {
         if key == super::TRACEPARENT {
             self.0 = Some(value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    use super::*;
+
+    fn headers(traceparent: &str) -> OwnedHeaders {
+        OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some(traceparent.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn only_a_sampled_valid_upstream_context_is_taken() {
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let sampled = sampled_upstream(&headers(&format!("00-{trace}-b7ad6b7169203331-01")))
+            .expect("a sampled context");
+        assert_eq!(sampled.trace_id().to_string(), trace);
+        assert_eq!(sampled.span_id().to_string(), "b7ad6b7169203331");
+        for unsampled in [
+            format!("00-{trace}-b7ad6b7169203331-00"),
+            format!("00-{trace}-0000000000000000-01"),
+            "00-zz-01".to_owned(),
+            "01".to_owned(),
+            String::new(),
+        ] {
+            assert!(
+                sampled_upstream(&headers(&unsampled)).is_none(),
+                "{unsampled}"
+            );
+        }
+        assert!(sampled_upstream(&OwnedHeaders::new()).is_none());
     }
 }
