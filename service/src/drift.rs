@@ -8,6 +8,7 @@
 //! - [`counts`]: [`BinCounts`], live rows counted into the profile's bins; rows can be added
 //!   and removed (a sliding window keeps one up to date at O(features) per row).
 //! - [`report`]: [`DriftReport`], per feature and for the output, worst first.
+//! - [`window`]: [`Window`], the last N rows counted, each kept as its bins.
 //!
 //! `fleetscore drift` ([`crate::cli::drift`]) fills one [`BinCounts`] with a batch of events
 //! and prints its report.
@@ -15,7 +16,9 @@
 pub mod counts;
 pub mod measure;
 pub mod report;
+pub mod window;
 
 pub use counts::BinCounts;
-pub use measure::{Band, Level, THRESHOLDS, Thresholds};
+pub use measure::{Band, Level, Measure, THRESHOLDS, Thresholds};
 pub use report::{DriftReport, EntryDrift};
+pub use window::Window;
