@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::episode::{Episode, step};
 use super::event::AlertEvent;
 use super::rule::{AlertRule, On};
+use crate::drift::Evaluation;
 use crate::prediction::Prediction;
 
 /// An aircraft's open episodes, by rule name. Part of its durable state: the changelog holds
@@ -28,9 +29,69 @@ impl Alerting {
         &self.rules
     }
 
-    /// Whether a rule watches `model` (most predictions concern none: no work for them).
+    /// Whether a rule watches `model`'s predictions (most predictions concern none: no work
+    /// for them).
     pub fn watches(&self, model: &str) -> bool {
-        self.rules.iter().any(|r| r.model == model)
+        self.rules
+            .iter()
+            .any(|r| r.model == model && r.on != On::Drift)
+    }
+
+    /// Whether a `drift` rule watches `model`.
+    pub fn watches_drift(&self, model: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.model == model && r.on == On::Drift)
+    }
+
+    /// Advances the model's drift episodes (`open`, by rule name: the instance's, kept by
+    /// [`crate::drift::DriftMonitor`]) under every `drift` rule on `evaluation`'s model, with
+    /// the worst measure of a feature that is not excluded; returns the alert events, in rule
+    /// order.
+    pub fn evaluate_drift(
+        &self,
+        open: &mut OpenEpisodes,
+        evaluation: &Evaluation,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.on == On::Drift && r.model == evaluation.model)
+        {
+            let measure = rule.measure();
+            let Some(worst) = evaluation.report.worst(measure) else {
+                continue;
+            };
+            let value = worst.value(measure) as f32;
+            let mut episode = open.remove(rule.name.as_str());
+            let before = episode.clone();
+            let transition = step(
+                rule,
+                &mut episode,
+                value,
+                evaluation.event_time,
+                &evaluation.event_id,
+            );
+            if let Some(transition) = transition {
+                let concerned = episode
+                    .as_ref()
+                    .or(before.as_ref())
+                    .expect("a transition leaves or closes an episode");
+                events.push(AlertEvent::drift(
+                    rule,
+                    transition,
+                    concerned,
+                    evaluation,
+                    value,
+                    &worst.name,
+                ));
+            }
+            if let Some(episode) = episode {
+                open.insert(rule.name.clone(), episode);
+            }
+        }
+        events
     }
 
     /// Advances the aircraft's episodes under every rule on `prediction`'s model; returns the
@@ -42,7 +103,7 @@ impl Alerting {
                 (On::Prediction, _) => prediction.prediction,
                 (On::Lower, Some(interval)) => interval.lower,
                 (On::Upper, Some(interval)) => interval.upper,
-                (On::Lower | On::Upper, None) => continue,
+                (On::Lower | On::Upper, None) | (On::Drift, _) => continue,
             };
             let mut episode = open.remove(rule.name.as_str());
             let before = episode.clone();
