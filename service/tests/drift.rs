@@ -735,6 +735,10 @@ async fn the_services_window_measures_what_the_stream_scores() {
         .collect();
     assert!(psis[..4].windows(2).all(|w| w[0] >= w[1]), "{psis:?}");
     assert_eq!(body["output"]["level"], "critical", "{}", body["output"]);
+    eprintln!(
+        "T50 + 2σ in the window: {} / {}; output {}",
+        features[0], features[4], body["output"]
+    );
 
     // The gauges carry the endpoint's numbers, exactly.
     let (status, _, metrics) = get_json(&app, "/metrics").await;
