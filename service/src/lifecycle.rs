@@ -65,6 +65,7 @@ impl Running {
             registry,
             store: Arc::new(StateStore::new()),
             readiness: Arc::new(Readiness::new(kafka)),
+            drift: Arc::new(crate::drift::DriftMonitor::new(config.drift.clone())),
             config,
         });
         let shutdown = crate::shutdown::on_signal();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use fleet_features::{Event, FeatureSet, FeatureSetId, PerFeatureSet};
 
+use crate::drift::{DriftMonitor, Evaluation};
 use crate::model::interval::Interval;
 use crate::model::serving::ShadowScores;
 use crate::model::{LoadedModel, ModelError, Registry};
@@ -61,6 +62,9 @@ pub struct Outcome<M> {
     pub info: RowInfo,
     pub meta: M,
     pub verdicts: Vec<Verdict>,
+    /// The drift evaluations this row completed (one per model whose window reached an
+    /// evaluation at it; almost always none).
+    pub drift: Vec<Arc<Evaluation>>,
 }
 
 #[derive(Debug)]
@@ -96,6 +100,8 @@ pub struct Batcher<M> {
     /// The interval bounds of the batch being scored.
     lower: Vec<f32>,
     upper: Vec<f32>,
+    /// Where the serving models' scored rows are counted, if anywhere.
+    drift: Option<Arc<DriftMonitor>>,
 }
 
 impl<M> Batcher<M> {
@@ -107,6 +113,15 @@ impl<M> Batcher<M> {
             scratch: Vec::new(),
             lower: Vec::new(),
             upper: Vec::new(),
+            drift: None,
+        }
+    }
+
+    /// A batcher that also counts every batch a serving model scores into `monitor`.
+    pub fn with_drift(registry: Arc<Registry>, monitor: Arc<DriftMonitor>) -> Self {
+        Self {
+            drift: Some(monitor),
+            ..Self::new(registry)
         }
     }
 
@@ -145,6 +160,7 @@ impl<M> Batcher<M> {
             let mut verdicts: Vec<Vec<Verdict>> = (0..batch.pushed.len())
                 .map(|_| Vec::with_capacity(models.len()))
                 .collect();
+            let mut drift: Vec<(usize, Arc<Evaluation>)> = Vec::new();
             for serving in models.iter() {
                 let model = &serving.serving;
                 let intervals = intervals(
@@ -203,10 +219,27 @@ impl<M> Batcher<M> {
                         if let Some(shadow) = scored.shadow {
                             log_shadow(&shadow, self.scratch.len());
                         }
+                        if let Some(monitor) = &self.drift {
+                            let pushed = &batch.pushed;
+                            drift.extend(monitor.observe(
+                                &scored.model,
+                                &batch.rows,
+                                &self.scratch,
+                                |i| &pushed[i].info,
+                            ));
+                        }
                     }
                 }
             }
             batch.rows.clear();
+            let mut row_drift: Vec<Vec<Arc<Evaluation>>> = Vec::new();
+            if !drift.is_empty() {
+                row_drift.resize_with(batch.pushed.len(), Vec::new);
+                for (i, evaluation) in drift {
+                    row_drift[i].push(evaluation);
+                }
+            }
+            let mut row_drift = row_drift.into_iter();
             outcomes.extend(batch.pushed.drain(..).zip(verdicts).map(|(p, verdicts)| {
                 (
                     p.seq,
@@ -214,6 +247,7 @@ impl<M> Batcher<M> {
                         info: p.info,
                         meta: p.meta,
                         verdicts,
+                        drift: row_drift.next().unwrap_or_default(),
                     },
                 )
             }));

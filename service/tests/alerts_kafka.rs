@@ -3,7 +3,8 @@
 //! event for event, although the service was killed (-9) mid-stream and restarted: an episode
 //! open at the kill is neither raised again nor forgotten (its escalation after the restart
 //! says `escalated`, not `raised`). `GET /alerts`, `GET /tails/{tail}` and `/metrics` then show
-//! the episodes replay leaves open.
+//! the episodes replay leaves open. A drift rule's alert (a model's episode, not a tail's) reaches
+//! the alerts topic too.
 
 mod common;
 mod kafka;
@@ -207,4 +208,112 @@ fn alert_events_survive_a_kill_9_and_equal_replay() {
         spanning.len(),
         open.len()
     );
+}
+
+/// An `on = "drift"` rule in the streaming service: the first 3,000 C-MAPSS events with T50
+/// shifted by 18 (two training standard deviations) through the shipped `engine-rul/2` (which
+/// has a profile), a window of 2,000 rows evaluated every 1,000: exactly one drift alert
+/// reaches the alerts topic (read_committed, so in a committed transaction with the batch's
+/// predictions), keyed `model:engine-rul`, with the model's and the source record's headers;
+/// `GET /models/{name}/drift` and `/metrics` show the open episode.
+#[test]
+fn a_drift_alert_reaches_the_alerts_topic() {
+    let Some(bootstrap) = bootstrap() else {
+        return;
+    };
+    let topics = Topics::new("drift-alerts");
+    create_topics(&bootstrap, &topics);
+    let dir = tempfile::tempdir().unwrap();
+    let events = kafka::cmapss_events(dir.path(), Some(3_000));
+    let shifted = dir.path().join("t50.jsonl");
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut e: serde_json::Value = serde_json::from_str(l).unwrap();
+            let v = e["sensors"]["T50"].as_f64().unwrap();
+            e["sensors"]["T50"] = serde_json::Value::from(v + 18.0);
+            e.to_string()
+        })
+        .collect();
+    std::fs::write(&shifted, lines.join("\n") + "\n").unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let drift = r#"
+[drift]
+window_rows = 2000
+min_rows = 2000
+evaluate_every_rows = 1000
+
+[[alerts]]
+name = "engine-rul-drift"
+model = "engine-rul"
+on = "drift"
+direction = "above"
+hysteresis = 0.05
+levels = [
+  { severity = "warning", threshold = 0.1 },
+  { severity = "critical", threshold = 0.25 },
+]
+"#;
+    let config = kafka::config_with_kafka(dir.path(), &bootstrap, &topics, &models, "", drift);
+    let mut service = Service::start(&config, &dir.path().join("serve.log"));
+    service.wait_for_log("partitions assigned", Duration::from_secs(60));
+    kafka::produce_all(&bootstrap, &topics, &shifted);
+    let ids = kafka::event_ids(&shifted);
+    kafka::wait_for_every_event(
+        &bootstrap,
+        &topics,
+        &ids,
+        Duration::from_secs(180),
+        &service,
+    );
+
+    let body = kafka::http_get_json(&service, "/models/engine-rul/drift");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["window"]["rows"], 2_000, "{body}");
+    assert_eq!(body["window"]["rows_seen"], 3_000, "{body}");
+    assert_eq!(body["level"], "critical", "{body}");
+    assert_eq!(body["alerts"][0]["rule"], "engine-rul-drift", "{body}");
+    assert_eq!(body["alerts"][0]["severity"], "critical", "{body}");
+    let metrics = kafka::http_get(&service, "/metrics");
+    let line = "fleetscore_alerts_open{rule=\"engine-rul-drift\",severity=\"critical\"} 1";
+    assert!(metrics.contains(line), "no `{line}` in /metrics");
+    assert!(
+        metrics.contains("fleetscore_drift_window_rows{model=\"engine-rul\",version=\"2\"} 2000")
+    );
+    service.signal("-TERM");
+    assert!(service.wait(Duration::from_secs(30)).success());
+
+    let mut got = Vec::new();
+    kafka::read_committed(&bootstrap, &topics.alerts, Duration::from_secs(60), |m| {
+        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(
+            m.key().map(|k| std::str::from_utf8(k).unwrap()),
+            Some("model:engine-rul"),
+            "{value}"
+        );
+        assert_eq!(kafka::header(m, "fleet.model.name"), Some("engine-rul"));
+        assert_eq!(kafka::header(m, "fleet.model.version"), Some("2"));
+        assert!(kafka::header(m, "fleet.source.offset").is_some());
+        got.push(value);
+    });
+    assert_eq!(got.len(), 1, "{got:?}");
+    let alert = &got[0];
+    assert_eq!(
+        (
+            &alert["on"],
+            &alert["kind"],
+            &alert["tail"],
+            &alert["subject"]
+        ),
+        (
+            &serde_json::Value::from("drift"),
+            &serde_json::Value::from("raised"),
+            &serde_json::Value::from(""),
+            &serde_json::Value::from("model:engine-rul")
+        ),
+        "{alert}"
+    );
+    assert_eq!(alert["window_rows"], 2_000);
+    assert!(ids.contains(alert["source_event_id"].as_str().unwrap()));
 }

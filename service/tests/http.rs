@@ -1293,6 +1293,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v2/models/{name}/infer", "post"),
         ("/tails/{tail}", "get"),
         ("/models", "get"),
+        ("/models/{name}/drift", "get"),
         ("/admin/models/{name}/pin", "put"),
         ("/admin/models/{name}/pin", "delete"),
         ("/admin/models/{name}/promote", "post"),

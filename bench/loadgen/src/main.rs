@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
             events.next_into(&mut key, &mut value)?;
             let mut record = BaseRecord::to(&args.topic).key(&key).payload(&value);
             if args.traceparent_sampled_every > 0 {
-                let flags = if sent % args.traceparent_sampled_every == 0 {
+                let flags = if sent.is_multiple_of(args.traceparent_sampled_every) {
                     "01"
                 } else {
                     "00"
@@ -316,7 +316,7 @@ mod tests {
     fn copies_get_their_own_tails_in_key_and_value() {
         let f = file(TWO);
         let mut events = Events::open(f.path(), "L1").unwrap();
-        let (mut key, mut value, mut traceparent) = (String::new(), String::new(), String::new());
+        let (mut key, mut value) = (String::new(), String::new());
         let mut seen = Vec::new();
         for _ in 0..3 {
             events.next_into(&mut key, &mut value).unwrap();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::episode::{Episode, step};
 use super::event::AlertEvent;
 use super::rule::{AlertRule, On};
+use crate::drift::Evaluation;
 use crate::prediction::Prediction;
 
 /// An aircraft's open episodes, by rule name. Part of its durable state: the changelog holds
@@ -28,9 +29,69 @@ impl Alerting {
         &self.rules
     }
 
-    /// Whether a rule watches `model` (most predictions concern none: no work for them).
+    /// Whether a rule watches `model`'s predictions (most predictions concern none: no work
+    /// for them).
     pub fn watches(&self, model: &str) -> bool {
-        self.rules.iter().any(|r| r.model == model)
+        self.rules
+            .iter()
+            .any(|r| r.model == model && r.on != On::Drift)
+    }
+
+    /// Whether a `drift` rule watches `model`.
+    pub fn watches_drift(&self, model: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.model == model && r.on == On::Drift)
+    }
+
+    /// Advances the model's drift episodes (`open`, by rule name: the instance's, kept by
+    /// [`crate::drift::DriftMonitor`]) under every `drift` rule on `evaluation`'s model, with
+    /// the worst measure of a feature that is not excluded; returns the alert events, in rule
+    /// order.
+    pub fn evaluate_drift(
+        &self,
+        open: &mut OpenEpisodes,
+        evaluation: &Evaluation,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.on == On::Drift && r.model == evaluation.model)
+        {
+            let measure = rule.measure();
+            let Some(worst) = evaluation.report.worst(measure) else {
+                continue;
+            };
+            let value = worst.value(measure) as f32;
+            let mut episode = open.remove(rule.name.as_str());
+            let before = episode.clone();
+            let transition = step(
+                rule,
+                &mut episode,
+                value,
+                evaluation.event_time,
+                &evaluation.event_id,
+            );
+            if let Some(transition) = transition {
+                let concerned = episode
+                    .as_ref()
+                    .or(before.as_ref())
+                    .expect("a transition leaves or closes an episode");
+                events.push(AlertEvent::drift(
+                    rule,
+                    transition,
+                    concerned,
+                    evaluation,
+                    value,
+                    &worst.name,
+                ));
+            }
+            if let Some(episode) = episode {
+                open.insert(rule.name.clone(), episode);
+            }
+        }
+        events
     }
 
     /// Advances the aircraft's episodes under every rule on `prediction`'s model; returns the
@@ -42,7 +103,7 @@ impl Alerting {
                 (On::Prediction, _) => prediction.prediction,
                 (On::Lower, Some(interval)) => interval.lower,
                 (On::Upper, Some(interval)) => interval.upper,
-                (On::Lower | On::Upper, None) => continue,
+                (On::Lower | On::Upper, None) | (On::Drift, _) => continue,
             };
             let mut episode = open.remove(rule.name.as_str());
             let before = episode.clone();
@@ -182,6 +243,112 @@ mod tests {
         assert_eq!(open.len(), 1);
         let cleared = alerting.evaluate(&mut open, &with_interval(3, 90.0, 41.0));
         assert_eq!(cleared[0].kind, "cleared");
+    }
+
+    /// A drift rule watches the worst measure of the features that are not excluded, at each
+    /// evaluation of the model's window; predictions never touch it.
+    #[test]
+    fn a_drift_rule_watches_the_worst_feature_not_excluded() {
+        use crate::alerts::rule::Severity;
+        use crate::drift::{BinCounts, Evaluation, Measure, THRESHOLDS};
+        use crate::model::profile::{BinKind, Entry, Profile};
+        use std::sync::Arc;
+
+        let entry = |name: &str| Entry {
+            name: name.to_owned(),
+            kind: BinKind::Quantile,
+            edges: Some(vec![0.0]),
+            values: None,
+            counts: vec![50, 50],
+            missing: 0,
+            min: Some(-1.0),
+            max: Some(1.0),
+            mean: Some(0.0),
+            std: Some(1.0),
+        };
+        let profile = Arc::new(Profile {
+            format: 1,
+            rows: 100,
+            binning: String::new(),
+            features: vec![entry("a"), entry("b")],
+            output: entry("output"),
+        });
+        // `a` moved completely, `b` partly; `a` is excluded.
+        let evaluation = |seen: u64, a: f32, b_high: usize| {
+            let mut counts = BinCounts::new(Arc::clone(&profile));
+            for i in 0..10 {
+                counts.add(&[a, if i < b_high { 0.5 } else { -0.5 }], 0.5);
+            }
+            let mut report = counts.report(&THRESHOLDS).unwrap();
+            report.exclude(&["a".to_owned()]);
+            Evaluation {
+                model: "engine-rul".to_owned(),
+                version: "2".to_owned(),
+                sha256: "abc".to_owned(),
+                feature_set: "engine-health".to_owned(),
+                feature_set_version: "1".to_owned(),
+                seen,
+                event_id: format!("e{seen}"),
+                event_time: Utc.timestamp_opt(1_700_000_000 + seen as i64, 0).unwrap(),
+                report,
+            }
+        };
+        let rule: AlertRule = toml::from_str(
+            r#"
+            name = "rul-drift"
+            model = "engine-rul"
+            on = "drift"
+            direction = "above"
+            hysteresis = 0.05
+            levels = [{ severity = "warning", threshold = 0.1 }, { severity = "critical", threshold = 0.25 }]
+            "#,
+        )
+        .unwrap();
+        let alerting = Alerting::new(vec![rule.validate().unwrap()]);
+        assert!(alerting.watches_drift("engine-rul") && !alerting.watches("engine-rul"));
+        assert!(
+            alerting
+                .evaluate(&mut OpenEpisodes::new(), &prediction("engine-rul", 1, 1.0))
+                .is_empty()
+        );
+        let mut open = OpenEpisodes::new();
+        // Only the excluded `a` moved: nothing.
+        assert!(
+            alerting
+                .evaluate_drift(&mut open, &evaluation(10, 0.5, 5))
+                .is_empty()
+        );
+        // `b`: 8 of 10 above 0: PSI 0.3 * ln 4 = 0.416, critical.
+        let raised = alerting.evaluate_drift(&mut open, &evaluation(20, 0.5, 8));
+        assert_eq!(raised.len(), 1);
+        let e = &raised[0];
+        assert_eq!(
+            (e.kind.as_str(), e.severity),
+            ("raised", Severity::Critical)
+        );
+        assert_eq!(e.feature.as_deref(), Some("b"));
+        assert_eq!(e.measure, Some(Measure::Psi));
+        assert!((e.value - (0.3 * 4f32.ln())).abs() < 1e-6, "{}", e.value);
+        assert_eq!((e.tail.as_str(), e.key()), ("", "model:engine-rul"));
+        assert_eq!(
+            (e.source_event_id.as_str(), e.window_rows),
+            ("e20", Some(10))
+        );
+        assert!(open.contains_key("rul-drift"));
+        // Back to the reference shares: cleared, naming the episode's origin.
+        let cleared = alerting.evaluate_drift(&mut open, &evaluation(30, 0.5, 5));
+        assert_eq!(cleared[0].kind, "cleared");
+        assert_eq!(cleared[0].episode_raised_by, "e20");
+        assert!(open.is_empty());
+        // A tail alert's record has none of the drift fields (as before drift rules).
+        let mut tail_open = OpenEpisodes::new();
+        let tail_event = &Alerting::new(defaults())
+            .evaluate(&mut tail_open, &prediction("engine-rul", 1, 10.0))[0];
+        let json = serde_json::to_value(tail_event).unwrap();
+        for field in ["subject", "measure", "feature", "window_rows"] {
+            assert!(json.get(field).is_none(), "{field}: {json}");
+        }
+        assert_eq!(tail_event.key(), "N1");
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The alert record: what fleet planners read from `fleet.alerts.v1` (keyed by tail), and what
 //! `fleetscore replay --alerts` writes, field for field.
+//!
+//! A drift alert (`on = "drift"`) concerns a model, not an aircraft: its `tail` is empty and
+//! `subject` says `model:<name>` (also its record key); `measure`, `feature` (the worst one)
+//! and `window_rows` say what was measured. These fields are absent from every other alert,
+//! whose records are exactly what they were before drift alerts existed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::episode::{Episode, Transition};
 use super::rule::{AlertRule, Direction, On, Severity};
+use crate::drift::{Evaluation, Measure};
 use crate::prediction::Prediction;
 
 pub const ALERT_SCHEMA: &str = "fleet.alert.v1";
@@ -43,6 +49,36 @@ pub struct AlertEvent {
     pub model_sha256: String,
     pub feature_set: String,
     pub feature_set_version: String,
+    /// Drift alerts: what the episode is about, `model:<name>` (`tail` is empty).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+    /// Drift alerts: the measure watched, the feature worst by it (whose value is `value`),
+    /// and the rows of the window measured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub measure: Option<Measure>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub feature: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_rows: Option<u64>,
+}
+
+/// The subject of a model's drift alerts (and their record key).
+pub fn drift_subject(model: &str) -> String {
+    format!("model:{model}")
+}
+
+/// The threshold crossed by a transition (the clearing one for `cleared`), and the severity
+/// before an escalation.
+fn threshold_of(rule: &AlertRule, transition: Transition) -> (Option<Severity>, f32) {
+    let (previous, threshold) = match transition {
+        Transition::Raised(s) => (None, rule.threshold(s)),
+        Transition::Escalated { from, to } => (Some(from), rule.threshold(to)),
+        Transition::Cleared(_) => (None, Some(rule.clear_threshold())),
+    };
+    (
+        previous,
+        threshold.expect("a transition's severity is one of its rule's levels"),
+    )
 }
 
 impl AlertEvent {
@@ -55,11 +91,7 @@ impl AlertEvent {
         prediction: &Prediction,
         value: f32,
     ) -> Self {
-        let (previous_severity, threshold) = match transition {
-            Transition::Raised(s) => (None, rule.threshold(s)),
-            Transition::Escalated { from, to } => (Some(from), rule.threshold(to)),
-            Transition::Cleared(_) => (None, Some(rule.clear_threshold())),
-        };
+        let (previous_severity, threshold) = threshold_of(rule, transition);
         Self {
             schema: ALERT_SCHEMA.to_owned(),
             tail: prediction.tail.clone(),
@@ -70,7 +102,7 @@ impl AlertEvent {
             direction: rule.direction,
             on: rule.on,
             value,
-            threshold: threshold.expect("a transition's severity is one of its rule's levels"),
+            threshold,
             episode_raised_at: episode.raised_at,
             episode_raised_by: episode.raised_by.clone(),
             source_event_id: prediction.source_event_id.clone(),
@@ -80,6 +112,54 @@ impl AlertEvent {
             model_sha256: prediction.model_sha256.clone(),
             feature_set: prediction.feature_set.clone(),
             feature_set_version: prediction.feature_set_version.clone(),
+            subject: None,
+            measure: None,
+            feature: None,
+            window_rows: None,
         }
+    }
+
+    /// The record of `transition` of a model's drift episode under a `drift` rule, caused by
+    /// `evaluation` (the row that completed it is the source event); `value` is the worst
+    /// `feature`'s measure.
+    pub fn drift(
+        rule: &AlertRule,
+        transition: Transition,
+        episode: &Episode,
+        evaluation: &Evaluation,
+        value: f32,
+        feature: &str,
+    ) -> Self {
+        let (previous_severity, threshold) = threshold_of(rule, transition);
+        Self {
+            schema: ALERT_SCHEMA.to_owned(),
+            tail: String::new(),
+            rule: rule.name.clone(),
+            kind: transition.kind().to_owned(),
+            severity: transition.severity(),
+            previous_severity,
+            direction: rule.direction,
+            on: rule.on,
+            value,
+            threshold,
+            episode_raised_at: episode.raised_at,
+            episode_raised_by: episode.raised_by.clone(),
+            source_event_id: evaluation.event_id.clone(),
+            event_time: evaluation.event_time,
+            model: evaluation.model.clone(),
+            model_version: evaluation.version.clone(),
+            model_sha256: evaluation.sha256.clone(),
+            feature_set: evaluation.feature_set.clone(),
+            feature_set_version: evaluation.feature_set_version.clone(),
+            subject: Some(drift_subject(&evaluation.model)),
+            measure: Some(rule.measure()),
+            feature: Some(feature.to_owned()),
+            window_rows: Some(evaluation.report.rows),
+        }
+    }
+
+    /// The record's key: the tail, or a drift alert's subject.
+    pub fn key(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.tail)
     }
 }

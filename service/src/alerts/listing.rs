@@ -1,6 +1,7 @@
 //! The open episodes as planners see them (`GET /alerts`, `GET /tails/{tail}`, the demo's
 //! summary): each with its rule, when and by which event it was raised, and the latest value
-//! of the rule's model for the tail; most severe first, then oldest first.
+//! of the rule's model for the tail; most severe first, then oldest first. These are the
+//! aircraft's episodes; a model's drift episodes are on `GET /models/{name}/drift`.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::episode::Episode;
 use super::rule::{AlertRule, Severity};
 use crate::store::{StateStore, TailEntry};
 
@@ -70,11 +72,13 @@ pub fn sort(open: &mut [(Severity, OpenAlert)]) {
     });
 }
 
-/// Open episodes per rule and severity over every aircraft held, with a zero for every level
-/// of every rule (a dashboard sees an episode close): `fleetscore_alerts_open`.
+/// Open episodes per rule and severity over every aircraft held and the instance's open drift
+/// episodes (`drift`, by rule name), with a zero for every level of every rule (a dashboard
+/// sees an episode close): `fleetscore_alerts_open`.
 pub fn open_counts<'r>(
     rules: &'r [AlertRule],
     store: &StateStore,
+    drift: &'r BTreeMap<String, Episode>,
 ) -> Vec<(&'r str, Severity, u64)> {
     let mut counts: BTreeMap<(&str, Severity), u64> = rules
         .iter()
@@ -84,6 +88,11 @@ pub fn open_counts<'r>(
                 .map(move |l| ((r.name.as_str(), l.severity), 0))
         })
         .collect();
+    for (rule, episode) in drift {
+        if let Some(n) = counts.get_mut(&(rule.as_str(), episode.severity)) {
+            *n += 1;
+        }
+    }
     store.for_each(|_, entry| {
         for rule in rules {
             if let Some(episode) = entry.alerts.get(&rule.name)

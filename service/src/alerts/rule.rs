@@ -12,9 +12,23 @@
 //!   { severity = "warning", threshold = 60.0 },
 //!   { severity = "critical", threshold = 30.0 },
 //! ]
+//!
+//! [[alerts]]                   # a model's drift (`crate::drift`), not an aircraft's number
+//! name = "engine-rul-drift"
+//! model = "engine-rul"
+//! on = "drift"                 # the worst PSI of a non-excluded feature of the model's window
+//! measure = "psi"              # or "js" (drift rules only; default psi)
+//! direction = "above"          # drift rules hold above their thresholds
+//! hysteresis = 0.05
+//! levels = [
+//!   { severity = "warning", threshold = 0.1 },
+//!   { severity = "critical", threshold = 0.25 },
+//! ]
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+use crate::drift::Measure;
 
 /// How urgent an alert is; ordered (`Info < Warning < Critical`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,6 +78,10 @@ pub enum On {
     Lower,
     /// The upper bound of its interval.
     Upper,
+    /// Not a prediction: the drift of the model's live rows from its reference profile, at
+    /// each evaluation of its window (the worst `measure` over the features not excluded).
+    /// Such a rule's episode belongs to the model (one per instance), not to an aircraft.
+    Drift,
 }
 
 /// One severity's threshold.
@@ -80,9 +98,12 @@ pub struct Level {
 pub struct AlertRule {
     pub name: String,
     pub model: String,
-    /// The number watched: `prediction` (default), `lower` or `upper`.
+    /// The number watched: `prediction` (default), `lower`, `upper` or `drift`.
     #[serde(default)]
     pub on: On,
+    /// The drift measure a `drift` rule watches: `psi` (default) or `js`.
+    #[serde(default)]
+    pub measure: Option<Measure>,
     pub direction: Direction,
     #[serde(default)]
     pub hysteresis: f32,
@@ -102,6 +123,7 @@ impl AlertRule {
             name: name.to_owned(),
             model: model.to_owned(),
             on: On::Prediction,
+            measure: None,
             direction,
             hysteresis,
             levels: levels
@@ -133,6 +155,12 @@ impl AlertRule {
         if self.levels.is_empty() {
             return Err(at("no `levels`"));
         }
+        if self.on == On::Drift && self.direction != Direction::Above {
+            return Err(at("a `drift` rule holds `above` its thresholds"));
+        }
+        if self.on != On::Drift && self.measure.is_some() {
+            return Err(at("`measure` belongs to `on = \"drift\"` rules"));
+        }
         if self.levels.iter().any(|l| !l.threshold.is_finite()) {
             return Err(at("a level's `threshold` is not a finite number"));
         }
@@ -162,6 +190,11 @@ impl AlertRule {
             }
         }
         Ok(self)
+    }
+
+    /// The measure a `drift` rule watches.
+    pub fn measure(&self) -> Measure {
+        self.measure.unwrap_or_default()
     }
 
     /// The most severe level whose threshold `value` crosses, if any.
@@ -315,8 +348,45 @@ mod tests {
         let mut margin = base.clone();
         margin.hysteresis = -1.0;
         assert!(margin.validate().unwrap_err().contains("hysteresis"));
-        let mut empty = base;
+        let mut empty = base.clone();
         empty.levels.clear();
         assert!(empty.validate().unwrap_err().contains("no `levels`"));
+        let mut measure = base.clone();
+        measure.measure = Some(Measure::Js);
+        assert!(
+            measure
+                .validate()
+                .unwrap_err()
+                .contains("`measure` belongs")
+        );
+        let mut below = base;
+        below.on = On::Drift;
+        assert!(below.validate().unwrap_err().contains("`above`"));
+    }
+
+    #[test]
+    fn a_drift_rule_parses_with_its_measure() {
+        let rule: AlertRule = toml::from_str(
+            r#"
+            name = "rul-drift"
+            model = "engine-rul"
+            on = "drift"
+            measure = "js"
+            direction = "above"
+            hysteresis = 0.05
+            levels = [{ severity = "warning", threshold = 0.1 }]
+            "#,
+        )
+        .unwrap();
+        let rule = rule.validate().unwrap();
+        assert_eq!((rule.on, rule.measure()), (On::Drift, Measure::Js));
+        assert_eq!(rule.level(0.15), Some(Severity::Warning));
+        assert!(rule.clears(0.05) && !rule.clears(0.06));
+        let err = toml::from_str::<AlertRule>(
+            "name = \"x\"\nmodel = \"m\"\non = \"drift\"\nmeasure = \"kl\"\n\
+             direction = \"above\"\nlevels = []\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("psi"), "{err}");
     }
 }

@@ -19,6 +19,7 @@ use super::events::{self, Tails};
 
 use crate::alerts::{Alerting, OpenEpisodes};
 use crate::config::Config;
+use crate::drift::DriftMonitor;
 use crate::model::Registry;
 use crate::scoring::{Batcher, Outcome, RowInfo, Verdict};
 
@@ -45,7 +46,8 @@ pub struct ReplayArgs {
     pub routes: Vec<String>,
     /// Also write the alert events (`fleet.alert.v1`, one JSON object per line) the
     /// configuration's `[[alerts]]` rules raise on these predictions, as the service would
-    /// publish them; `-` for stdout.
+    /// publish them; `-` for stdout. `on = "drift"` rules watch one drift window per model
+    /// (`[drift]`) over the replayed rows, evaluated at fixed row counts.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
     /// Rows per scoring batch.
@@ -160,11 +162,13 @@ impl ReplayArgs {
         let started = Instant::now();
         let mut counts = Counts::default();
         let mut tails = Tails::default();
-        let mut batcher: Batcher<()> = Batcher::new(Arc::clone(&registry));
+        let drift = Arc::new(DriftMonitor::new(config.drift.clone()));
+        let mut batcher: Batcher<()> =
+            Batcher::with_drift(Arc::clone(&registry), Arc::clone(&drift));
         let mut vector = Vec::new();
         let mut write_error = None;
         let mut drain = |batcher: &mut Batcher<()>, counts: &mut Counts| {
-            batcher.flush(Utc::now(), |Outcome { info, verdicts, .. }| {
+            batcher.flush(Utc::now(), |Outcome { info, verdicts, drift: evaluations, .. }| {
                 if verdicts.is_empty() {
                     counts.no_model += 1;
                 }
@@ -193,6 +197,14 @@ impl ReplayArgs {
                         }
                     }
                 }
+                if let Some(out) = alerts_out.as_mut() {
+                    for evaluation in &evaluations {
+                        for event in drift.alert(&alerting, evaluation) {
+                            counts.alerts += 1;
+                            write_line(out, &event, &mut write_error);
+                        }
+                    }
+                }
             });
         };
         tails.apply_all(input, "dead letter", |event, state| {
@@ -215,7 +227,8 @@ impl ReplayArgs {
         output.flush().context("writing predictions")?;
         if let Some(out) = alerts_out.as_mut() {
             out.flush().context("writing alert events")?;
-            let open: usize = episodes.values().map(|o| o.len()).sum();
+            let open: usize =
+                episodes.values().map(|o| o.len()).sum::<usize>() + drift.open_episodes().len();
             eprintln!(
                 "{} alert events; {open} episodes open at the end",
                 counts.alerts

@@ -7,6 +7,11 @@ use crate::model::profile::{Bin, Entry, Profile};
 use super::measure::{Thresholds, js, psi};
 use super::report::{DriftReport, EntryDrift};
 
+/// A code's slot bits ([`BinCounts::codes`]); the two above them flag below-min and above-max.
+const SLOT_MASK: u32 = (1 << 30) - 1;
+const BELOW: u32 = 1 << 30;
+const ABOVE: u32 = 1 << 31;
+
 /// Live rows counted into the bins of a [`Profile`]: per entry (each input feature, then the
 /// output), the rows per bin with the missing (non-finite) bin last, and the rows below the
 /// reference's minimum and above its maximum.
@@ -77,6 +82,57 @@ impl BinCounts {
         self.rows = self.rows.saturating_sub(1);
     }
 
+    /// Entries per row: the profile's features and the output.
+    pub fn width(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Appends the row's [`BinCounts::width`] codes to `out`: per entry, where the value is
+    /// counted (its slot) and whether it is below the reference's minimum or above its
+    /// maximum. A sliding window keeps these instead of the values, so that taking a row out
+    /// ([`BinCounts::remove_codes`]) needs no binning.
+    #[inline]
+    pub fn codes(&self, row: &[f32], output: f32, out: &mut Vec<u32>) {
+        let profile = &*self.profile;
+        debug_assert_eq!(row.len(), profile.features.len(), "row width");
+        let values = row.iter().chain([&output]);
+        for (i, (entry, &v)) in profile.entries().zip(values).enumerate() {
+            let slot = match entry.bin_of(v) {
+                Bin::In(b) => self.offsets[i] + b,
+                Bin::Missing => self.offsets[i] + entry.bins(),
+            };
+            debug_assert!(slot < SLOT_MASK as usize, "slots fit 30 bits");
+            let (below, above) = range_of(entry, v);
+            out.push(slot as u32 | (u32::from(below) * BELOW) | (u32::from(above) * ABOVE));
+        }
+    }
+
+    /// Counts a row by its [`BinCounts::codes`].
+    #[inline]
+    pub fn add_codes(&mut self, codes: &[u32]) {
+        debug_assert_eq!(codes.len(), self.width());
+        for (i, &code) in codes.iter().enumerate() {
+            self.counts[(code & SLOT_MASK) as usize] += 1;
+            self.below[i] += u64::from(code & BELOW != 0);
+            self.above[i] += u64::from(code & ABOVE != 0);
+        }
+        self.rows += 1;
+    }
+
+    /// Takes back a row counted with these codes.
+    #[inline]
+    pub fn remove_codes(&mut self, codes: &[u32]) {
+        debug_assert_eq!(codes.len(), self.width());
+        debug_assert!(self.rows > 0, "removing a row from empty counts");
+        for (i, &code) in codes.iter().enumerate() {
+            let slot = &mut self.counts[(code & SLOT_MASK) as usize];
+            *slot = slot.saturating_sub(1);
+            self.below[i] = self.below[i].saturating_sub(u64::from(code & BELOW != 0));
+            self.above[i] = self.above[i].saturating_sub(u64::from(code & ABOVE != 0));
+        }
+        self.rows = self.rows.saturating_sub(1);
+    }
+
     #[inline]
     fn update(&mut self, row: &[f32], output: f32, add: bool) {
         let profile = &*self.profile;
@@ -125,6 +181,7 @@ impl BinCounts {
                     reference_missing: entry.missing as f64 / profile.rows as f64,
                     below_min: self.below[i] as f64 / n,
                     above_max: self.above[i] as f64 / n,
+                    excluded: false,
                 }
             })
             .collect();

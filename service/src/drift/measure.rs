@@ -14,7 +14,7 @@
 //!   does not explode on empty bins (Evidently's `jensenshannon` uses natural logarithms:
 //!   its 0.1 is about 0.12 here).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What replaces an empty share in PSI.
 pub const EPSILON: f64 = 1e-4;
@@ -45,6 +45,26 @@ pub const THRESHOLDS: Thresholds = Thresholds {
         critical: 0.2,
     },
 };
+
+/// One of the two measures (what a drift alert rule watches: `measure = "psi"` or `"js"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// The population stability index.
+    #[default]
+    Psi,
+    /// The Jensen-Shannon distance (base 2).
+    Js,
+}
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::Psi => "psi",
+            Measure::Js => "js",
+        }
+    }
+}
 
 /// How far an entry has drifted, by the thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]

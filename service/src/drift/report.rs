@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::measure::{Level, Thresholds};
+use super::measure::{Level, Measure, Thresholds};
 
 /// The drift of one entry (an input feature or the output).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -22,6 +22,19 @@ pub struct EntryDrift {
     /// Share of the live rows below the reference's minimum / above its maximum.
     pub below_min: f64,
     pub above_max: f64,
+    /// Reported but not monitored (`[drift] exclude`): it never counts towards the report's
+    /// level nor raises a drift alert.
+    pub excluded: bool,
+}
+
+impl EntryDrift {
+    /// The value of `measure`.
+    pub fn value(&self, measure: Measure) -> f64 {
+        match measure {
+            Measure::Psi => self.psi,
+            Measure::Js => self.js,
+        }
+    }
 }
 
 /// The drift of a batch (or window) of live rows against a model's profile.
@@ -32,9 +45,10 @@ pub struct DriftReport {
     /// Rows of the reference profile.
     pub reference_rows: u64,
     pub thresholds: Thresholds,
-    /// The worst level over the input features.
+    /// The worst level over the input features that are not excluded.
     pub level: Level,
-    /// Every input feature, worst first (level, then PSI, then JS, then name).
+    /// Every input feature, worst first (level, then PSI, then JS, then name); the excluded
+    /// ones after the others, in the same order.
     pub features: Vec<EntryDrift>,
     /// The model's output.
     pub output: EntryDrift,
@@ -45,34 +59,74 @@ impl DriftReport {
         rows: u64,
         reference_rows: u64,
         thresholds: Thresholds,
-        mut features: Vec<EntryDrift>,
+        features: Vec<EntryDrift>,
         output: EntryDrift,
     ) -> Self {
-        features.sort_by(|a, b| {
-            b.level
-                .cmp(&a.level)
+        let mut report = DriftReport {
+            rows,
+            reference_rows,
+            thresholds,
+            level: Level::Ok,
+            features,
+            output,
+        };
+        report.order();
+        report
+    }
+
+    /// Sorts the features worst first, the excluded ones last, and sets the level.
+    fn order(&mut self) {
+        self.features.sort_by(|a, b| {
+            a.excluded
+                .cmp(&b.excluded)
+                .then(b.level.cmp(&a.level))
                 .then(b.psi.total_cmp(&a.psi))
                 .then(b.js.total_cmp(&a.js))
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let level = features.first().map_or(Level::Ok, |f| f.level);
-        DriftReport {
-            rows,
-            reference_rows,
-            thresholds,
-            level,
-            features,
-            output,
+        self.level = self
+            .features
+            .first()
+            .filter(|f| !f.excluded)
+            .map_or(Level::Ok, |f| f.level);
+    }
+
+    /// Marks the features named in `names` excluded (reported, never counted towards the
+    /// level nor alerting) and orders the report again.
+    pub fn exclude(&mut self, names: &[String]) {
+        if names.is_empty() {
+            return;
         }
+        for f in &mut self.features {
+            f.excluded = names.contains(&f.name);
+        }
+        self.order();
     }
 
-    /// The input features at `level` or worse, worst first.
+    /// The input features at `level` or worse, worst first (excluded ones not included).
     pub fn at_least(&self, level: Level) -> impl Iterator<Item = &EntryDrift> {
-        self.features.iter().take_while(move |f| f.level >= level)
+        self.features
+            .iter()
+            .take_while(move |f| !f.excluded && f.level >= level)
     }
 
-    /// The worst PSI over the input features (what an alert rule would watch).
+    /// The worst PSI over the input features that are not excluded.
     pub fn worst_psi(&self) -> f64 {
-        self.features.iter().map(|f| f.psi).fold(0.0, f64::max)
+        self.worst(Measure::Psi).map_or(0.0, |f| f.psi)
+    }
+
+    /// The feature (not excluded) with the greatest `measure`, the first in report order on
+    /// a tie; `None` when every feature is excluded. What a drift alert rule watches.
+    pub fn worst(&self, measure: Measure) -> Option<&EntryDrift> {
+        self.features
+            .iter()
+            .filter(|f| !f.excluded)
+            .reduce(|worst, f| {
+                if f.value(measure) > worst.value(measure) {
+                    f
+                } else {
+                    worst
+                }
+            })
     }
 }

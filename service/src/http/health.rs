@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::alerts::listing;
 use crate::app::AppContext;
+use crate::drift::{DriftStatus, Measure, ModelDrift};
 use crate::metrics::names;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,7 +87,8 @@ pub async fn ready(State(ctx): State<Arc<AppContext>>) -> Response {
         content_type = "text/plain")))]
 pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
     let mut text = crate::metrics::render(&ctx.registry);
-    let open = listing::open_counts(&ctx.config.alerts, &ctx.store);
+    let drift_open = ctx.drift.open_episodes();
+    let open = listing::open_counts(&ctx.config.alerts, &ctx.store, &drift_open);
     crate::metrics::write_gauge(
         &mut text,
         names::ALERTS_OPEN,
@@ -98,6 +100,7 @@ pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
             )
         }),
     );
+    drift_gauges(&mut text, &ctx.drift.serving(&ctx.registry));
     (
         [(
             header::CONTENT_TYPE,
@@ -106,4 +109,68 @@ pub async fn metrics(State(ctx): State<Arc<AppContext>>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The drift gauges of the windows of the versions serving now, from their last evaluation
+/// (the window's rows also while warming up).
+fn drift_gauges(text: &mut String, windows: &[Arc<ModelDrift>]) {
+    use crate::metrics::write_gauge;
+    fn labels(d: &ModelDrift) -> Vec<(&str, &str)> {
+        vec![("model", d.model.as_str()), ("version", d.version.as_str())]
+    }
+    let evaluated = || {
+        windows
+            .iter()
+            .filter_map(|d| Some((d, d.evaluation.as_deref()?)))
+    };
+    write_gauge(
+        text,
+        names::DRIFT_WINDOW_ROWS,
+        "Rows in the drift window of each serving model on this instance.",
+        windows
+            .iter()
+            .filter(|d| d.status != DriftStatus::NoProfile)
+            .map(|d| (labels(d), d.rows as f64)),
+    );
+    for (name, help, measure) in [
+        (
+            names::DRIFT_PSI,
+            "Population stability index of each feature (and the output) of the drift window, at its last evaluation.",
+            Measure::Psi,
+        ),
+        (
+            names::DRIFT_JS,
+            "Jensen-Shannon distance (base 2) of each feature (and the output) of the drift window, at its last evaluation.",
+            Measure::Js,
+        ),
+    ] {
+        write_gauge(
+            text,
+            name,
+            help,
+            evaluated().flat_map(|(d, e)| {
+                e.report
+                    .features
+                    .iter()
+                    .chain([&e.report.output])
+                    .map(move |f| {
+                        let mut l = labels(d);
+                        l.push(("feature", f.name.as_str()));
+                        (l, f.value(measure))
+                    })
+            }),
+        );
+    }
+    write_gauge(
+        text,
+        names::DRIFT_WORST_PSI,
+        "The worst PSI over the features not excluded of the drift window, at its last evaluation.",
+        evaluated().map(|(d, e)| (labels(d), e.report.worst_psi())),
+    );
+    write_gauge(
+        text,
+        names::DRIFT_LEVEL,
+        "The drift level of the window at its last evaluation: 0 ok, 1 warning, 2 critical.",
+        evaluated().map(|(d, e)| (labels(d), e.report.level as u8 as f64)),
+    );
 }

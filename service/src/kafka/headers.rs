@@ -8,6 +8,7 @@
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
+use crate::drift::Evaluation;
 use crate::prediction::Prediction;
 use crate::store::SourceRef;
 
@@ -34,10 +35,29 @@ fn add(headers: OwnedHeaders, key: &str, value: &[u8]) -> OwnedHeaders {
 
 /// Headers of a prediction record.
 pub fn prediction(p: &Prediction, source: &SourceRef, traceparent: Option<&[u8]>) -> OwnedHeaders {
+    provenance(
+        [&p.model, &p.model_version, &p.model_sha256],
+        source,
+        traceparent,
+    )
+}
+
+/// Headers of a drift alert: its model, and the source record of the row that completed the
+/// window's evaluation.
+pub fn drift_alert(e: &Evaluation, source: &SourceRef, traceparent: Option<&[u8]>) -> OwnedHeaders {
+    provenance([&e.model, &e.version, &e.sha256], source, traceparent)
+}
+
+/// The model (name, version, SHA-256), the source record and the trace.
+fn provenance(
+    [model, version, sha256]: [&str; 3],
+    source: &SourceRef,
+    traceparent: Option<&[u8]>,
+) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(7);
-    h = add(h, MODEL_NAME, p.model.as_bytes());
-    h = add(h, MODEL_VERSION, p.model_version.as_bytes());
-    h = add(h, MODEL_SHA256, p.model_sha256.as_bytes());
+    h = add(h, MODEL_NAME, model.as_bytes());
+    h = add(h, MODEL_VERSION, version.as_bytes());
+    h = add(h, MODEL_SHA256, sha256.as_bytes());
     h = add(h, SOURCE_TOPIC, source.topic.as_bytes());
     h = add(h, SOURCE_PARTITION, source.partition.to_string().as_bytes());
     h = add(h, SOURCE_OFFSET, source.offset.to_string().as_bytes());

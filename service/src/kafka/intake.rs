@@ -88,7 +88,7 @@ impl Intake {
         stats: Arc<PipelineStats>,
     ) -> Self {
         Self {
-            batcher: Batcher::new(Arc::clone(&ctx.registry)),
+            batcher: Batcher::with_drift(Arc::clone(&ctx.registry), Arc::clone(&ctx.drift)),
             server: messaging::Server::from_brokers(&ctx.config.kafka.brokers),
             ctx,
             assignment,

@@ -24,6 +24,7 @@ use super::txn_gate::{Pass, TxnGate};
 use crate::alerts::Alerting;
 use crate::app::AppContext;
 use crate::config::KafkaConfig;
+use crate::drift::Evaluation;
 use crate::metrics::names;
 use crate::prediction::Prediction;
 use crate::scoring::{Outcome, Verdict};
@@ -54,9 +55,11 @@ pub(super) enum OutputRecord {
         value: Vec<u8>,
         headers: OwnedHeaders,
     },
-    /// An alert event (`crate::alerts`), keyed by tail, with the prediction's headers.
+    /// An alert event (`crate::alerts`), keyed by tail (a drift alert: by its subject,
+    /// `model:<name>`), with the prediction's headers (a drift alert: its model's and those
+    /// of the source record of the row that completed the evaluation).
     Alert {
-        tail: String,
+        key: String,
         value: Vec<u8>,
         headers: OwnedHeaders,
     },
@@ -200,9 +203,45 @@ impl Emitter {
                 None => headers.clone(),
             };
             outputs.push(OutputRecord::Alert {
-                tail: tail.clone(),
+                key: tail.clone(),
                 value: serde_json::to_vec(&event).expect("alert events serialize"),
                 headers,
+            });
+        }
+    }
+
+    /// The alert events of the instance's drift episodes under the `drift` rules on
+    /// `evaluation`'s model, which the row of `meta` completed: produced right after that
+    /// row's predictions, in the same batch (and transaction). The episodes change only here,
+    /// in a batch whose transaction is open: an aborted batch's evaluation changes none.
+    fn drift_alerts(
+        &mut self,
+        evaluation: &Evaluation,
+        meta: &Meta,
+        outputs: &mut Vec<OutputRecord>,
+        mut sends: Option<&mut messaging::Sends>,
+    ) {
+        if !self.alerting.watches_drift(&evaluation.model) {
+            return;
+        }
+        for event in self.ctx.drift.alert(&self.alerting, evaluation) {
+            metrics::counter!(names::ALERTS, "rule" => event.rule.clone(),
+                "kind" => event.kind.clone(), "severity" => event.severity.as_str())
+            .increment(1);
+            let traceparent = match sends.as_deref_mut() {
+                Some(sends) => sends.record(&self.alerts_topic).map(str::as_bytes),
+                None => meta
+                    .headers
+                    .as_ref()
+                    .and_then(|h| headers::find(h, headers::TRACEPARENT)),
+            };
+            tracing::info!(rule = %event.rule, kind = %event.kind, severity = event.severity.as_str(),
+                model = %event.model, feature = event.feature.as_deref().unwrap_or(""), value = event.value,
+                "drift alert");
+            outputs.push(OutputRecord::Alert {
+                key: event.key().to_owned(),
+                headers: headers::drift_alert(evaluation, &meta.source, traceparent),
+                value: serde_json::to_vec(&event).expect("alert events serialize"),
             });
         }
     }
@@ -238,6 +277,7 @@ impl Emitter {
             info,
             meta,
             verdicts,
+            drift,
         } in scored
         {
             let mut failures: Vec<(&'static str, String)> = Vec::new();
@@ -260,6 +300,9 @@ impl Emitter {
                         failures.push(("scoring_failed", format!("model {model}: {error}")));
                     }
                 }
+            }
+            for evaluation in &drift {
+                self.drift_alerts(evaluation, &meta, &mut outputs, sends.as_mut());
             }
             // One dead letter per failing model; the last takes the record's bytes.
             let mut meta = Some(meta);
@@ -314,12 +357,12 @@ impl Emitter {
                     headers,
                 } => (self.deadletter_topic.as_str(), key, value, headers),
                 OutputRecord::Alert {
-                    tail,
+                    key,
                     value,
                     headers,
                 } => (
                     self.alerts_topic.as_str(),
-                    Some(tail.into_bytes()),
+                    Some(key.into_bytes()),
                     value,
                     headers,
                 ),

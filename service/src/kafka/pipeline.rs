@@ -412,10 +412,9 @@ impl Pipeline {
         if outputs == 0 {
             return Ok(()); // only duplicates and late events: nothing to produce
         }
-        let spare = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Batcher::new(Arc::clone(&self.ctx.registry)));
+        let spare = self.spare.try_recv().unwrap_or_else(|_| {
+            Batcher::with_drift(Arc::clone(&self.ctx.registry), Arc::clone(&self.ctx.drift))
+        });
         let (batcher, outputs, span) = self.intake.take_outputs(spare);
         let work = Work {
             batcher,

@@ -40,6 +40,20 @@ pub const ALERTS: &str = "fleetscore_alerts_total";
 /// Open alert episodes by `rule` and `severity`; rendered from the store at each scrape.
 pub const ALERTS_OPEN: &str = "fleetscore_alerts_open";
 
+// Drift (`crate::drift::monitor`), rendered from the monitor at each scrape for the versions
+// serving now (a swapped-out version's series disappear), from each window's last evaluation.
+/// PSI and Jensen-Shannon distance by `model`, `version`, `feature` (`output`: the model's
+/// output).
+pub const DRIFT_PSI: &str = "fleetscore_drift_psi";
+pub const DRIFT_JS: &str = "fleetscore_drift_js";
+/// Rows in the window by `model`, `version` (also while warming up).
+pub const DRIFT_WINDOW_ROWS: &str = "fleetscore_drift_window_rows";
+/// The worst PSI over the features not excluded, by `model`, `version`: what a `drift` rule
+/// watches by default.
+pub const DRIFT_WORST_PSI: &str = "fleetscore_drift_worst_psi";
+/// The report's level by `model`, `version`: 0 ok, 1 warning, 2 critical.
+pub const DRIFT_LEVEL: &str = "fleetscore_drift_level";
+
 // Models.
 pub const MODEL_REJECTIONS: &str = "fleetscore_model_rejections_total";
 /// A loaded version whose files changed and no longer validate (the loaded model stays).

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use fleet_features::{Event, FeatureSet};
 use fleetscore::app::{AppContext, Readiness};
 use fleetscore::config::Config;
+use fleetscore::drift::DriftMonitor;
 use fleetscore::http::App;
 use fleetscore::model::{Registry, RegistryConfig};
 use fleetscore::store::StateStore;
@@ -63,6 +64,7 @@ impl Service {
         let registry = Arc::new(Registry::new(RegistryConfig::new(dir.path())));
         registry.rescan();
         let ctx = Arc::new(AppContext {
+            drift: Arc::new(DriftMonitor::new(config.drift.clone())),
             config,
             registry,
             store: Arc::new(StateStore::new()),
