@@ -3,7 +3,8 @@
 //! select or group by. The service first does what the dashboard watches: consumes C-MAPSS
 //! events (predictions, alerts of a rule every prediction crosses, commits, the changelog),
 //! ignores a duplicate, dead-letters a malformed record,
-//! rejects a model (`nan-model` among the fixtures) and answers HTTP requests.
+//! rejects a model (`nan-model` among the fixtures), measures drift against the shipped
+//! `engine-rul` profile and answers HTTP requests.
 
 mod common;
 mod kafka;
@@ -15,6 +16,20 @@ use std::time::Duration;
 use kafka::{Service, Topics, bootstrap, create_topics};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// Copies a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
 
 /// The dashboard's file.
 fn dashboard() -> serde_json::Value {
@@ -96,9 +111,19 @@ fn every_metric_the_dashboard_queries_is_exported() {
     let topics = Topics::new("dashboard");
     create_topics(&bootstrap, &topics);
     let dir = tempfile::tempdir().unwrap();
-    let config = kafka::config(dir.path(), &bootstrap, &topics, &common::fixtures(), "");
-    // A rule every engine-rul prediction crosses: one episode per engine.
+    // The fixtures, and the shipped engine-rul/2 (which has a drift profile) serving as
+    // engine-rul/3.
+    let models = dir.path().join("models");
+    copy_dir(&common::fixtures(), &models);
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/engine-rul/2");
+    copy_dir(&shipped, &models.join("engine-rul/3"));
+    common::edit_manifest(&models.join("engine-rul/3"), |m| m["version"] = "3".into());
+    common::backdate(&models.join("engine-rul/3"));
+    let config = kafka::config(dir.path(), &bootstrap, &topics, &models, "");
+    // A rule every engine-rul prediction crosses (one episode per engine), and drift windows
+    // that report after 100 rows.
     let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[drift]\nmin_rows = 100\nevaluate_every_rows = 100\n");
     text.push_str(
         "\n[[alerts]]\nname = \"always\"\nmodel = \"engine-rul\"\non = \"prediction\"\n\
          direction = \"below\"\nhysteresis = 1.0\n\
@@ -143,13 +168,14 @@ fn every_metric_the_dashboard_queries_is_exported() {
         &service,
     );
     kafka::wait_until(
-        "the malformed record dead-lettered and the duplicate ignored",
+        "the malformed record dead-lettered, the duplicate ignored, drift reported",
         Duration::from_secs(60),
         || {
             let metrics = kafka::http_get(&service, "/metrics");
             match [
                 "fleetscore_dead_letters_total{",
                 "fleetscore_events_ignored_total{",
+                "fleetscore_drift_psi{",
             ]
             .iter()
             .find(|m| !metrics.contains(*m))
@@ -202,6 +228,8 @@ fn every_metric_the_dashboard_queries_is_exported() {
         "fleetscore_dead_letters_total",
         "fleetscore_model_info",
         "fleetscore_alerts_open",
+        "fleetscore_drift_psi",
+        "fleetscore_drift_worst_psi",
     ] {
         assert!(
             queried.contains(family),
