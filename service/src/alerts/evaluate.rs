@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::episode::{Episode, step};
+use chrono::{DateTime, Utc};
+
+use super::episode::{Episode, Transition, step};
 use super::event::AlertEvent;
 use super::rule::{AlertRule, On};
 use crate::drift::Evaluation;
@@ -64,32 +66,16 @@ impl Alerting {
                 continue;
             };
             let value = worst.value(measure) as f32;
-            let mut episode = open.remove(rule.name.as_str());
-            let before = episode.clone();
-            let transition = step(
+            events.extend(advance(
                 rule,
-                &mut episode,
+                open,
                 value,
                 evaluation.event_time,
                 &evaluation.event_id,
-            );
-            if let Some(transition) = transition {
-                let concerned = episode
-                    .as_ref()
-                    .or(before.as_ref())
-                    .expect("a transition leaves or closes an episode");
-                events.push(AlertEvent::drift(
-                    rule,
-                    transition,
-                    concerned,
-                    evaluation,
-                    value,
-                    &worst.name,
-                ));
-            }
-            if let Some(episode) = episode {
-                open.insert(rule.name.clone(), episode);
-            }
+                |transition, episode| {
+                    AlertEvent::drift(rule, transition, episode, evaluation, value, &worst.name)
+                },
+            ));
         }
         events
     }
@@ -105,30 +91,44 @@ impl Alerting {
                 (On::Upper, Some(interval)) => interval.upper,
                 (On::Lower | On::Upper, None) | (On::Drift, _) => continue,
             };
-            let mut episode = open.remove(rule.name.as_str());
-            let before = episode.clone();
-            let transition = step(
+            events.extend(advance(
                 rule,
-                &mut episode,
+                open,
                 value,
                 prediction.event_time,
                 &prediction.source_event_id,
-            );
-            if let Some(transition) = transition {
-                let concerned = episode
-                    .as_ref()
-                    .or(before.as_ref())
-                    .expect("a transition leaves or closes an episode");
-                events.push(AlertEvent::new(
-                    rule, transition, concerned, prediction, value,
-                ));
-            }
-            if let Some(episode) = episode {
-                open.insert(rule.name.clone(), episode);
-            }
+                |transition, episode| AlertEvent::new(rule, transition, episode, prediction, value),
+            ));
         }
         events
     }
+}
+
+/// Advances `rule`'s episode in `open` on `value` (at `at`, by event `event_id`); the alert
+/// event of the transition, if any, made by `event` from it and the episode it concerns (the
+/// one it leaves open, or the one it closes).
+fn advance(
+    rule: &AlertRule,
+    open: &mut OpenEpisodes,
+    value: f32,
+    at: DateTime<Utc>,
+    event_id: &str,
+    event: impl FnOnce(Transition, &Episode) -> AlertEvent,
+) -> Option<AlertEvent> {
+    let mut episode = open.remove(rule.name.as_str());
+    let before = episode.clone();
+    let transition = step(rule, &mut episode, value, at, event_id);
+    let alert = transition.map(|transition| {
+        let concerned = episode
+            .as_ref()
+            .or(before.as_ref())
+            .expect("a transition leaves or closes an episode");
+        event(transition, concerned)
+    });
+    if let Some(episode) = episode {
+        open.insert(rule.name.clone(), episode);
+    }
+    alert
 }
 
 /// The changelog value of a tail's open episodes (JSON: rare, small, readable with any tool).

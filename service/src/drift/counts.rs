@@ -210,6 +210,7 @@ mod tests {
     use super::*;
     use crate::drift::measure::{EPSILON, Level, THRESHOLDS};
     use crate::model::profile::BinKind;
+    use crate::model::profile::testing::entry;
     use proptest::prelude::*;
 
     /// The value pool rows are drawn from: edges themselves, values between and beyond them,
@@ -228,21 +229,6 @@ mod tests {
         f32::INFINITY,
         f32::NEG_INFINITY,
     ];
-
-    fn entry(name: &str, kind: BinKind, points: Vec<f32>, counts: Vec<u64>) -> Entry {
-        Entry {
-            name: name.to_owned(),
-            kind,
-            edges: (kind == BinKind::Quantile).then(|| points.clone()),
-            values: (kind == BinKind::Values).then_some(points),
-            counts,
-            missing: 0,
-            min: Some(0.0),
-            max: Some(2.0),
-            mean: Some(1.0),
-            std: Some(0.5),
-        }
-    }
 
     /// A profile of three features (deciles, values with -0.0, a single edge) and the output,
     /// `4 * base` reference rows each; the values entry never saw another value (an empty

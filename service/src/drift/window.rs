@@ -86,7 +86,8 @@ impl Window {
 mod tests {
     use super::*;
     use crate::drift::THRESHOLDS;
-    use crate::model::profile::{BinKind, Entry};
+    use crate::model::profile::BinKind;
+    use crate::model::profile::testing::entry;
     use proptest::prelude::*;
 
     /// Values on, between and beyond the edges, and the non-finite ones.
@@ -101,21 +102,6 @@ mod tests {
         f32::INFINITY,
         f32::NEG_INFINITY,
     ];
-
-    fn entry(name: &str, kind: BinKind, points: Vec<f32>, counts: Vec<u64>) -> Entry {
-        Entry {
-            name: name.to_owned(),
-            kind,
-            edges: (kind == BinKind::Quantile).then(|| points.clone()),
-            values: (kind == BinKind::Values).then_some(points),
-            counts,
-            missing: 0,
-            min: Some(0.0),
-            max: Some(2.0),
-            mean: Some(1.0),
-            std: Some(0.5),
-        }
-    }
 
     fn profile() -> Arc<Profile> {
         Arc::new(Profile {

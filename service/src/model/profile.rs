@@ -228,6 +228,28 @@ impl Profile {
     }
 }
 
+/// Profile entries for the tests of the modules that count into them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{BinKind, Entry};
+
+    /// An entry binned at `points` (edges or values, by `kind`) with reference `counts`.
+    pub(crate) fn entry(name: &str, kind: BinKind, points: Vec<f32>, counts: Vec<u64>) -> Entry {
+        Entry {
+            name: name.to_owned(),
+            kind,
+            edges: (kind == BinKind::Quantile).then(|| points.clone()),
+            values: (kind == BinKind::Values).then_some(points),
+            counts,
+            missing: 0,
+            min: Some(0.0),
+            max: Some(2.0),
+            mean: Some(1.0),
+            std: Some(0.5),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
