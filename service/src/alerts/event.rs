@@ -81,6 +81,18 @@ fn threshold_of(rule: &AlertRule, transition: Transition) -> (Option<Severity>, 
     )
 }
 
+/// What caused an alert event: its source event and the model version that scored it.
+struct Cause<'a> {
+    tail: &'a str,
+    event_id: &'a str,
+    event_time: DateTime<Utc>,
+    model: &'a str,
+    model_version: &'a str,
+    model_sha256: &'a str,
+    feature_set: &'a str,
+    feature_set_version: &'a str,
+}
+
 impl AlertEvent {
     /// The record of `transition`, caused by `prediction` under `rule`; `episode`: the episode
     /// it concerns (still open, or just cleared).
@@ -91,32 +103,17 @@ impl AlertEvent {
         prediction: &Prediction,
         value: f32,
     ) -> Self {
-        let (previous_severity, threshold) = threshold_of(rule, transition);
-        Self {
-            schema: ALERT_SCHEMA.to_owned(),
-            tail: prediction.tail.clone(),
-            rule: rule.name.clone(),
-            kind: transition.kind().to_owned(),
-            severity: transition.severity(),
-            previous_severity,
-            direction: rule.direction,
-            on: rule.on,
-            value,
-            threshold,
-            episode_raised_at: episode.raised_at,
-            episode_raised_by: episode.raised_by.clone(),
-            source_event_id: prediction.source_event_id.clone(),
+        let cause = Cause {
+            tail: &prediction.tail,
+            event_id: &prediction.source_event_id,
             event_time: prediction.event_time,
-            model: prediction.model.clone(),
-            model_version: prediction.model_version.clone(),
-            model_sha256: prediction.model_sha256.clone(),
-            feature_set: prediction.feature_set.clone(),
-            feature_set_version: prediction.feature_set_version.clone(),
-            subject: None,
-            measure: None,
-            feature: None,
-            window_rows: None,
-        }
+            model: &prediction.model,
+            model_version: &prediction.model_version,
+            model_sha256: &prediction.model_sha256,
+            feature_set: &prediction.feature_set,
+            feature_set_version: &prediction.feature_set_version,
+        };
+        Self::caused(rule, transition, episode, value, &cause)
     }
 
     /// The record of `transition` of a model's drift episode under a `drift` rule, caused by
@@ -130,10 +127,38 @@ impl AlertEvent {
         value: f32,
         feature: &str,
     ) -> Self {
+        let cause = Cause {
+            tail: "",
+            event_id: &evaluation.event_id,
+            event_time: evaluation.event_time,
+            model: &evaluation.model,
+            model_version: &evaluation.version,
+            model_sha256: &evaluation.sha256,
+            feature_set: &evaluation.feature_set,
+            feature_set_version: &evaluation.feature_set_version,
+        };
+        Self {
+            subject: Some(drift_subject(&evaluation.model)),
+            measure: Some(rule.measure()),
+            feature: Some(feature.to_owned()),
+            window_rows: Some(evaluation.report.rows),
+            ..Self::caused(rule, transition, episode, value, &cause)
+        }
+    }
+
+    /// The record of `transition` under `rule` of `episode` (still open, or just cleared),
+    /// caused by `cause`, with none of the drift fields.
+    fn caused(
+        rule: &AlertRule,
+        transition: Transition,
+        episode: &Episode,
+        value: f32,
+        cause: &Cause<'_>,
+    ) -> Self {
         let (previous_severity, threshold) = threshold_of(rule, transition);
         Self {
             schema: ALERT_SCHEMA.to_owned(),
-            tail: String::new(),
+            tail: cause.tail.to_owned(),
             rule: rule.name.clone(),
             kind: transition.kind().to_owned(),
             severity: transition.severity(),
@@ -144,17 +169,17 @@ impl AlertEvent {
             threshold,
             episode_raised_at: episode.raised_at,
             episode_raised_by: episode.raised_by.clone(),
-            source_event_id: evaluation.event_id.clone(),
-            event_time: evaluation.event_time,
-            model: evaluation.model.clone(),
-            model_version: evaluation.version.clone(),
-            model_sha256: evaluation.sha256.clone(),
-            feature_set: evaluation.feature_set.clone(),
-            feature_set_version: evaluation.feature_set_version.clone(),
-            subject: Some(drift_subject(&evaluation.model)),
-            measure: Some(rule.measure()),
-            feature: Some(feature.to_owned()),
-            window_rows: Some(evaluation.report.rows),
+            source_event_id: cause.event_id.to_owned(),
+            event_time: cause.event_time,
+            model: cause.model.to_owned(),
+            model_version: cause.model_version.to_owned(),
+            model_sha256: cause.model_sha256.to_owned(),
+            feature_set: cause.feature_set.to_owned(),
+            feature_set_version: cause.feature_set_version.to_owned(),
+            subject: None,
+            measure: None,
+            feature: None,
+            window_rows: None,
         }
     }
 

@@ -97,13 +97,7 @@ impl BinCounts {
         debug_assert_eq!(row.len(), profile.features.len(), "row width");
         let values = row.iter().chain([&output]);
         for (i, (entry, &v)) in profile.entries().zip(values).enumerate() {
-            let slot = match entry.bin_of(v) {
-                Bin::In(b) => self.offsets[i] + b,
-                Bin::Missing => self.offsets[i] + entry.bins(),
-            };
-            debug_assert!(slot < SLOT_MASK as usize, "slots fit 30 bits");
-            let (below, above) = range_of(entry, v);
-            out.push(slot as u32 | (u32::from(below) * BELOW) | (u32::from(above) * ABOVE));
+            out.push(code(self.offsets[i], entry, v));
         }
     }
 
@@ -112,9 +106,7 @@ impl BinCounts {
     pub fn add_codes(&mut self, codes: &[u32]) {
         debug_assert_eq!(codes.len(), self.width());
         for (i, &code) in codes.iter().enumerate() {
-            self.counts[(code & SLOT_MASK) as usize] += 1;
-            self.below[i] += u64::from(code & BELOW != 0);
-            self.above[i] += u64::from(code & ABOVE != 0);
+            self.apply(i, code, true);
         }
         self.rows += 1;
     }
@@ -125,34 +117,33 @@ impl BinCounts {
         debug_assert_eq!(codes.len(), self.width());
         debug_assert!(self.rows > 0, "removing a row from empty counts");
         for (i, &code) in codes.iter().enumerate() {
-            let slot = &mut self.counts[(code & SLOT_MASK) as usize];
-            *slot = slot.saturating_sub(1);
-            self.below[i] = self.below[i].saturating_sub(u64::from(code & BELOW != 0));
-            self.above[i] = self.above[i].saturating_sub(u64::from(code & ABOVE != 0));
+            self.apply(i, code, false);
         }
         self.rows = self.rows.saturating_sub(1);
     }
 
+    /// Counts (or takes back) a row by its values, coding each as [`BinCounts::codes`] does.
     #[inline]
     fn update(&mut self, row: &[f32], output: f32, add: bool) {
-        let profile = &*self.profile;
+        let profile = Arc::clone(&self.profile);
         debug_assert_eq!(row.len(), profile.features.len(), "row width");
         let values = row.iter().chain([&output]);
         for (i, (entry, &v)) in profile.entries().zip(values).enumerate() {
-            let slot = match entry.bin_of(v) {
-                Bin::In(b) => self.offsets[i] + b,
-                Bin::Missing => self.offsets[i] + entry.bins(),
-            };
-            let (below, above) = range_of(entry, v);
-            let step = |c: &mut u64, hit: bool| {
-                if hit {
-                    *c = if add { *c + 1 } else { c.saturating_sub(1) };
-                }
-            };
-            step(&mut self.counts[slot], true);
-            step(&mut self.below[i], below);
-            step(&mut self.above[i], above);
+            self.apply(i, code(self.offsets[i], entry, v), add);
         }
+    }
+
+    /// Counts (or takes back) entry `i`'s value by its code.
+    #[inline]
+    fn apply(&mut self, i: usize, code: u32, add: bool) {
+        let step = |c: &mut u64, hit: bool| {
+            if hit {
+                *c = if add { *c + 1 } else { c.saturating_sub(1) };
+            }
+        };
+        step(&mut self.counts[(code & SLOT_MASK) as usize], true);
+        step(&mut self.below[i], code & BELOW != 0);
+        step(&mut self.above[i], code & ABOVE != 0);
     }
 
     /// The drift of the counted rows against the profile, worst first; `None` without rows.
@@ -194,6 +185,19 @@ impl BinCounts {
             output,
         ))
     }
+}
+
+/// A value's code for an entry whose slots start at `offset`: its slot, and the below-minimum
+/// and above-maximum flags.
+#[inline]
+fn code(offset: usize, entry: &Entry, v: f32) -> u32 {
+    let slot = match entry.bin_of(v) {
+        Bin::In(b) => offset + b,
+        Bin::Missing => offset + entry.bins(),
+    };
+    debug_assert!(slot < SLOT_MASK as usize, "slots fit 30 bits");
+    let (below, above) = range_of(entry, v);
+    slot as u32 | (u32::from(below) * BELOW) | (u32::from(above) * ABOVE)
 }
 
 /// Whether `v` is below the reference's minimum, above its maximum.
