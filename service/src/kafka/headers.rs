@@ -1,7 +1,8 @@
 //! Provenance headers.
 //!
 //! Predictions carry the model (name, version, SHA-256), the source record (topic, partition,
-//! offset) and the W3C `traceparent` of the source when it had one. Dead letters carry the
+//! offset) and a W3C `traceparent`: with tracing on, the batch's `send` span
+//! ([`crate::telemetry::messaging`]); off, the source's when it had one. Dead letters carry the
 //! original key, value and headers plus Kafka Connect's error headers
 //! (`__connect.errors.topic`, `.partition`, `.offset`, `.exception.class.name`,
 //! `.exception.message`), so existing DLQ tooling reads them as is.
