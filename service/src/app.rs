@@ -26,6 +26,8 @@ pub struct AppContext {
 pub struct Readiness {
     streaming: bool,
     partitions_ready: AtomicBool,
+    /// The input partitions assigned to this instance now.
+    owned: Mutex<Vec<i32>>,
     /// Why Kafka cannot be used yet (e.g. "connecting to Kafka at ..."), while start-up waits.
     kafka_waiting: Mutex<Option<String>>,
 }
@@ -35,6 +37,7 @@ impl Readiness {
         Self {
             streaming,
             partitions_ready: AtomicBool::new(false),
+            owned: Mutex::new(Vec::new()),
             kafka_waiting: Mutex::new(None),
         }
     }
@@ -42,6 +45,16 @@ impl Readiness {
     /// Sets (or clears, with `None`) the reason start-up is still waiting for Kafka.
     pub fn set_kafka_waiting(&self, why: Option<String>) {
         *self.kafka_waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Records the input partitions assigned to this instance now.
+    pub fn set_owned(&self, partitions: impl IntoIterator<Item = i32>) {
+        *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = partitions.into_iter().collect();
+    }
+
+    /// The input partitions assigned to this instance now, in order.
+    pub fn owned(&self) -> Vec<i32> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set_partitions_ready(&self, ready: bool) {

@@ -25,6 +25,7 @@ pub struct Config {
     /// models; `alerts = []` runs none.
     pub alerts: Vec<AlertRule>,
     pub drift: DriftConfig,
+    pub fleet_view: FleetViewConfig,
 }
 
 impl Default for Config {
@@ -35,7 +36,77 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             alerts: alerts::rule::defaults(),
             drift: DriftConfig::default(),
+            fleet_view: FleetViewConfig::default(),
         }
+    }
+}
+
+/// The fleet view (`crate::fleet`): the page at `/`, its live updates and the trends' history.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetViewConfig {
+    /// Recent predictions kept per aircraft and model for the trends (in memory, per
+    /// instance); 0 keeps none. 10,000 aircraft with two models at 200 are about 100 MB.
+    pub history_points: usize,
+    /// The board's live updates are coalesced: at most one message per this many ms.
+    pub update_interval_ms: u64,
+    /// Open `/events` streams allowed at once (each page holds one); 503 beyond.
+    pub max_event_streams: usize,
+    /// The other instances' pages, linked from this one's (each instance shows the aircraft
+    /// of the partitions it owns).
+    pub peers: Vec<Peer>,
+}
+
+/// Another instance's fleet view.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub name: String,
+    /// The address of its page, e.g. `http://fleetscore-1.fleetscore:8080/`.
+    pub url: String,
+}
+
+/// The most points a trend keeps: beyond, the page draws more than a planner reads.
+pub const MAX_HISTORY_POINTS: usize = 10_000;
+
+impl Default for FleetViewConfig {
+    fn default() -> Self {
+        Self {
+            history_points: 200,
+            update_interval_ms: 500,
+            max_event_streams: 32,
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl FleetViewConfig {
+    /// Refuses values that cannot work, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.history_points > MAX_HISTORY_POINTS {
+            anyhow::bail!(
+                "[fleet_view] history_points = {}: at most {MAX_HISTORY_POINTS}",
+                self.history_points
+            );
+        }
+        if !(50..=60_000).contains(&self.update_interval_ms) {
+            anyhow::bail!(
+                "[fleet_view] update_interval_ms = {}: must be between 50 and 60000",
+                self.update_interval_ms
+            );
+        }
+        for peer in &self.peers {
+            if peer.name.trim().is_empty()
+                || !(peer.url.starts_with("http://") || peer.url.starts_with("https://"))
+            {
+                anyhow::bail!(
+                    "[fleet_view] peers: `{}` = `{}`: a name and an http(s):// address",
+                    peer.name,
+                    peer.url
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -458,6 +529,10 @@ impl Config {
             .drift
             .validate()
             .context("invalid [drift] configuration")?;
+        config
+            .fleet_view
+            .validate()
+            .context("invalid [fleet_view] configuration")?;
         config.alerts = alerts::rule::validate_all(std::mem::take(&mut config.alerts))
             .map_err(|e| anyhow::anyhow!("invalid [[alerts]] configuration: {e}"))?;
         Ok(config)

@@ -9,6 +9,8 @@
 //!   the same under `/v2/models/{name}/versions/{version}`).
 //! - [`tails`]: `GET /tails/{tail}`; [`alerts`]: `GET /alerts`; [`models`]: `GET /models`;
 //!   [`drift`]: `GET /models/{name}/drift`; [`admin`]: promote, pin, roll back (bearer token).
+//! - The fleet view (`crate::fleet`): [`assets`] (`/`, the page), [`fleet`] (`GET /fleet`,
+//!   `GET /tails/{tail}/history`), [`events`] (`GET /events`, its live updates).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
 //! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
@@ -29,8 +31,11 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod assets;
 pub mod drift;
 pub mod error;
+pub mod events;
+pub mod fleet;
 pub mod health;
 pub mod json;
 pub mod limits;
@@ -60,6 +65,7 @@ use axum::handler::HandlerWithoutStateExt;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
+use axum::routing::get;
 use axum::{BoxError, Router};
 use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
@@ -69,6 +75,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppContext;
+use crate::fleet::feed::Feed;
 use error::ApiError;
 use limits::Limits;
 use middleware::Middleware;
@@ -77,11 +84,13 @@ use scorer::Scorer;
 /// How long open connections may take to finish after shutdown is requested.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the handlers share: the service's context and the scoring thread.
+/// What the handlers share: the service's context, the scoring thread and the fleet view's
+/// live updates.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub ctx: Arc<AppContext>,
     pub scorer: Arc<Scorer>,
+    pub feed: Arc<Feed>,
 }
 
 impl FromRef<ApiState> for Arc<AppContext> {
@@ -98,8 +107,13 @@ impl FromRef<ApiState> for Arc<Scorer> {
 
 /// The service's routes (and the scoring thread behind them), each under the one
 /// [`Middleware`]: the API routes with the concurrency limit and the request timeout, the
-/// others without.
+/// others without. The fleet view's updates run until `shutdown` (on a runtime: without one,
+/// its pages get their snapshot only).
 pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
+    app_until(ctx, CancellationToken::new())
+}
+
+fn app_until(ctx: Arc<AppContext>, shutdown: CancellationToken) -> std::io::Result<App> {
     crate::metrics::install();
     let http = &ctx.config.http;
     // `Config::load` refuses these already; a config built in code must not panic here.
@@ -120,6 +134,8 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
         .routes(routes!(alerts::alerts))
         .routes(routes!(models::models))
         .routes(routes!(drift::drift))
+        .routes(routes!(fleet::fleet))
+        .routes(routes!(fleet::history))
         .layer(Middleware::api(limits));
     let open = OpenApiRouter::new()
         .routes(routes!(health::healthz))
@@ -129,7 +145,12 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
         .routes(routes!(health::metrics))
         .routes(routes!(admin::set_pin, admin::unpin))
         .routes(routes!(admin::promote))
-        .routes(routes!(admin::rollback));
+        .routes(routes!(admin::rollback))
+        // The page and its stream are not API calls (not in the OpenAPI document).
+        .route("/", get(assets::index))
+        .route("/assets/app.js", get(assets::script))
+        .route("/assets/app.css", get(assets::style))
+        .route("/events", get(events::events));
     #[cfg(feature = "fault-injection")]
     let open = if crate::fault::armed(crate::fault::Fault::HttpHandlerPanic) {
         open.route("/fault/panic", axum::routing::get(injected_panic))
@@ -142,8 +163,15 @@ pub fn app(ctx: Arc<AppContext>) -> std::io::Result<App> {
     let (router, api) = guarded.merge(open).split_for_parts();
     let docs =
         openapi::router(openapi::finish(api, &ctx.config.http)).layer(Middleware::open(timeout));
+    let view = &ctx.config.fleet_view;
+    let feed = Feed::new(view.max_event_streams, shutdown);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let interval = Duration::from_millis(view.update_interval_ms);
+        runtime.spawn(Arc::clone(&feed).run(Arc::clone(&ctx), interval));
+    }
     let state = ApiState {
         scorer: Arc::new(Scorer::start()?),
+        feed,
         ctx,
     };
     Ok(App(router.merge(docs).with_state(state)))
@@ -157,7 +185,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = app(Arc::clone(&ctx))?;
+    let app = app_until(Arc::clone(&ctx), shutdown.child_token())?;
     warn_if_body_limit_is_small(&ctx.config.http);
     let settings = server::Settings::new(&ctx.config.http, DRAIN_TIMEOUT);
     server::run(listener, app, settings, shutdown).await

@@ -39,6 +39,7 @@ pub mod config;
 pub mod drift;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod fleet;
 pub mod http;
 pub mod kafka;
 #[cfg(feature = "lake")]

@@ -39,6 +39,8 @@ pub struct Running {
     pub ctx: Arc<AppContext>,
     /// Cancelled by SIGINT/SIGTERM, by [`Running::stop`], or when an essential task ends.
     pub shutdown: CancellationToken,
+    /// Where HTTP listens (the port chosen, for an address with port 0).
+    pub http_addr: std::net::SocketAddr,
     tasks: Essentials,
 }
 
@@ -72,7 +74,8 @@ impl Running {
         let listener = tokio::net::TcpListener::bind(&ctx.config.http.addr)
             .await
             .with_context(|| format!("binding HTTP to {}", ctx.config.http.addr))?;
-        tracing::info!(addr = %listener.local_addr()?, "HTTP listening");
+        let http_addr = listener.local_addr()?;
+        tracing::info!(addr = %http_addr, page = %page_url(http_addr), "HTTP listening");
         let mut tasks = Essentials::default();
         tasks.spawn(WATCHER_TASK, supervise_watcher(watcher, shutdown.clone()));
         let http = crate::http::serve(Arc::clone(&ctx), listener, shutdown.clone());
@@ -80,6 +83,7 @@ impl Running {
         Ok(Self {
             ctx,
             shutdown,
+            http_addr,
             tasks,
         })
     }
@@ -108,6 +112,17 @@ impl Running {
         self.shutdown.cancel();
         self.supervise().await
     }
+}
+
+/// The fleet view's address when HTTP listens on `addr` (on every interface: the loopback's).
+pub fn page_url(addr: std::net::SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}/", addr.port())
 }
 
 /// The registry's watch thread as an essential task: until shutdown, then it stops the thread

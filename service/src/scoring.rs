@@ -21,6 +21,9 @@ pub struct RowInfo {
     pub tail: String,
     pub event_id: String,
     pub event_time: DateTime<Utc>,
+    /// What a planner calls the event, where the tail and time do not say it: the flight of a
+    /// schedule event (`UA1545 EWR→IAH`). For the fleet view's recent flights.
+    pub label: Option<String>,
 }
 
 impl RowInfo {
@@ -31,6 +34,10 @@ impl RowInfo {
             event_id: event.event_id().to_owned(),
             event_time: DateTime::from_timestamp_millis(event.event_time_ms())
                 .expect("validated time"),
+            label: match event {
+                Event::Schedule(s) => Some(format!("{} {}→{}", s.flight, s.origin, s.destination)),
+                _ => None,
+            },
         }
     }
 }

@@ -13,6 +13,7 @@ use fleet_features::TailState;
 use serde::Serialize;
 
 use crate::alerts::OpenEpisodes;
+use crate::fleet::history::Recent;
 use crate::prediction::Prediction;
 
 const SHARDS: usize = 64;
@@ -39,11 +40,15 @@ pub struct TailEntry {
     pub alerts: OpenEpisodes,
     /// `alerts` changed since the changelog last got them.
     pub alerts_changed: bool,
+    /// Bumped by every change of `predictions`, `alerts` or `partition` (with the state's
+    /// event count and `last_applied_at`, it tells the fleet view which rows changed).
+    pub revision: u64,
 }
 
 impl TailEntry {
     /// Keeps `prediction` as its model's latest for this tail.
     pub fn set_latest(&mut self, prediction: Prediction) {
+        self.revision += 1;
         match self
             .predictions
             .iter_mut()
@@ -73,9 +78,17 @@ pub enum Lookup {
     Unknown,
 }
 
+/// What the store holds per tail: the entry, and apart from it (a reader's copy of the entry
+/// does not copy it) the recent predictions of the fleet view's trends.
+#[derive(Debug, Default)]
+struct Slot {
+    entry: TailEntry,
+    recent: Recent,
+}
+
 #[derive(Debug)]
 pub struct StateStore {
-    shards: Vec<Mutex<HashMap<String, TailEntry>>>,
+    shards: Vec<Mutex<HashMap<String, Slot>>>,
     hasher: std::collections::hash_map::RandomState,
     /// Partitions whose aircraft are being restored from the changelog.
     restoring: Mutex<BTreeSet<i32>>,
@@ -138,6 +151,7 @@ impl StateStore {
             entry.alerts = alerts;
             entry.alerts_changed = false;
             entry.partition = Some(partition);
+            entry.revision += 1;
         });
     }
 
@@ -147,35 +161,59 @@ impl StateStore {
         shard.remove(tail);
     }
 
-    fn shard(&self, tail: &str) -> &Mutex<HashMap<String, TailEntry>> {
+    fn shard(&self, tail: &str) -> &Mutex<HashMap<String, Slot>> {
         &self.shards[(self.hasher.hash_one(tail) as usize) % SHARDS]
     }
 
     /// Runs `f` on the tail's entry, creating it if needed.
     pub fn with_entry<R>(&self, tail: &str, f: impl FnOnce(&mut TailEntry) -> R) -> R {
         let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = shard.get_mut(tail) {
-            return f(entry);
+        if let Some(slot) = shard.get_mut(tail) {
+            return f(&mut slot.entry);
         }
-        f(shard.entry(tail.to_owned()).or_default())
+        f(&mut shard.entry(tail.to_owned()).or_default().entry)
+    }
+
+    /// Runs `f` on the tail's entry and its recent predictions, creating them if needed.
+    pub fn with_recent<R>(
+        &self,
+        tail: &str,
+        f: impl FnOnce(&mut TailEntry, &mut Recent) -> R,
+    ) -> R {
+        let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match shard.get_mut(tail) {
+            Some(slot) => slot,
+            None => shard.entry(tail.to_owned()).or_default(),
+        };
+        f(&mut slot.entry, &mut slot.recent)
+    }
+
+    /// Runs `f` on the tail's entry and recent predictions if the tail is known.
+    pub fn read_recent<R>(
+        &self,
+        tail: &str,
+        f: impl FnOnce(&TailEntry, &Recent) -> R,
+    ) -> Option<R> {
+        let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
+        shard.get(tail).map(|slot| f(&slot.entry, &slot.recent))
     }
 
     /// Runs `f` on the tail's entry, for a change, if the tail is known.
     pub fn update<R>(&self, tail: &str, f: impl FnOnce(&mut TailEntry) -> R) -> Option<R> {
         let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        shard.get_mut(tail).map(f)
+        shard.get_mut(tail).map(|slot| f(&mut slot.entry))
     }
 
     /// Runs `f` on the tail's entry if the tail is known.
     pub fn read<R>(&self, tail: &str, f: impl FnOnce(&TailEntry) -> R) -> Option<R> {
         let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        shard.get(tail).map(f)
+        shard.get(tail).map(|slot| f(&slot.entry))
     }
 
     /// A copy of the tail's entry, if the tail is known.
     pub fn get(&self, tail: &str) -> Option<TailEntry> {
         let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        shard.get(tail).cloned()
+        shard.get(tail).map(|slot| slot.entry.clone())
     }
 
     /// Forgets every tail owned by one of `partitions` (after they were revoked).
@@ -184,7 +222,7 @@ impl StateStore {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let before = shard.len();
-            shard.retain(|_, e| e.partition.is_none_or(|p| !partitions.contains(&p)));
+            shard.retain(|_, s| s.entry.partition.is_none_or(|p| !partitions.contains(&p)));
             dropped += before - shard.len();
         }
         dropped
@@ -206,8 +244,8 @@ impl StateStore {
     pub fn for_each(&self, mut f: impl FnMut(&str, &TailEntry)) {
         for shard in &self.shards {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (tail, entry) in shard.iter() {
-                f(tail, entry);
+            for (tail, slot) in shard.iter() {
+                f(tail, &slot.entry);
             }
         }
     }

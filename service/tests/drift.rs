@@ -609,6 +609,7 @@ fn feed(batcher: &mut Batcher<()>, rows: &[Vec<f32>], first: usize) {
                 tail: format!("CMAPSS-{}", n % 100),
                 event_id: format!("e{n}"),
                 event_time: chrono::DateTime::from_timestamp(1_800_000_000 + n as i64, 0).unwrap(),
+                label: None,
             };
             batcher.push(set.id(), row, info, ());
         }

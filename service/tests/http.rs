@@ -1292,6 +1292,8 @@ async fn the_openapi_document_covers_every_route() {
         ("/v2/models/{name}/ready", "get"),
         ("/v2/models/{name}/infer", "post"),
         ("/tails/{tail}", "get"),
+        ("/tails/{tail}/history", "get"),
+        ("/fleet", "get"),
         ("/models", "get"),
         ("/models/{name}/drift", "get"),
         ("/admin/models/{name}/pin", "put"),

@@ -55,6 +55,11 @@ pub struct DemoArgs {
     /// Seconds between summary lines.
     #[arg(long, default_value_t = 2)]
     pub every: u64,
+    /// After the replay, keep the service running (Kafka path, HTTP, the fleet view) until
+    /// Ctrl-C: to look around, or to produce more events to it (`fleetscore produce --brokers`
+    /// with the address the demo prints).
+    #[arg(long)]
+    pub keep_serving: bool,
 }
 
 const SCHEDULE_EVENTS: usize = 20_000;
@@ -67,6 +72,14 @@ impl DemoArgs {
             config.models.dir = dir.clone();
         }
         config.http.addr = self.http_addr.clone();
+        // The whole product: the anomaly score beside remaining life (the shipped default
+        // routes `engine-health` to `engine-rul` alone).
+        if config.models.routes.is_empty() {
+            config.models.routes.insert(
+                FeatureSetId::EngineHealth.name().to_owned(),
+                vec!["engine-rul".to_owned(), "engine-anomaly".to_owned()],
+            );
+        }
         config.kafka.group_id = format!("fleetscore-demo-{}", std::process::id());
         // The mock cluster lives in this process for as long as the demo runs.
         let _mock = match &self.brokers {
@@ -114,6 +127,7 @@ impl DemoArgs {
             events,
             self.rate,
             Duration::from_secs(self.every.max(1)),
+            self.keep_serving,
         ))
     }
 
@@ -172,10 +186,15 @@ async fn demo(
     events: Vec<(bool, String, String)>,
     rate: f64,
     every: Duration,
+    keep_serving: bool,
 ) -> anyhow::Result<()> {
     let mut registry = config.models.registry()?;
     registry.settle = Duration::ZERO;
     let running = crate::lifecycle::Running::start(config, registry, true).await?;
+    eprintln!(
+        "demo: the fleet view is at {}",
+        crate::lifecycle::page_url(running.http_addr)
+    );
     let (ctx, shutdown) = (Arc::clone(&running.ctx), running.shutdown.clone());
     if !crate::lifecycle::wait_for_models(&ctx, &shutdown).await {
         return running.stop().await;
@@ -198,6 +217,7 @@ async fn demo(
     let started = Instant::now();
     let mut tick = tokio::time::interval(every);
     let mut last = (Instant::now(), 0u64);
+    let mut announced = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -208,8 +228,15 @@ async fn demo(
                 print_summary(&ctx, &stats, produced.load(Ordering::Relaxed), total, rate_now);
                 let done = produced.load(Ordering::Relaxed) == total
                     && consumed + stats.duplicates.load(Ordering::Relaxed) >= total;
-                if done || pipeline.is_finished() {
+                if pipeline.is_finished() || (done && !keep_serving) {
                     break;
+                }
+                if done && !announced {
+                    announced = true;
+                    eprintln!(
+                        "demo: replay done ({total} events); serving until Ctrl-C (Kafka at {})",
+                        ctx.config.kafka.brokers
+                    );
                 }
             }
         }

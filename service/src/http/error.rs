@@ -127,6 +127,10 @@ pub enum ApiError {
     Restoring(String),
     #[error("the service is at its concurrency limit ({0} requests in flight); retry shortly")]
     Overloaded(usize),
+    #[error(
+        "{0} live-update streams are open, the most allowed (fleet_view.max_event_streams); retry shortly"
+    )]
+    TooManyStreams(usize),
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
     /// The client did not deliver the body in time: its fault, not overload.
@@ -178,7 +182,9 @@ impl ApiError {
             Scoring(_) | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Unauthorized => StatusCode::UNAUTHORIZED,
             AdminDisabled => StatusCode::FORBIDDEN,
-            Overloaded(_) | Timeout(_) | Restoring(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded(_) | Timeout(_) | Restoring(_) | TooManyStreams(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -210,6 +216,7 @@ impl ApiError {
             Version(VersionError::NotValid { .. }) => "version_not_valid",
             Conflict(_) => "conflict",
             Overloaded(_) => "overloaded",
+            TooManyStreams(_) => "too_many_streams",
             Restoring(_) => "restoring",
             Timeout(_) => "timeout",
             RequestTimeout(_) => "request_timeout",
@@ -249,7 +256,9 @@ impl ApiError {
             ApiError::BodyTooLarge(limit)
             | ApiError::UriTooLong(limit)
             | ApiError::HeadersTooLarge(limit) => body.limit = Some(*limit as u64),
-            ApiError::Overloaded(limit) => body.limit = Some(*limit as u64),
+            ApiError::Overloaded(limit) | ApiError::TooManyStreams(limit) => {
+                body.limit = Some(*limit as u64)
+            }
             ApiError::Timeout(ms) | ApiError::RequestTimeout(ms) => body.limit = Some(*ms),
             ApiError::InvalidEvent(e) => {
                 body.reason = Some(e.reason.as_str().to_owned());
@@ -315,7 +324,10 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Overloaded(_) | ApiError::Timeout(_) | ApiError::Restoring(_) => {
+            ApiError::Overloaded(_)
+            | ApiError::Timeout(_)
+            | ApiError::Restoring(_)
+            | ApiError::TooManyStreams(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -18,6 +18,7 @@ use super::state_info::StateInfo;
 use crate::alerts::listing::{OpenAlert, open_of};
 use crate::alerts::rule::AlertRule;
 use crate::app::AppContext;
+use crate::model::interval::Interval;
 use crate::prediction::Prediction;
 use crate::store::{Lookup, TailEntry};
 
@@ -55,6 +56,9 @@ pub struct LatestPrediction {
     pub model_version: String,
     pub model_sha256: String,
     pub prediction: f32,
+    /// The prediction interval, for a model that has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
     pub source_event_id: String,
     pub event_time: DateTime<Utc>,
     pub scored_at: DateTime<Utc>,
@@ -69,6 +73,7 @@ impl From<&Prediction> for LatestPrediction {
             model_version: p.model_version.clone(),
             model_sha256: p.model_sha256.clone(),
             prediction: p.prediction,
+            interval: p.interval.clone(),
             source_event_id: p.source_event_id.clone(),
             event_time: p.event_time,
             scored_at: p.scored_at,

@@ -133,14 +133,15 @@ impl Emitter {
         Ok((scored_tx, thread))
     }
 
-    /// The record of a prediction, which also becomes the aircraft's latest of its model,
-    /// followed by the alert events it causes (the aircraft's episodes are marked changed:
+    /// The record of a prediction, which also becomes the aircraft's latest of its model (and
+    /// joins its recent ones, `crate::fleet::history`, labelled `label`), followed by the alert events it causes (the aircraft's episodes are marked changed:
     /// the commit writes them to the changelog once these records are acknowledged). Their
     /// `traceparent` names the batch's `send` span when tracing is on, and is the source
     /// record's otherwise.
     fn prediction(
         &mut self,
         prediction: Prediction,
+        label: Option<&str>,
         meta: &Meta,
         outputs: &mut Vec<OutputRecord>,
         mut sends: Option<&mut messaging::Sends>,
@@ -166,13 +167,15 @@ impl Emitter {
         }
         let tail = prediction.tail.clone();
         let alerting = &self.alerting;
-        let alerts = self.ctx.store.with_entry(&tail, |entry| {
+        let history_points = self.ctx.config.fleet_view.history_points;
+        let alerts = self.ctx.store.with_recent(&tail, |entry, recent| {
             let mut events = Vec::new();
             if alerting.watches(&prediction.model) {
                 events = alerting.evaluate(&mut entry.alerts, &prediction);
             }
             // The commit writes the changed episodes to the changelog.
             entry.alerts_changed |= !events.is_empty();
+            recent.push(history_points, &prediction, label);
             entry.set_latest(prediction);
             events
         });
@@ -290,7 +293,8 @@ impl Emitter {
             for verdict in verdicts {
                 match verdict {
                     Verdict::Scored(prediction) => {
-                        self.prediction(prediction, &meta, &mut outputs, sends.as_mut());
+                        let label = info.label.as_deref();
+                        self.prediction(prediction, label, &meta, &mut outputs, sends.as_mut());
                     }
                     Verdict::NonFinite { model, value } => failures.push((
                         "non_finite_prediction",

@@ -190,6 +190,7 @@ impl ConsumerContext for RebalanceContext {
         }
         let mut assignment = lock(&self.assignment);
         assignment.revoke(&revoked);
+        self.readiness.set_owned(assignment.numbers());
         if assignment.is_empty() {
             self.readiness.set_partitions_ready(false);
         }
@@ -205,6 +206,7 @@ impl ConsumerContext for RebalanceContext {
                     assignment.assign(&added);
                     assignment.numbers()
                 };
+                self.readiness.set_owned(assigned.iter().copied());
                 // Partitions held but no longer assigned moved away: their new owner restores.
                 let gone: Vec<i32> = lock(&self.held)
                     .iter()

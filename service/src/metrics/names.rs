@@ -84,5 +84,7 @@ pub const HTTP_CONNECTIONS_EVICTED: &str = "fleetscore_http_connections_evicted_
 pub const HTTP_CONNECTIONS_TIMED_OUT: &str = "fleetscore_http_connections_timed_out_total";
 /// Errors from `accept`, by `kind` (`too_many_open_files`, `other`...).
 pub const HTTP_ACCEPT_ERRORS: &str = "fleetscore_http_accept_errors_total";
+/// Open fleet-view streams (`GET /events`), each a page.
+pub const HTTP_EVENT_STREAMS: &str = "fleetscore_http_event_streams";
 pub const HTTP_BATCH_ROWS: &str = "fleetscore_http_batch_rows";
 pub const HTTP_SCORE_ROWS: &str = "fleetscore_http_score_rows";
