@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, from nothing: Python environment, a real Apache Kafka broker
 # (scripts/kafka-broker.sh, jars from Maven Central), lints, Rust tests (unit, property,
-# real-data, binary and end-to-end Kafka tests), Python training tests.
+# real-data, binary and end-to-end Kafka tests), Python training tests, the fleet view in a
+# real browser (Playwright and Debian's chromium: scripts/browser-test.sh).
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-lint  skip rustfmt and clippy
@@ -60,6 +61,10 @@ scripts/http-checks.sh --max-examples 50
 step "pytest training/tests"
 # Parity with onnxruntime in Python, feature-set versions.
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests
+
+step "fleet view in a real browser (Playwright on Debian's chromium, against fleetscore demo)"
+# Installs chromium (apt-get) and the pinned npm packages on first run.
+scripts/browser-test.sh
 
 step "cargo test with injected faults (a panicking HTTP accept loop, a panicking handler, a transaction call that never returns)"
 # Last: this rebuilds target/release/fleetscore with `fault-injection`, which the checks above

@@ -135,15 +135,23 @@ impl Page {
     }
 }
 
-/// The board's risk, recomputed from a row's values, its worst severity and the columns'
-/// rules as the README states it.
+/// The board's risk, recomputed from a row's values, its open alerts and the columns' rules
+/// as the README states it.
 fn expected_risk(row: &Value, columns: &[Value]) -> f64 {
-    let rank = match row["severity"].as_str() {
+    let alerts = row["open_alerts"].as_array().unwrap();
+    let worst = alerts.first().map(|a| a["severity"].as_str().unwrap());
+    let rank = match worst {
         Some("critical") => 3.0,
         Some("warning") => 2.0,
         Some("info") => 1.0,
         _ => 0.0,
     };
+    // The rules behind the worst alert (every rule, without an alert).
+    let behind: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["severity"].as_str() == worst)
+        .map(|a| a["rule"].as_str().unwrap())
+        .collect();
     let mut toward: f64 = 0.0;
     for column in columns {
         let value = &row["values"][column["model"].as_str().unwrap()];
@@ -151,15 +159,19 @@ fn expected_risk(row: &Value, columns: &[Value]) -> f64 {
             continue;
         }
         let rules = column["rules"].as_array().unwrap();
-        if rules.is_empty() && column["unit"] == "probability" {
+        if worst.is_none() && rules.is_empty() && column["unit"] == "probability" {
             toward = toward.max(value["value"].as_f64().unwrap().min(0.999));
         }
         for rule in rules {
+            if worst.is_some() && !behind.contains(&rule["name"].as_str().unwrap()) {
+                continue;
+            }
             let watched = match rule["on"].as_str().unwrap() {
                 "lower" => value["lower"].as_f64(),
                 "upper" => value["upper"].as_f64(),
                 _ => value["value"].as_f64(),
             };
+            let Some(x) = watched else { continue };
             let thresholds = rule["levels"]
                 .as_array()
                 .unwrap()
@@ -171,15 +183,8 @@ fn expected_risk(row: &Value, columns: &[Value]) -> f64 {
             } else {
                 thresholds.fold(f64::MAX, f64::min)
             };
-            let Some(x) = watched else { continue };
-            let c = if below { first / x } else { x / first };
-            let c = if x <= 0.0 && below { f64::INFINITY } else { c };
-            let share = if c.is_infinite() {
-                0.999
-            } else {
-                (c / (1.0 + c)).min(0.999)
-            };
-            toward = toward.max(share);
+            let margin = (if below { first - x } else { x - first }) / first.abs();
+            toward = toward.max(0.5 + 0.5 * margin / (1.0 + margin.abs()));
         }
     }
     rank + toward

@@ -19,6 +19,8 @@
   const VERSION_COLOURS = ['#0072B2', '#CC79A7', '#009E73', '#56B4E9', '#000000'];
   const SEVERITY_COLOURS = { critical: '#D55E00', warning: '#E69F00', info: '#0072B2' };
   const RETRY_MAX_S = 30;
+  const PAGE_ROWS = 100;   // board rows per page ("Show more" adds a page)
+  const ALERT_ITEMS = 50;  // open alerts listed beside the board
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
   // ---------------------------------------------------------------- state
@@ -29,6 +31,7 @@
     skewMs: 0,             // client clock minus server clock, from the last snapshot
     sort: { key: 'risk', dir: 'desc' },
     filter: { text: '', severity: 'all' },
+    limit: PAGE_ROWS,      // rows of the board shown (the riskiest by the current sort)
     route: { view: 'board' },
     lastMessageAt: null,   // client time of the last SSE message (for "stale since")
   };
@@ -121,22 +124,30 @@
   /** A bare number in the unit's customary precision ("112", "23", "5.20"). */
   function fmtNumber(unit, v) {
     if (!isNum(v)) return '—';
-    if (unit === 'probability') return String(Math.round(v * 100));
-    if (unit === 'cycles') return String(Math.round(v));
-    if (unit === 'score') return v.toFixed(2);
-    return String(Number(v.toPrecision(3)));
+    let text;
+    if (unit === 'probability') text = String(Math.round(v * 100));
+    else if (unit === 'cycles') text = String(Math.round(v));
+    else if (unit === 'score') text = v.toFixed(2);
+    else text = String(Number(v.toPrecision(3)));
+    // A typographic minus (a model may predict past the end of life: "−2 cycles").
+    return text.replace(/^-(?=[1-9.]|0\.0*[1-9])/, '\u2212').replace(/^-/, '');
   }
 
   /** A value with its unit: "112 cycles", "23 %", "5.20". */
   function fmtValue(unit, v) {
     if (!isNum(v)) return '—';
     if (unit === 'score' || !unit) return fmtNumber(unit, v);
-    return `${fmtNumber(unit, v)} ${unitLabel(unit)}`;
+    const number = fmtNumber(unit, v);
+    const label = unit === 'cycles' && (number === '1' || number === '\u22121') ? 'cycle' : unitLabel(unit);
+    return `${number} ${label}`;
   }
 
   /** The compact interval "98–125", or '' without both bounds. */
   function fmtInterval(unit, lower, upper) {
-    return isNum(lower) && isNum(upper) ? `${fmtNumber(unit, lower)}–${fmtNumber(unit, upper)}` : '';
+    if (!isNum(lower) || !isNum(upper)) return '';
+    const [lo, hi] = [fmtNumber(unit, lower), fmtNumber(unit, upper)];
+    // "98–125", but "−7 to −1": a dash between negative numbers reads as a minus.
+    return lo.startsWith('\u2212') || hi.startsWith('\u2212') ? `${lo} to ${hi}` : `${lo}–${hi}`;
   }
 
   const pad2 = (n) => String(n).padStart(2, '0');
@@ -432,7 +443,9 @@
     if (!state.meta) return;
     renderHead();
     const all = [...state.rows.values()];
-    const shown = all.filter(matchesFilter).sort(compareRows);
+    const matching = all.filter(matchesFilter).sort(compareRows);
+    // Thousands of rows are no board: the first page by the current sort, and more on demand.
+    const shown = matching.slice(0, state.limit);
     // Drop the elements of removed tails; (re)fill the rows that are shown.
     for (const tail of boardDom.rowEls.keys()) if (!state.rows.has(tail)) boardDom.rowEls.delete(tail);
     const rowEls = shown.map((row) => {
@@ -442,8 +455,15 @@
     });
     const tbody = $('#board tbody');
     placeInOrder(tbody, rowEls.length ? rowEls : [emptyRow(all.length)]);
-    renderSummary(all, shown.length);
+    renderSummary(all, shown.length, matching.length);
+    renderMore(matching.length - shown.length);
     renderAlertList(all);
+  }
+
+  function renderMore(hidden) {
+    const more = $('#board-more');
+    more.hidden = hidden <= 0;
+    more.textContent = `Show ${Math.min(hidden, PAGE_ROWS)} more (${hidden} not shown)`;
   }
 
   function emptyRow(total) {
@@ -452,11 +472,12 @@
     return el('tr', { class: 'empty' }, el('td', { colspan: span, text }));
   }
 
-  function renderSummary(all, shownCount) {
+  function renderSummary(all, shownCount, matchingCount) {
     const count = (sev) => all.filter((r) => r.severity === sev).length;
     const parts = [`${all.length} aircraft`];
     for (const sev of ['critical', 'warning', 'info']) if (count(sev)) parts.push(`${count(sev)} ${sev}`);
-    if (shownCount !== all.length) parts.push(`showing ${shownCount}`);
+    if (matchingCount !== all.length) parts.push(`${matchingCount} match`);
+    if (shownCount !== matchingCount) parts.push(`showing the first ${shownCount}`);
     const restoring = state.meta.instance && state.meta.instance.restoring;
     if (restoring && restoring.length) parts.push(`partitions ${restoring.join(', ')} restoring: some tails may be missing`);
     $('#board-summary').textContent = parts.join(' · ');
@@ -468,7 +489,7 @@
       || Date.parse(a.raised_at) - Date.parse(b.raised_at)
       || a.tail.localeCompare(b.tail) || a.rule.localeCompare(b.rule));
     const seen = new Set();
-    const items = alerts.map((alert) => {
+    const items = alerts.slice(0, ALERT_ITEMS).map((alert) => {
       const key = `${alert.tail}/${alert.rule}`;
       seen.add(key);
       const signature = `${alert.severity}|${alert.raised_at}`;
@@ -482,8 +503,10 @@
     });
     for (const key of boardDom.alertEls.keys()) if (!seen.has(key)) boardDom.alertEls.delete(key);
     const empty = el('li', { class: 'empty', text: 'No open alerts.' });
-    placeInOrder($('#alerts'), items.length ? items : [empty]);
-    $('#alerts-heading').textContent = `Open alerts (${items.length})`;
+    const rest = alerts.length - items.length;
+    const tail = rest > 0 ? [el('li', { class: 'empty', text: `and ${rest} more (see each aircraft, or GET /alerts)` })] : [];
+    placeInOrder($('#alerts'), items.length ? [...items, ...tail] : [empty]);
+    $('#alerts-heading').textContent = `Open alerts (${alerts.length})`;
   }
 
   /** An open-alert list item; reuses `old`'s link so that a focused link keeps its focus. */
@@ -532,6 +555,7 @@
     for (const radio of document.querySelectorAll('input[name="sev-filter"]')) {
       radio.addEventListener('change', () => { state.filter.severity = radio.value; renderBoard(); });
     }
+    $('#board-more').addEventListener('click', () => { state.limit += PAGE_ROWS; renderBoard(); });
     $('#board thead').addEventListener('click', (event) => {
       const th = event.target.closest('th[data-sort]');
       if (!th) return;

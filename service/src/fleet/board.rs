@@ -175,7 +175,15 @@ pub fn row(tail: &str, entry: &TailEntry, rules: &[AlertRule], columns: &[Column
             Severity::Info => &mut alerts.info,
         } += 1;
     }
-    let worst = open.first().map(|(s, _)| *s);
+    // The most severe level, and the rules at it: the alert the row is ranked by.
+    let worst = open.first().map(|(top, _)| {
+        let rules = open
+            .iter()
+            .filter(|(s, _)| s == top)
+            .map(|(_, a)| a.rule.as_str())
+            .collect::<Vec<_>>();
+        (*top, rules)
+    });
     let values: BTreeMap<String, Value> = entry
         .predictions
         .iter()
@@ -196,7 +204,7 @@ pub fn row(tail: &str, entry: &TailEntry, rules: &[AlertRule], columns: &[Column
     Row {
         tail: tail.to_owned(),
         risk: risk(worst, &values, columns),
-        severity: worst.map(|s| s.as_str().to_owned()),
+        severity: open.first().map(|(s, _)| s.as_str().to_owned()),
         alerts,
         open_alerts: open.into_iter().map(|(_, a)| a).collect(),
         values,
@@ -210,26 +218,40 @@ pub fn row(tail: &str, entry: &TailEntry, rules: &[AlertRule], columns: &[Column
 }
 
 /// How risky an aircraft is, for the board's order: its most severe open alert first
-/// (`critical` 3, `warning` 2, `info` 1, none 0), plus, in [0, 1), how far its worst value is
-/// towards or past the first threshold of a rule on it — `c / (1 + c)` with `c` the value's
-/// ratio to the threshold, taken so that `c > 1` is past it (`threshold / value` for `below`,
-/// `value / threshold` for `above`), so 0.5 is at the threshold — or, for a model without a
-/// rule whose unit is a probability, the probability itself.
-pub fn risk(worst: Option<Severity>, values: &BTreeMap<String, Value>, columns: &[Column]) -> f64 {
-    let rank = worst.map_or(0.0, |s| match s {
+/// (`critical` 3, `warning` 2, `info` 1, none 0), plus, in (0, 1), how far its value is past
+/// (or short of) the first threshold of the rules behind that alert (of every rule, without
+/// one): `0.5 + 0.5 m / (1 + |m|)` of the margin `m = (threshold - value) / |threshold|` of a
+/// `below` rule (`value - threshold` for `above`), the largest over those rules — 0.5 at the
+/// threshold, towards 1 past it, never saturating, so the critical engines rank by how far
+/// past they are. Without an alert, a model without a rule whose unit is a probability counts
+/// with the probability itself.
+pub fn risk(
+    worst: Option<(Severity, Vec<&str>)>,
+    values: &BTreeMap<String, Value>,
+    columns: &[Column],
+) -> f64 {
+    let rank = worst.as_ref().map_or(0.0, |(s, _)| match s {
         Severity::Info => 1.0,
         Severity::Warning => 2.0,
         Severity::Critical => 3.0,
     });
+    let behind = |rule: &RuleView| {
+        worst
+            .as_ref()
+            .is_none_or(|(_, rules)| rules.contains(&rule.name.as_str()))
+    };
     let mut toward = 0.0f64;
     for column in columns {
         let Some(value) = values.get(&column.model) else {
             continue;
         };
-        if column.rules.is_empty() && column.unit.as_deref() == Some("probability") {
+        if worst.is_none()
+            && column.rules.is_empty()
+            && column.unit.as_deref() == Some("probability")
+        {
             toward = toward.max(f64::from(value.value).clamp(0.0, 0.999));
         }
-        for rule in &column.rules {
+        for rule in column.rules.iter().filter(|r| behind(r)) {
             let watched = match rule.on {
                 On::Prediction | On::Drift => Some(value.value),
                 On::Lower => value.lower,
@@ -245,32 +267,25 @@ pub fn risk(worst: Option<Severity>, values: &BTreeMap<String, Value>, columns: 
                         Direction::Above => a.min(b),
                     });
             if let (Some(x), Some(t)) = (watched, first) {
-                toward = toward.max(closeness(rule.direction, f64::from(x), f64::from(t)));
+                toward = toward.max(past(rule.direction, f64::from(x), f64::from(t)));
             }
         }
     }
     rank + toward
 }
 
-/// `c / (1 + c)` of [`risk`], guarded for values and thresholds at or below zero.
-fn closeness(direction: Direction, x: f64, threshold: f64) -> f64 {
-    let c = match direction {
-        Direction::Below if x <= 0.0 => f64::INFINITY,
-        Direction::Below => threshold.max(0.0) / x,
-        Direction::Above if threshold <= 0.0 => {
-            if x > threshold {
-                f64::INFINITY
-            } else {
-                0.0
-            }
-        }
-        Direction::Above => x.max(0.0) / threshold,
-    };
-    if c.is_infinite() {
-        0.999
+/// `0.5 + 0.5 m / (1 + |m|)` of [`risk`].
+fn past(direction: Direction, x: f64, threshold: f64) -> f64 {
+    let scale = if threshold == 0.0 {
+        1.0
     } else {
-        (c / (1.0 + c)).min(0.999)
-    }
+        threshold.abs()
+    };
+    let m = match direction {
+        Direction::Below => (threshold - x) / scale,
+        Direction::Above => (x - threshold) / scale,
+    };
+    0.5 + 0.5 * m / (1.0 + m.abs())
 }
 
 /// Riskiest first, then by tail.
@@ -365,9 +380,10 @@ mod tests {
     }
 
     #[test]
-    fn severity_ranks_first_then_closeness_to_the_first_threshold() {
+    fn severity_ranks_first_then_how_far_past_the_first_threshold() {
         let columns = [
             column("rul", "cycles", Direction::Below, &[50.0, 20.0]),
+            column("anomaly", "score", Direction::Above, &[4.0]),
             column("risk", "probability", Direction::Above, &[]),
         ];
         let at_threshold = risk(None, &values(&[("rul", 50.0)]), &columns);
@@ -375,16 +391,25 @@ mod tests {
         let far = risk(None, &values(&[("rul", 150.0)]), &columns);
         let close = risk(None, &values(&[("rul", 60.0)]), &columns);
         assert!(far < close && close < at_threshold);
+        let rul_rule = || Some((Severity::Critical, vec!["rul-rule"]));
         let warned = risk(
-            Some(Severity::Warning),
+            Some((Severity::Warning, vec!["rul-rule"])),
             &values(&[("rul", 150.0)]),
             &columns,
         );
         assert!((2.0..3.0).contains(&warned));
-        assert!(
-            risk(Some(Severity::Critical), &values(&[("rul", 0.0)]), &columns) < 4.0,
-            "a zero value stays below the next rank"
+        // Past the threshold the order still holds, and never reaches the next rank.
+        let dead = risk(rul_rule(), &values(&[("rul", -2.0)]), &columns);
+        let dying = risk(rul_rule(), &values(&[("rul", 0.0)]), &columns);
+        assert!(dying < dead && dead < 4.0, "{dying} {dead}");
+        // Only the rules behind the worst alert rank a row: a huge anomaly score does not
+        // reorder engines that are critical by remaining life.
+        let both = risk(
+            rul_rule(),
+            &values(&[("rul", 0.0), ("anomaly", 500.0)]),
+            &columns,
         );
+        assert_eq!(both, dying);
         let probability = risk(None, &values(&[("risk", 0.3)]), &columns);
         assert!((probability - 0.3).abs() < 1e-6);
     }
