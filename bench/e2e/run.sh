@@ -43,6 +43,9 @@
 #                         from before alerts refuse it)
 #   FS_LOADGEN_ARGS       more arguments for the Rust load generator's every run, e.g.
 #                         "--traceparent-sampled-every 100" (a traceparent on every event)
+#   FS_EVENT_STREAMS=0    fleet-view pages to keep open on fleetscore while it runs: each a
+#                         `curl -N .../events` reading the live updates (issue #16); the bytes
+#                         each received go to OUT/NAME.pages
 #   OTEL_EXPORTER_OTLP_ENDPOINT   set: the service exports traces there (README Observability)
 #   PEER_ARGS="--store memory --no-changelog"   peer.py arguments: state in memory and not
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
@@ -271,6 +274,9 @@ start_system() {
       toml_table "${FS_PRODUCER:-}"
     } >"$out/$name.toml"
     "$fs" serve --config "$out/$name.toml" >"$out/$name.log" 2>&1 &
+    sut_pid=$!
+    open_pages "$name"
+    return
   else
     "$BENCH_PYTHON" "$here/peer.py" --brokers "$bootstrap" --input-topic "$tel" \
       --output-topic "$pred" --group "$name" --model-dir "$rul_dir" \
@@ -278,6 +284,32 @@ start_system() {
       --loglevel INFO "$@" >"$out/$name.log" 2>&1 &
   fi
   sut_pid=$!
+}
+
+# open_pages NAME: FS_EVENT_STREAMS readers of fleetscore's live updates, each a page's stream,
+# kept open until stop_system (they connect as soon as HTTP listens).
+page_pids=()
+open_pages() {
+  local i
+  page_started=$(date +%s.%N)
+  for ((i = 0; i < ${FS_EVENT_STREAMS:-0}; i++)); do
+    curl -sN --retry 60 --retry-connrefused --retry-delay 1 \
+      -o "$tmp/page.$i" "http://127.0.0.1:$http_port/events" 2>/dev/null &
+    page_pids+=($!)
+  done
+}
+
+# close_pages NAME: the readers' bytes per second each, to OUT/NAME.pages.
+close_pages() {
+  ((${#page_pids[@]})) || return 0
+  kill "${page_pids[@]}" 2>/dev/null || true
+  wait "${page_pids[@]}" 2>/dev/null || true
+  local seconds i
+  seconds="$(echo "$(date +%s.%N) - $page_started" | bc)"
+  for ((i = 0; i < ${#page_pids[@]}; i++)); do
+    printf 'page %d: %d bytes in %.1f s\n' "$i" "$(stat -c %s "$tmp/page.$i")" "$seconds"
+  done >"$out/$1.pages"
+  page_pids=()
 }
 
 # CPU snapshot: wall seconds, CPU ticks of the system under test and of the broker, busy and
@@ -302,6 +334,7 @@ stop_system() {
   if [[ "$kind" == fleetscore ]]; then
     curl -sf --max-time 5 "http://127.0.0.1:$http_port/metrics" >"$out/$name.metrics" || true
   fi
+  close_pages "$name"
   kill -TERM "$sut_pid" 2>/dev/null || true
   for _ in $(seq 300); do kill -0 "$sut_pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$sut_pid" 2>/dev/null; then

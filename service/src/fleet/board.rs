@@ -14,7 +14,7 @@ use crate::alerts::listing::{OpenAlert, ranked, sort};
 use crate::alerts::rule::{AlertRule, Direction, On, Severity};
 use crate::app::AppContext;
 use crate::config::Peer;
-use crate::http::state_info::millis_to_time;
+use crate::http::state_info::StateInfo;
 use crate::store::TailEntry;
 
 /// `GET /fleet`, and the first message of `GET /events`.
@@ -88,7 +88,8 @@ pub struct Row {
     pub open_alerts: Vec<OpenAlert>,
     /// The latest prediction per model, by model name (as on `GET /tails/{tail}`).
     pub values: BTreeMap<String, Value>,
-    pub state: Freshness,
+    /// How fresh its state is (as on `GET /tails/{tail}`).
+    pub state: StateInfo,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -108,17 +109,6 @@ pub struct Value {
     pub model_version: String,
     pub event_time: DateTime<Utc>,
     pub scored_at: DateTime<Utc>,
-}
-
-/// How fresh the aircraft's state is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Freshness {
-    pub events_applied: u64,
-    /// Event time of the newest event applied.
-    pub last_event_time: Option<DateTime<Utc>>,
-    /// Wall-clock time it was applied.
-    pub last_applied_at: Option<DateTime<Utc>>,
-    pub partition: Option<i32>,
 }
 
 /// The board's columns: every model routed from a feature set, in route order.
@@ -208,12 +198,7 @@ pub fn row(tail: &str, entry: &TailEntry, rules: &[AlertRule], columns: &[Column
         alerts,
         open_alerts: open.into_iter().map(|(_, a)| a).collect(),
         values,
-        state: Freshness {
-            events_applied: entry.state.events_applied(),
-            last_event_time: entry.state.watermark_ms().and_then(millis_to_time),
-            last_applied_at: entry.last_applied_at,
-            partition: entry.partition,
-        },
+        state: StateInfo::of(Some(entry)),
     }
 }
 
