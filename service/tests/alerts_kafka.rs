@@ -17,25 +17,6 @@ use std::time::Duration;
 use kafka::{Service, Topics, bootstrap, create_topics, fleetscore};
 use rdkafka::Message;
 
-/// The C-MAPSS events in event-time order (all engines interleaved, each engine's cycles in
-/// order), so that halfway through many engines are near the end of their life at once.
-fn interleaved(dir: &Path) -> std::path::PathBuf {
-    let events = kafka::cmapss_events(dir, None);
-    let text = std::fs::read_to_string(&events).unwrap();
-    let mut lines: Vec<(String, &str)> = text
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["event_time"].as_str().unwrap().to_owned(), l)
-        })
-        .collect();
-    lines.sort_by(|a, b| a.0.cmp(&b.0)); // stable: each engine's cycles keep their order
-    let out = dir.join("interleaved.jsonl");
-    let body: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
-    std::fs::write(&out, body.join("\n") + "\n").unwrap();
-    out
-}
-
 /// `fleetscore replay --alerts` of `events`: the alert events, one JSON value each, in order.
 fn replay_alerts(events: &Path, dir: &Path) -> Vec<serde_json::Value> {
     let alerts = dir.join("replay-alerts.jsonl");
@@ -98,7 +79,7 @@ fn alert_events_survive_a_kill_9_and_equal_replay() {
     let topics = Topics::new("alerts");
     create_topics(&bootstrap, &topics);
     let dir = tempfile::tempdir().unwrap();
-    let events = interleaved(dir.path());
+    let events = kafka::interleaved(dir.path());
     let expected = replay_alerts(&events, dir.path());
     // Three quarters before the kill: about 30 engines then have an episode open that
     // escalates afterwards (half: about 7; the fleet thins out as engines fail).

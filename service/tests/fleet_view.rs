@@ -27,38 +27,6 @@ fn shipped_models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-/// The C-MAPSS events in event-time order (the engines interleaved, each engine's cycles in
-/// order): engines wear out, and raise alerts, while the page watches.
-fn interleaved(dir: &Path) -> PathBuf {
-    let events = kafka::cmapss_events(dir, None);
-    let text = std::fs::read_to_string(&events).unwrap();
-    let mut lines: Vec<(String, &str)> = text
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["event_time"].as_str().unwrap().to_owned(), l)
-        })
-        .collect();
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    let out = dir.join("interleaved.jsonl");
-    let body: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
-    std::fs::write(&out, body.join("\n") + "\n").unwrap();
-    out
-}
-
-/// The address the service listens on (from its log).
-fn address(service: &Service) -> String {
-    service.wait_for_log("HTTP listening addr=", Duration::from_secs(30));
-    service
-        .log_text()
-        .split("HTTP listening addr=")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect()
-}
-
 /// One server-sent event: its type and data.
 type Sse = (String, String);
 
@@ -225,7 +193,7 @@ fn the_board_trends_and_live_updates_follow_the_stream() {
     let topics = Topics::new("fleet-view");
     create_topics(&bootstrap, &topics);
     let dir = tempfile::tempdir().unwrap();
-    let events = interleaved(dir.path());
+    let events = kafka::interleaved(dir.path());
     let extra = format!(
         "[models.routes]\n\"engine-health\" = [\"engine-rul\", \"engine-anomaly\"]\n\n\
          [fleet_view]\nhistory_points = {HISTORY_POINTS}\nupdate_interval_ms = 100\n\
@@ -234,7 +202,7 @@ fn the_board_trends_and_live_updates_follow_the_stream() {
     let config = kafka::config(dir.path(), &bootstrap, &topics, &shipped_models(), &extra);
     let mut service = Service::start(&config, &dir.path().join("serve.log"));
     service.wait_for_log("partitions assigned", Duration::from_secs(60));
-    let addr = address(&service);
+    let addr = kafka::http_addr(&service);
 
     // Two pages open before the stream starts; a third is one too many.
     let (status, page_events) = subscribe(&addr);

@@ -402,18 +402,23 @@ pub fn http_get_json(service: &Service, path: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
-/// `GET path`: the status code and the whole response.
-pub fn http_get_status(service: &Service, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
+/// The address the running service's HTTP API listens on (from its log).
+pub fn http_addr(service: &Service) -> String {
     service.wait_for_log("HTTP listening addr=", Duration::from_secs(30));
-    let log = service.log_text();
-    let addr: String = log
+    service
+        .log_text()
         .split("HTTP listening addr=")
         .nth(1)
         .unwrap()
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
+        .collect()
+}
+
+/// `GET path`: the status code and the whole response.
+pub fn http_get_status(service: &Service, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = http_addr(service);
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,
@@ -590,6 +595,25 @@ pub fn cmapss_events(dir: &Path, limit: Option<usize>) -> PathBuf {
         let head: Vec<&str> = text.lines().take(limit).collect();
         std::fs::write(&out, head.join("\n") + "\n").unwrap();
     }
+    out
+}
+
+/// The C-MAPSS events in event-time order (all engines interleaved, each engine's cycles in
+/// order), so that halfway through many engines are near the end of their life at once.
+pub fn interleaved(dir: &Path) -> PathBuf {
+    let events = cmapss_events(dir, None);
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<(String, &str)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["event_time"].as_str().unwrap().to_owned(), l)
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.cmp(&b.0)); // stable: each engine's cycles keep their order
+    let out = dir.join("interleaved.jsonl");
+    let body: Vec<&str> = lines.iter().map(|(_, l)| *l).collect();
+    std::fs::write(&out, body.join("\n") + "\n").unwrap();
     out
 }
 
