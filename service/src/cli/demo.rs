@@ -73,8 +73,11 @@ impl DemoArgs {
         }
         config.http.addr = self.http_addr.clone();
         // The whole product: the anomaly score beside remaining life (the shipped default
-        // routes `engine-health` to `engine-rul` alone).
-        if config.models.routes.is_empty() {
+        // routes `engine-health` to `engine-rul` alone), when the models directory has it
+        // (the test fixtures do not: a route to a model that is not there is never ready).
+        if config.models.routes.is_empty()
+            && config.models.local_dir().join("engine-anomaly").is_dir()
+        {
             config.models.routes.insert(
                 FeatureSetId::EngineHealth.name().to_owned(),
                 vec!["engine-rul".to_owned(), "engine-anomaly".to_owned()],
