@@ -2,7 +2,8 @@
 # Every test of the project, from nothing: Python environment, a real Apache Kafka broker
 # (scripts/kafka-broker.sh, jars from Maven Central), lints, Rust tests (unit, property,
 # real-data, binary and end-to-end Kafka tests), Python training tests, the fleet view in a
-# real browser (Playwright and Debian's chromium: scripts/browser-test.sh).
+# real browser (Playwright and Debian's chromium: scripts/browser-test.sh), the Kubernetes
+# manifests (scripts/k8s-check.sh), model packages from a real S3-compatible server (moto).
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-lint  skip rustfmt and clippy
@@ -29,6 +30,12 @@ eval "$(scripts/python-env.sh --print)"
 # Real-data and Kafka tests must not pass by finding no data or no broker.
 export FLEETSCORE_REQUIRE_DATA=1
 export FLEETSCORE_REQUIRE_KAFKA=1
+
+step "S3-compatible server for the object-storage model tests (moto, tests/s3/requirements.txt)"
+s3_venv="${FLEETSCORE_S3_VENV:-$HOME/.cache/fleetscore/venv-s3}"
+scripts/venv.sh tests/s3/requirements.txt "$s3_venv"
+export FLEETSCORE_MOTO_SERVER="$s3_venv/bin/moto_server"
+export FLEETSCORE_REQUIRE_S3=1
 
 step "Apache Kafka broker (KRaft, loopback)"
 kafka_dir="$(mktemp -d "${TMPDIR:-/tmp}/fleetscore-test-kafka.XXXXXX")"
@@ -65,6 +72,9 @@ step "pytest training/tests"
 step "fleet view in a real browser (Playwright on Debian's chromium, against fleetscore demo)"
 # Installs chromium (apt-get) and the pinned npm packages on first run.
 scripts/browser-test.sh
+
+step "Kubernetes manifests: kustomize build, strict schema validation, cross-references (k8s/)"
+scripts/k8s-check.sh
 
 step "cargo test with injected faults (a panicking HTTP accept loop, a panicking handler, a transaction call that never returns)"
 # Last: this rebuilds target/release/fleetscore with `fault-injection`, which the checks above

@@ -2,11 +2,12 @@
 //! readiness, configuration. Its lifecycle is [`crate::lifecycle`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::Config;
 use crate::drift::DriftMonitor;
 use crate::model::Registry;
+use crate::model::remote::{RemoteModels, SourceStatus};
 use crate::store::StateStore;
 
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct Readiness {
     partitions_ready: AtomicBool,
     /// The input partitions assigned to this instance now.
     owned: Mutex<Vec<i32>>,
+    /// Where the models come from, when that is object storage.
+    models_source: OnceLock<Arc<RemoteModels>>,
     /// Why Kafka cannot be used yet (e.g. "connecting to Kafka at ..."), while start-up waits.
     kafka_waiting: Mutex<Option<String>>,
 }
@@ -38,6 +41,7 @@ impl Readiness {
             streaming,
             partitions_ready: AtomicBool::new(false),
             owned: Mutex::new(Vec::new()),
+            models_source: OnceLock::new(),
             kafka_waiting: Mutex::new(None),
         }
     }
@@ -45,6 +49,16 @@ impl Readiness {
     /// Sets (or clears, with `None`) the reason start-up is still waiting for Kafka.
     pub fn set_kafka_waiting(&self, why: Option<String>) {
         *self.kafka_waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// The object storage the models are synced from.
+    pub fn set_models_source(&self, source: Arc<RemoteModels>) {
+        let _ = self.models_source.set(source);
+    }
+
+    /// How the last sync from object storage went, when the models come from there.
+    pub fn models_source(&self) -> Option<SourceStatus> {
+        self.models_source.get().map(|s| s.status())
     }
 
     /// Records the input partitions assigned to this instance now.
@@ -68,7 +82,19 @@ impl Readiness {
             .into_iter()
             .map(|(set, model)| format!("{} ({model})", set.name()))
             .collect();
-        (!missing.is_empty()).then(|| format!("no model serving {}", missing.join(", ")))
+        if missing.is_empty() {
+            return None;
+        }
+        let source = match self.models_source() {
+            Some(SourceStatus {
+                url,
+                ok: false,
+                error: Some(error),
+                ..
+            }) => format!(" (model source {url}: {error})"),
+            _ => String::new(),
+        };
+        Some(format!("no model serving {}{source}", missing.join(", ")))
     }
 
     /// Why the service is not ready, or `None` when it is.

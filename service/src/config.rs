@@ -318,8 +318,14 @@ pub struct KafkaConfig {
     /// A stable identity for this instance (a StatefulSet pod name): its transactional id, so
     /// that a restarted instance fences its previous incarnation at once. Unset: a fresh
     /// random identity per start (a crashed instance's open transaction then waits for
-    /// `transaction_timeout_ms`). Two live instances must never share one.
+    /// `transaction_timeout_ms`). Two live instances must never share one. Env:
+    /// `FLEETSCORE_INSTANCE_ID` (in Kubernetes, the pod's name from the downward API).
     pub instance_id: Option<String>,
+    /// Static group membership (KIP-345): `instance_id` is also the consumer's
+    /// `group.instance.id`, so an instance that restarts within the session timeout gets its
+    /// partitions back without a rebalance of the others (the others keep streaming; its
+    /// partitions wait for it meanwhile). Needs `instance_id`.
+    pub static_membership: bool,
     /// The consumer group protocol (see [`GroupProtocol`]).
     pub group_protocol: GroupProtocol,
     /// librdkafka consumer properties, passed through (e.g. `"session.timeout.ms" = "10000"`).
@@ -349,6 +355,7 @@ impl Default for KafkaConfig {
             commit_interval_ms: 20,
             transaction_timeout_ms: 10_000,
             instance_id: None,
+            static_membership: false,
             group_protocol: GroupProtocol::Classic,
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
@@ -453,6 +460,11 @@ impl KafkaConfig {
         {
             anyhow::bail!("[kafka] instance_id is empty: set it or leave it out");
         }
+        if self.static_membership && self.instance_id.is_none() {
+            anyhow::bail!(
+                "[kafka] static_membership = true needs instance_id (env FLEETSCORE_INSTANCE_ID)"
+            );
+        }
         Ok(())
     }
 }
@@ -460,8 +472,13 @@ impl KafkaConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// The models directory (`<dir>/<name>/<version>/`). Env: `FLEETSCORE_MODELS_DIR`.
+    /// The models directory (`<dir>/<name>/<version>/`), or object storage
+    /// (`s3://bucket/prefix`: `model::remote`, mirrored into `cache_dir`). Env:
+    /// `FLEETSCORE_MODELS_DIR`.
     pub dir: PathBuf,
+    /// Where packages from object storage are kept (default: `fleetscore-models` in the
+    /// temporary directory; in a container, an `emptyDir` volume).
+    pub cache_dir: Option<PathBuf>,
     /// Rescan at least this often, besides reacting to file events.
     pub rescan_seconds: u64,
     /// A version's files must be unchanged this long before it is considered.
@@ -486,6 +503,7 @@ impl Default for ModelsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("models"),
+            cache_dir: None,
             rescan_seconds: 10,
             settle_ms: DEFAULT_SETTLE.as_millis() as u64,
             validate_in_child: true,
@@ -520,6 +538,9 @@ impl Config {
         }
         if let Ok(brokers) = std::env::var("FLEETSCORE_KAFKA_BROKERS") {
             config.kafka.brokers = brokers;
+        }
+        if let Ok(id) = std::env::var("FLEETSCORE_INSTANCE_ID") {
+            config.kafka.instance_id = Some(id);
         }
         config
             .http
@@ -560,9 +581,41 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
 }
 
 impl ModelsConfig {
+    /// The object storage address `dir` names, if it names one (`s3://...`).
+    pub fn remote(&self) -> Option<&str> {
+        self.dir.to_str().filter(|d| d.contains("://"))
+    }
+
+    /// Where packages from object storage are mirrored.
+    pub fn cache(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("fleetscore-models"))
+    }
+
+    /// The directory the registry reads: `dir`, or the cache of the object storage it names.
+    pub fn local_dir(&self) -> PathBuf {
+        match self.remote() {
+            Some(_) => self.cache().join("packages"),
+            None => self.dir.clone(),
+        }
+    }
+
+    /// For the commands that read a models directory once (replay, drift): refuses object
+    /// storage, which only `serve` and `demo` sync.
+    pub fn require_local(&self, command: &str) -> anyhow::Result<()> {
+        match self.remote() {
+            Some(url) => anyhow::bail!(
+                "{command} reads a local models directory, not {url}: download the packages \
+                 (or point --models-dir at a copy)"
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// The registry settings; `validator` is this executable when child validation is on.
     pub fn registry(&self) -> anyhow::Result<RegistryConfig> {
-        let mut config = RegistryConfig::new(&self.dir);
+        let mut config = RegistryConfig::new(self.local_dir());
         config.pins = self.pins.clone();
         for (set, models) in &self.routes {
             let set = FeatureSet::by_name(set).context("in [models.routes]")?;

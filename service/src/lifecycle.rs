@@ -14,6 +14,7 @@ use crate::app::{AppContext, Readiness};
 use crate::config::Config;
 use crate::kafka::Pipeline;
 use crate::model::registry::Watcher;
+use crate::model::remote::RemoteModels;
 use crate::model::{Registry, RegistryConfig};
 use crate::store::StateStore;
 use crate::supervisor::{Essentials, panic_message};
@@ -31,6 +32,7 @@ const WATCHER_STOP: Duration = Duration::from_secs(2);
 pub const HTTP_TASK: &str = "http";
 pub const KAFKA_TASK: &str = "kafka";
 pub const WATCHER_TASK: &str = "registry-watcher";
+pub const MODEL_SYNC_TASK: &str = "model-sync";
 
 /// What `serve` and `demo` run alike: the model registry and its directory watcher, the shared
 /// state, the signal handler and the HTTP server, listening; and the essential tasks that
@@ -59,6 +61,21 @@ impl Running {
         registry: RegistryConfig,
         kafka: bool,
     ) -> anyhow::Result<Self> {
+        // Packages from object storage: mirrored into the directory the registry reads, once
+        // before it first scans (so a start with a reachable bucket serves at once), then
+        // every rescan interval.
+        let remote = match config.models.remote() {
+            Some(url) => Some(Arc::new(
+                RemoteModels::new(url, &config.models.cache())
+                    .context("reading models from object storage")?,
+            )),
+            None => None,
+        };
+        if let Some(remote) = &remote
+            && let Err(e) = remote.sync().await
+        {
+            tracing::warn!(source = %remote.status().url, error = %e.root_cause(), "model source unreachable at start; serving what the cache holds");
+        }
         let registry = Arc::new(Registry::new(registry));
         let watcher = registry
             .watch(Duration::from_secs(config.models.rescan_seconds.max(1)))
@@ -66,7 +83,13 @@ impl Running {
         let ctx = Arc::new(AppContext {
             registry,
             store: Arc::new(StateStore::new()),
-            readiness: Arc::new(Readiness::new(kafka)),
+            readiness: Arc::new({
+                let readiness = Readiness::new(kafka);
+                if let Some(remote) = &remote {
+                    readiness.set_models_source(Arc::clone(remote));
+                }
+                readiness
+            }),
             drift: Arc::new(crate::drift::DriftMonitor::new(config.drift.clone())),
             config,
         });
@@ -78,6 +101,14 @@ impl Running {
         tracing::info!(addr = %http_addr, page = %page_url(http_addr), "HTTP listening");
         let mut tasks = Essentials::default();
         tasks.spawn(WATCHER_TASK, supervise_watcher(watcher, shutdown.clone()));
+        if let Some(remote) = remote {
+            let every = Duration::from_secs(ctx.config.models.rescan_seconds.max(1));
+            let sync = remote.run(every, shutdown.clone());
+            tasks.spawn(MODEL_SYNC_TASK, async move {
+                sync.await;
+                Ok(())
+            });
+        }
         let http = crate::http::serve(Arc::clone(&ctx), listener, shutdown.clone());
         tasks.spawn(HTTP_TASK, async move { http.await.context("HTTP server") });
         Ok(Self {

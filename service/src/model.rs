@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod package;
 pub mod profile;
 pub mod registry;
+pub mod remote;
 pub mod serving;
 pub mod status;
 pub mod validate;

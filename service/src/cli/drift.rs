@@ -105,6 +105,7 @@ impl DriftArgs {
         {
             bail!("--since {since} is not before --until {until}");
         }
+        config.models.require_local("fleetscore drift")?;
         let mut registry_config = config.models.registry()?;
         registry_config.settle = std::time::Duration::ZERO; // files at rest: no need to wait
         let registry = Registry::new(registry_config);

@@ -115,6 +115,7 @@ impl ReplayArgs {
             }
             models.push(model);
         }
+        config.models.require_local("fleetscore replay")?;
         let mut registry_config = config.models.registry()?;
         registry_config.settle = std::time::Duration::ZERO; // files at rest: no need to wait
         let registry = Arc::new(Registry::new(registry_config));

@@ -15,6 +15,7 @@ use crate::alerts::listing;
 use crate::app::AppContext;
 use crate::drift::{DriftStatus, Measure, ModelDrift};
 use crate::metrics::names;
+use crate::model::remote::SourceStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -28,6 +29,10 @@ pub struct ReadinessReport {
     /// Why not, when not ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last sync from object storage, when the models come from there (`ok: false`: the
+    /// bucket could not be read; the cached models keep serving).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models_source: Option<SourceStatus>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +59,7 @@ fn readiness(ctx: &AppContext) -> Response {
     let body = ReadinessReport {
         ready: reason.is_none(),
         reason,
+        models_source: ctx.readiness.models_source(),
     };
     (status, axum::Json(body)).into_response()
 }

@@ -41,6 +41,11 @@ pub fn consumer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
                 .set("group.remote.assignor", "range");
         }
     }
+    if config.static_membership
+        && let Some(id) = &config.instance_id
+    {
+        c.set("group.instance.id", id);
+    }
     for (k, v) in CONSUMER_FIXED {
         c.set(k, v);
     }
@@ -111,7 +116,9 @@ pub fn admin(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
 /// read_committed, reporting the end of each partition (its last stable offset).
 pub fn restore_consumer(config: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     let mut c = consumer(config)?;
-    // librdkafka wants a group for `assign`; this one never joins it nor commits.
+    // librdkafka wants a group for `assign`; this one never joins it nor commits (nor is it
+    // the instance's static member).
+    c.remove("group.instance.id");
     c.set("group.id", format!("{}-restore", config.group_id))
         .set("enable.partition.eof", "true")
         // Restore wants whole fetches fast, not latency.

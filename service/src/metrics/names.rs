@@ -61,6 +61,11 @@ pub const MODEL_DAMAGED: &str = "fleetscore_model_damaged_total";
 /// A models directory that could not be read during a scan (what was loaded stays).
 pub const REGISTRY_SCAN_ERRORS: &str = "fleetscore_registry_scan_errors_total";
 pub const SHADOW_ABS_DIFF: &str = "fleetscore_shadow_abs_diff";
+/// Syncs of model packages from object storage, by `outcome` (`ok`, `error`); whether the
+/// last one reached the bucket (1/0), and when one last did (Unix seconds).
+pub const MODEL_SYNCS: &str = "fleetscore_model_syncs_total";
+pub const MODEL_SYNC_OK: &str = "fleetscore_model_sync_ok";
+pub const MODEL_SYNC_LAST_SUCCESS: &str = "fleetscore_model_sync_last_success_seconds";
 /// Rendered from the registry at each scrape, not recorded.
 pub const MODEL_INFO: &str = "fleetscore_model_info";
 

@@ -269,11 +269,17 @@ impl Service {
 
     /// [`Service::start`] with more environment variables (`FLEETSCORE_FAULT`, say).
     pub fn start_with_env(config: &Path, log: &Path, env: &[(String, String)]) -> Self {
+        Self::start_with(config, log, env, &[])
+    }
+
+    /// [`Service::start_with_env`] with more `serve` arguments (`--no-kafka`).
+    pub fn start_with(config: &Path, log: &Path, env: &[(String, String)], args: &[&str]) -> Self {
         let file = std::fs::File::create(log).unwrap();
         let child = fleetscore()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "--config"])
             .arg(config)
+            .args(args)
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
