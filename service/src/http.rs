@@ -49,7 +49,6 @@ pub mod path;
 pub mod score;
 pub mod scorer;
 pub mod server;
-pub mod state_info;
 pub mod tails;
 
 use std::convert::Infallible;

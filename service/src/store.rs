@@ -16,6 +16,8 @@ use crate::alerts::OpenEpisodes;
 use crate::fleet::history::Recent;
 use crate::prediction::Prediction;
 
+pub mod state_info;
+
 const SHARDS: usize = 64;
 
 /// Where the newest event applied to a tail came from.

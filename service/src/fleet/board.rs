@@ -14,8 +14,8 @@ use crate::alerts::listing::{OpenAlert, ranked, sort};
 use crate::alerts::rule::{AlertRule, Direction, On, Severity};
 use crate::app::AppContext;
 use crate::config::Peer;
-use crate::http::state_info::StateInfo;
 use crate::store::TailEntry;
+use crate::store::state_info::StateInfo;
 
 /// `GET /fleet`, and the first message of `GET /events`.
 #[derive(Debug, Serialize, ToSchema)]

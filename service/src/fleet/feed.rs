@@ -171,11 +171,20 @@ struct Sent {
     models: Option<String>,
 }
 
-/// Changes whenever the models panel would: a version's state, the pins, the routes' serving
-/// versions, a drift evaluation.
+/// Changes whenever the models panel would: a version's state, the pins, the versions
+/// serving each route, a drift evaluation.
 fn models_signature(ctx: &AppContext) -> String {
-    let mut signature =
-        serde_json::to_string(&crate::http::models::list(ctx)).expect("models serialize");
+    let mut signature = serde_json::to_string(&(ctx.registry.statuses(), ctx.registry.pins()))
+        .expect("statuses serialize");
+    for set in fleet_features::FeatureSet::all() {
+        for serving in ctx.registry.routed(set.id()).iter() {
+            signature.push_str(&format!(
+                "|{}:{}",
+                serving.serving.name(),
+                serving.serving.version()
+            ));
+        }
+    }
     for drift in ctx.drift.serving(&ctx.registry) {
         signature.push_str(&format!(
             "|{}:{}:{:?}:{:?}",

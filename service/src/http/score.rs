@@ -25,11 +25,11 @@ use super::json::{self, JsonBody};
 use super::limits::{Permit, parse_off_worker_if_big};
 use super::lookup::serving;
 use super::scorer::{Output, Scorer};
-use super::state_info::StateInfo;
 use crate::app::AppContext;
 use crate::model::interval::Interval;
 use crate::model::{LoadedModel, ServingSet};
 use crate::store::Lookup;
+use crate::store::state_info::StateInfo;
 use wire::{Rows, WireSeed};
 
 pub use wire::parse_row;

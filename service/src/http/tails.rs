@@ -14,12 +14,12 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody};
 use super::json;
 use super::path::PathParam;
-use super::state_info::StateInfo;
 use crate::alerts::listing::{OpenAlert, open_of};
 use crate::alerts::rule::AlertRule;
 use crate::app::AppContext;
 use crate::model::interval::Interval;
 use crate::prediction::Prediction;
+use crate::store::state_info::StateInfo;
 use crate::store::{Lookup, TailEntry};
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,11 +1,11 @@
-//! How fresh an aircraft's live state is, as `/score` (tail requests) and `/tails/{tail}`
-//! report it.
+//! How fresh an aircraft's live state is, as `/score` (tail requests), `/tails/{tail}` and
+//! the fleet board report it.
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::TailEntry;
+use super::TailEntry;
 
 /// The freshness of a tail's live state.
 #[derive(Debug, Clone, Serialize, ToSchema)]
