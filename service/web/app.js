@@ -341,8 +341,10 @@
   // ---------------------------------------------------------------- board: rendering
 
   function boardColumns() {
+    // The unit line also says what the parentheses hold: "cycles (80 % interval)".
+    const level = (c) => (c.interval && isNum(c.interval_level) ? ` (${Math.round(c.interval_level * 100)} % interval)` : '');
     const models = (state.meta.columns || []).map((c) => ({
-      key: c.model, label: modelName(c.model), unit: unitLabel(c.unit), title: c.meaning, column: c, num: true,
+      key: c.model, label: modelName(c.model), unit: `${unitLabel(c.unit)}${level(c)}`, title: c.meaning, column: c, num: true,
     }));
     return [
       { key: 'tail', label: 'Tail' },
