@@ -23,15 +23,17 @@ fn a_broker_killed_mid_stream_loses_no_event() {
     let events = kafka::cmapss_events(dir.path(), None);
     let (first_half, second_half, _) = kafka::halves(&events, dir.path());
     // Transactions must outlive the node's death being noticed (the controller's broker
-    // session, 9 s), or their producer is fenced and the instance exits (README: riding
-    // through a broker loss).
+    // session, 9 s), or their producer is fenced and the instance exits; so must the
+    // consumer's group session, the group coordinator being possibly on that node (with 10 s
+    // it expired once in CI: assignment lost, then the abort met the same fencing). README:
+    // riding through a broker loss.
     let config = kafka::config_with_kafka(
         dir.path(),
         &cluster.bootstrap,
         &topics,
         &common::fixtures(),
         "",
-        "transaction_timeout_ms = 60000",
+        "transaction_timeout_ms = 60000\nconsumer = { \"session.timeout.ms\" = \"30000\" }",
     );
 
     let mut service = Service::start(&config, &dir.path().join("serve.log"));
