@@ -169,11 +169,7 @@ impl StateStore {
 
     /// Runs `f` on the tail's entry, creating it if needed.
     pub fn with_entry<R>(&self, tail: &str, f: impl FnOnce(&mut TailEntry) -> R) -> R {
-        let mut shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = shard.get_mut(tail) {
-            return f(&mut slot.entry);
-        }
-        f(&mut shard.entry(tail.to_owned()).or_default().entry)
+        self.with_recent(tail, |entry, _| f(entry))
     }
 
     /// Runs `f` on the tail's entry and its recent predictions, creating them if needed.
@@ -190,14 +186,10 @@ impl StateStore {
         f(&mut slot.entry, &mut slot.recent)
     }
 
-    /// Runs `f` on the tail's entry and recent predictions if the tail is known.
-    pub fn read_recent<R>(
-        &self,
-        tail: &str,
-        f: impl FnOnce(&TailEntry, &Recent) -> R,
-    ) -> Option<R> {
+    /// Runs `f` on the tail's recent predictions if the tail is known.
+    pub fn read_recent<R>(&self, tail: &str, f: impl FnOnce(&Recent) -> R) -> Option<R> {
         let shard = self.shard(tail).lock().unwrap_or_else(|p| p.into_inner());
-        shard.get(tail).map(|slot| f(&slot.entry, &slot.recent))
+        shard.get(tail).map(|slot| f(&slot.recent))
     }
 
     /// Runs `f` on the tail's entry, for a change, if the tail is known.

@@ -68,11 +68,6 @@ impl Feed {
         self.seq.load(Ordering::Acquire)
     }
 
-    /// Open streams now.
-    pub fn open_streams(&self) -> usize {
-        self.tx.receiver_count()
-    }
-
     fn send(&self, kind: &'static str, data: impl FnOnce(u64) -> String) {
         let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
         // No receiver left meanwhile: nothing to do.

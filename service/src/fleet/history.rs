@@ -5,8 +5,6 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Utc};
-
 use crate::prediction::Prediction;
 
 /// One prediction, compactly: 40 bytes (the flight label, for schedule events, apart).
@@ -119,15 +117,14 @@ impl Recent {
     }
 }
 
-/// `ms` as a time (the epoch for a value out of range, which a validated event never has).
-pub fn time_of(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::interval::Interval;
+
+    fn time_of(ms: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(ms).unwrap()
+    }
 
     fn prediction(model: &str, version: &str, t: i64, value: f32) -> Prediction {
         Prediction {

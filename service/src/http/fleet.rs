@@ -16,7 +16,8 @@ use super::json;
 use super::path::PathParam;
 use crate::app::AppContext;
 use crate::fleet::board::{self, Fleet, RuleView};
-use crate::fleet::history::{Recent, time_of};
+use crate::fleet::history::Recent;
+use crate::store::state_info::millis_to_time;
 
 #[utoipa::path(get, path = "/fleet", tag = "fleet",
     responses((status = 200, description = "The board: every aircraft this instance holds, riskiest first", body = Fleet)))]
@@ -68,7 +69,7 @@ pub async fn history(
     let columns = board::columns(&ctx);
     let capacity = ctx.config.fleet_view.history_points;
     ctx.store
-        .read_recent(&tail, |_, recent| view(&tail, capacity, recent, &columns))
+        .read_recent(&tail, |recent| view(&tail, capacity, recent, &columns))
         .map(|history| json::ok(&history))
         .ok_or_else(|| ApiError::UnknownTail(tail.chars().take(100).collect()))
 }
@@ -92,7 +93,8 @@ fn view(tail: &str, capacity: usize, recent: &Recent, columns: &[board::Column])
                         .points
                         .iter()
                         .map(|p| PointView {
-                            event_time: time_of(p.event_time_ms),
+                            // A validated event's time is in range.
+                            event_time: millis_to_time(p.event_time_ms).unwrap_or_default(),
                             value: p.value,
                             lower: finite(p.lower),
                             upper: finite(p.upper),

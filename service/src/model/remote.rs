@@ -27,7 +27,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ClientConfigKey, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
@@ -249,10 +249,7 @@ impl RemoteModels {
             }
             std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
         }
-        std::fs::write(
-            tmp.join(SYNC_RECORD),
-            serde_json::to_vec(&Record::of(objects))?,
-        )?;
+        std::fs::write(tmp.join(SYNC_RECORD), serde_json::to_vec(objects)?)?;
         let target = self.packages().join(name).join(version);
         std::fs::create_dir_all(target.parent().expect("a version has a parent"))?;
         if target.exists() {
@@ -268,10 +265,11 @@ impl RemoteModels {
         Ok(())
     }
 
-    /// Syncs every `every` until `shutdown`; failures are logged (once per change of error)
-    /// and the cache is kept.
+    /// Syncs every `every` until `shutdown`, the first time `every` from now (start-up
+    /// synced once already); failures are logged (once per change of error) and the cache is
+    /// kept.
     pub async fn run(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(every);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<String> = None;
         loop {
@@ -347,25 +345,10 @@ fn remove_version(packages: &Path, name: &str, version: &str) -> anyhow::Result<
     Ok(())
 }
 
-/// The sync record: the objects a cached version was made from.
-#[derive(Debug, Serialize, Deserialize)]
-struct Record {
-    objects: BTreeMap<String, (u64, Option<String>)>,
-}
-
-impl Record {
-    fn of(objects: &Objects) -> Self {
-        Self {
-            objects: objects.clone(),
-        }
-    }
-}
-
+/// The objects a cached version was made from (its sync record).
 fn read_record(dir: &Path) -> Option<Objects> {
     let bytes = std::fs::read(dir.join(SYNC_RECORD)).ok()?;
-    serde_json::from_slice::<Record>(&bytes)
-        .ok()
-        .map(|r| r.objects)
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]
