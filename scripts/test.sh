@@ -3,7 +3,8 @@
 # (scripts/kafka-broker.sh, jars from Maven Central), lints, Rust tests (unit, property,
 # real-data, binary and end-to-end Kafka tests), Python training tests, the fleet view in a
 # real browser (Playwright and Debian's chromium: scripts/browser-test.sh), the Kubernetes
-# manifests (scripts/k8s-check.sh), model packages from a real S3-compatible server (moto).
+# manifests (scripts/k8s-check.sh), model packages from a real S3-compatible server (moto), the
+# Kafka Streams peer of the end-to-end benchmark (bench/e2e/kstreams: mvn verify).
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-lint  skip rustfmt and clippy
@@ -68,6 +69,9 @@ scripts/http-checks.sh --max-examples 50
 step "pytest training/tests"
 # Parity with onnxruntime in Python, feature-set versions.
 "$FLEETSCORE_PYTHON" -m pytest -q training/tests
+
+step "Kafka Streams peer of the e2e benchmark (bench/e2e/kstreams: mvn verify, jars from Maven Central)"
+(cd bench/e2e/kstreams && mvn -q -B verify)
 
 step "fleet view in a real browser (Playwright on Debian's chromium, against fleetscore demo)"
 # Installs chromium (apt-get) and the pinned npm packages on first run.

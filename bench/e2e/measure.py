@@ -12,7 +12,8 @@ Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Su
               behind its schedule by up to 25 ms, then sends the backlog in a burst
   wait        wait until a topic holds at least N records (high watermarks; bounded)
   throughput  read a predictions topic: events/s from the first to the last prediction
-              (their Kafka timestamps, set by the system's producer)
+              (their Kafka timestamps, set by the system's producer), and from the middle one
+              to the last (a fresh JVM's JIT warm-up left out)
   latency     per prediction: its Kafka timestamp minus the source record's (matched through
               the fleet.source.partition/offset headers); p50/p90/p99/max. "produced" latency:
               under exactly-once the timestamp is the prediction's append, before its
@@ -273,9 +274,13 @@ def cmd_wait(args) -> None:
 
 def cmd_throughput(args) -> None:
     rows = read_all(args.brokers, args.topic)
-    ts = np.array([r[2] for r in rows], dtype=np.int64)
+    ts = np.sort(np.array([r[2] for r in rows], dtype=np.int64))
     n = len(ts)
-    span_ms = int(ts.max() - ts.min()) if n else 0
+    span_ms = int(ts[-1] - ts[0]) if n else 0
+    # The same rate over the second half of the predictions (by count): a fresh JVM spends
+    # its first seconds compiling, which this leaves out; a system without a warm-up gets
+    # about its whole-run rate.
+    half_ms = int(ts[-1] - ts[n // 2]) if n > 1 else 0
     out = {
         "what": "throughput",
         "system": args.system,
@@ -284,6 +289,9 @@ def cmd_throughput(args) -> None:
         "expected": args.expect,
         "span_ms": span_ms,
         "events_per_s": round((n - 1) / (span_ms / 1000), 1) if span_ms > 0 else None,
+        "events_per_s_second_half": (
+            round((n - 1 - n // 2) / (half_ms / 1000), 1) if half_ms > 0 else None
+        ),
     }
     print(json.dumps(out), flush=True)
     if args.expect and n != args.expect:
@@ -482,14 +490,15 @@ def cmd_compare(args) -> None:
 
     a, b = load(args.a), load(args.b)
     common = sorted(set(a) & set(b))
-    # Both are float32 model outputs; fleetscore writes the shortest decimal of the f32, the
-    # peer the f64 it widened to, so compare them as f32.
+    # Both are float32 model outputs; fleetscore and the Kafka Streams peer write the shortest
+    # decimal of the f32, the Quix peer the f64 it widened to, so compare them as f32.
     fa = np.array([a[k] for k in common], dtype=np.float32)
     fb = np.array([b[k] for k in common], dtype=np.float32)
     diff = np.abs(fa.astype(np.float64) - fb.astype(np.float64))
     ref = np.abs(fa.astype(np.float64))
     out = {
         "what": "compare",
+        "system": args.system,
         "a": args.a,
         "b": args.b,
         "a_count": len(a),
@@ -539,7 +548,7 @@ def cmd_report(args) -> None:
     cpu_keys = ["sut_cpu_us_per_event", "sut_cores", "broker_cores", "loadgen_cores",
                 "machine_busy_cores", "others_cores"]
     summary = {}
-    for s in ["fleetscore", "peer", "peer-quix-defaults"]:
+    for s in ["fleetscore", "peer", "peer-quix-defaults", "kstreams", "kstreams-defaults"]:
         tp = [r["events_per_s"] for r in rows if r["what"] == "throughput" and r["system"] == s]
         la = [r for r in rows if r["what"] == "latency" and r["system"] == s and r.get("measured")]
         cpu = [r for r in rows if r["what"] == "cpu" and r["system"] == s]
@@ -548,6 +557,10 @@ def cmd_report(args) -> None:
         d = {}
         if tp:
             d.update(throughput_runs=tp, events_per_s=med(tp))
+            half = [r["events_per_s_second_half"] for r in rows if r["what"] == "throughput"
+                    and r["system"] == s and r.get("events_per_s_second_half")]
+            if half:
+                d.update(events_per_s_second_half=med(half))
         # Keyed "<fraction>" for the produced latency (as before the visible one existed) and
         # "<fraction> visible" for what a live read_committed reader saw.
         d["latency"] = {}
@@ -583,7 +596,24 @@ def cmd_report(args) -> None:
         summary["ratio_vs_quix_defaults"] = round(
             fs["events_per_s"] / summary["peer-quix-defaults"]["events_per_s"], 2
         )
-    summary["compare"] = next((r for r in rows if r["what"] == "compare"), None)
+    ks = summary.get("kstreams", {})
+    if fs.get("events_per_s") and ks.get("events_per_s"):
+        summary["ratio_vs_kstreams"] = round(fs["events_per_s"] / ks["events_per_s"], 2)
+        c_fs, c_ks = fs["cpu"].get("tput"), ks["cpu"].get("tput")
+        if c_fs and c_ks:
+            summary["cpu_per_event_ratio_kstreams"] = round(
+                c_ks["sut_cpu_us_per_event"] / c_fs["sut_cpu_us_per_event"], 2
+            )
+    if summary.get("kstreams-defaults", {}).get("events_per_s") and fs.get("events_per_s"):
+        summary["ratio_vs_kstreams_defaults"] = round(
+            fs["events_per_s"] / summary["kstreams-defaults"]["events_per_s"], 2
+        )
+    # One comparison per peer ("system"; results from before the Kafka Streams peer have none:
+    # theirs is the Quix peer's). "compare" stays the Quix peer's, as it was.
+    compares = {r.get("system", "peer"): r for r in rows if r["what"] == "compare"}
+    summary["compare"] = compares.get("peer")
+    if "kstreams" in compares:
+        summary["compare_kstreams"] = compares["kstreams"]
     if not args.markdown:
         print(json.dumps(summary, indent=2))
         return
@@ -592,6 +622,8 @@ def cmd_report(args) -> None:
         "fleetscore": "fleetscore",
         "peer": "Quix Streams peer",
         "peer-quix-defaults": "Quix Streams peer, Quix defaults",
+        "kstreams": "Kafka Streams peer",
+        "kstreams-defaults": "Kafka Streams peer, Kafka Streams defaults",
     }
     print("| system | sustained events/s (median) | runs | latency at | measure | p50 | p90 | "
           "p99 | max |")
@@ -612,6 +644,11 @@ def cmd_report(args) -> None:
                 f"{e['p50_ms']:.0f} ms | {e['p90_ms']:.0f} ms | {e['p99_ms']:.0f} ms | "
                 f"{e['max_ms']:.0f} ms |"
             )
+    halves = [f"{names[k]} {d['events_per_s_second_half']:,.0f}" for k, d in summary.items()
+              if k in names and d.get("events_per_s_second_half")]
+    if halves:
+        print("\nsustained events/s over the second half of each throughput run's predictions "
+              "(medians; leaves out a fresh JVM's JIT warm-up): " + ", ".join(halves))
     print("\nmeasure: produced = the prediction's append time at the broker minus its event's "
           "(under exactly-once, before its transaction commits); visible = the wall-clock time a "
           "live read_committed reader received it minus its event's append time.")
@@ -622,6 +659,17 @@ def cmd_report(args) -> None:
         print()
     if "cpu_per_event_ratio" in summary:
         print(f"CPU time per event, peer/fleetscore (backlog runs): {summary['cpu_per_event_ratio']}x")
+    if "ratio_vs_kstreams" in summary:
+        sep = "" if "ratio" in summary else "\n"
+        print(f"{sep}throughput ratio fleetscore/Kafka Streams peer: {summary['ratio_vs_kstreams']}x",
+              end="")
+        if "ratio_vs_kstreams_defaults" in summary:
+            print(f" (vs the Kafka Streams peer on Kafka Streams defaults: "
+                  f"{summary['ratio_vs_kstreams_defaults']}x)", end="")
+        print()
+    if "cpu_per_event_ratio_kstreams" in summary:
+        print("CPU time per event, Kafka Streams peer/fleetscore (backlog runs): "
+              f"{summary['cpu_per_event_ratio_kstreams']}x")
     print("\nCPU (medians; cores = CPU-seconds per second of the measured window; 'other' = "
           "the rest of the machine: other processes and the kernel):\n")
     print("| system | phase | CPU µs/event (system) | system cores | broker cores | "
@@ -637,12 +685,14 @@ def cmd_report(args) -> None:
                 f"{c['sut_cores']:.2f} | {c['broker_cores']:.2f} | {c['loadgen_cores']:.2f} | "
                 f"{c['machine_busy_cores']:.2f} | {c['others_cores']:.2f} |"
             )
-    cmp = summary["compare"]
-    if cmp:
-        print(
-            f"\npeer vs fleetscore predictions for the same events: {cmp['common']:,} compared, "
-            f"{cmp['identical_f32']:,} identical as float32, max |diff| {cmp['max_abs_diff']}"
-        )
+    for key, who in [("compare", "Quix Streams peer"), ("compare_kstreams", "Kafka Streams peer")]:
+        cmp = summary.get(key)
+        if cmp:
+            print(
+                f"\n{who} vs fleetscore predictions for the same events: {cmp['common']:,} "
+                f"compared, {cmp['identical_f32']:,} identical as float32, max |diff| "
+                f"{cmp['max_abs_diff']}"
+            )
 
 
 def main() -> None:
@@ -719,6 +769,7 @@ def main() -> None:
     s.add_argument("--brokers", required=True)
     s.add_argument("--a", required=True)
     s.add_argument("--b", required=True)
+    s.add_argument("--system", default="peer", help="the system that wrote --b")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("cpu")

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# End-to-end benchmark on a real local Kafka broker: fleetscore vs the same job in Python with
-# Quix Streams + onnxruntime (bench/e2e/peer.py), on the same broker, data and machine, in one run.
+# End-to-end benchmark on a real local Kafka broker: fleetscore vs the same job written by two
+# other teams, on the same broker, data and machine, in one run: in Python with Quix Streams +
+# onnxruntime (bench/e2e/peer.py, "peer") and in Java with Kafka Streams + ONNX Runtime's Java
+# API (bench/e2e/kstreams/, "kstreams").
 #
 #   bench/e2e/run.sh [--out DIR]
 #
 # A fresh single-node broker (scripts/kafka-broker.sh), warmed up for WARM_SECONDS with
-# unmeasured traffic; then for each system (fleetscore first, then the peer), on topic sets of
-# its own (3 partitions each):
+# unmeasured traffic; then for each system (fleetscore first, then the Quix peer, then the
+# Kafka Streams peer), on topic sets of its own (3 partitions each):
 #   1. sustained throughput: pre-produce N real C-MAPSS FD001 telemetry events (20,631 events of
 #      100 engines, repeated with a distinct tail prefix per copy), start the system on the
 #      backlog, wait for all N predictions; events/s = (N-1) / (last - first prediction's
@@ -24,14 +26,20 @@
 #      visible, started before the system, fetching with fetch.wait.max.ms=5) also gives the
 #      "visible" latency: the wall-clock time it received each prediction minus its event's
 #      append time, what a read_committed consumer of the predictions sees.
-#   3. the peer's predictions are compared with fleetscore's for the same events.
+#   3. each peer's predictions are compared with fleetscore's for the same events (throughput
+#      run 1; as float32: how many are identical, the largest difference).
 # CPU use of the system, the broker, the load generator and the rest of the machine is recorded
 # for every measured window (so a run on a busy shared machine shows it).
 #
 # Environment (defaults):
 #   FS_EVENTS=412620      events for fleetscore's throughput runs (20 copies of FD001: about as
-#                         many seconds of work as the peer's)
-#   PEER_EVENTS=41262     the same for the peer (the first 2 copies of the same sequence)
+#                         many seconds of work as the peers')
+#   PEER_EVENTS=41262     the same for the Quix peer (the first 2 copies of the same sequence)
+#   KSTREAMS_EVENTS=412620  the same for the Kafka Streams peer (the same 20 copies as
+#                         fleetscore's, all compared: a fresh JVM spends its first ~10 s
+#                         compiling, at a fraction of its later speed; with fewer events that
+#                         would be most of the run. The throughput record also has the rate over
+#                         the second half of the predictions, which leaves the warm-up out)
 #   RUNS=3  LAT_SECONDS=20  LAT_WARMUP=10 (seconds at the rate before the measured window:
 #                         a freshly started process catches up for a few seconds first)
 #   FS_BATCH_MAX_RECORDS, FS_BATCH_MAX_MS   fleetscore [kafka] batch settings (service defaults
@@ -51,23 +59,35 @@
 #                         persisted, as fleetscore keeps it. When not empty, the peer's
 #                         throughput is also measured with Quix Streams' defaults (RocksDB state
 #                         plus changelog topics) unless PEER_DEFAULTS_TOO=0.
+#   KSTREAMS_ARGS="--store memory --no-changelog"   arguments of the Kafka Streams peer
+#                         (java -jar bench/e2e/kstreams/target/fleet-kstreams-peer.jar --help):
+#                         an in-memory KeyValueStore without a changelog topic, at-least-once,
+#                         2 stream threads. Add e.g. "--guarantee exactly_once_v2",
+#                         "--threads 3", "--config producer.linger.ms=5". When not empty, its
+#                         throughput is also measured with Kafka Streams' defaults (RocksDB
+#                         store with its record cache, changelog topic) unless
+#                         KSTREAMS_DEFAULTS_TOO=0.
+#   KSTREAMS_JVM_OPTS="-Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20"   its JVM
+#   KSTREAMS_JAR          a prebuilt peer jar; unset: bench/e2e/kstreams/target/
+#                         fleet-kstreams-peer.jar, built first (mvn -q -B package -DskipTests,
+#                         Maven Central or ~/.m2) when missing or older than its sources
 #   FLEETSCORE_BIN        (target/release/fleetscore; copied at start so a rebuild mid-run
-#                         changes nothing)
+#                         changes nothing; so is the peer's jar)
 #   LOADGEN=rust          who produces the load: rust = bench/loadgen (target/release/
 #                         fleet-loadgen, LOADGEN_BIN; 1 ms ticks, 0.11 core at 30k events/s),
 #                         python = measure.py produce (the generator of all runs before
 #                         2026-11-25 03:20 UTC; a third of a core at 30k/s; it fell behind by up
 #                         to 25 ms, then sent the backlog in a burst)
 #   FLEETSCORE_DATA_DIR   (data/ of this repository; needs cmapss/train_FD001.txt or .txt.gz)
-#   SYSTEMS="fleetscore peer"  PHASES="tput lat"   what to run (for tuning one system)
+#   SYSTEMS="fleetscore peer kstreams"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
 #   VISIBLE="fleetscore"  systems whose latency runs also measure the visible latency ("":
 #                         none). The reader costs about 0.1 core at 19k predictions/s
 #   VISIBLE_IDLE=10       the reader stops this many seconds after the last prediction once
 #                         the load has ended (it stops at once on the expected count)
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
-#   FS_MAX_RATE, PEER_MAX_RATE   the maximum to take instead of the measured median (needed
-#                         when PHASES has no tput)
+#   FS_MAX_RATE, PEER_MAX_RATE, KSTREAMS_MAX_RATE   the maximum to take instead of the
+#                         measured median (needed when PHASES has no tput)
 #   KAFKA_HEAP_OPTS="-Xms6g -Xmx6g"  KAFKA_JVM_OPTS="-XX:MetaspaceSize=96m
 #                         -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35"
 #                         the broker's JVM as Kafka's documentation recommends for production
@@ -75,13 +95,15 @@
 #                         scripts/kafka-broker.sh). With the test script's 512 MB heap the
 #                         broker pauses for a young collection every second.
 #   MODELS_DIR=models     the published models to score with (engine-rul: greatest version;
-#                         only engine-rul and delay-risk are given to fleetscore: the peer
-#                         has no interval or anomaly model)
-#   MAX_SECONDS=1200      the whole run is stopped after this long
+#                         only engine-rul and delay-risk are given to fleetscore: the peers
+#                         have no interval or anomaly model)
+#   MAX_SECONDS=2400      the whole run is stopped after this long (1200 before the third
+#                         system)
 #   BENCH_NICE            if set (e.g. -10; negative needs root), the run and everything it starts
 #                         (broker, systems, load) run at this nice level, so that other work on a
 #                         shared machine disturbs the measurement less
-# Needs Java 17+ (the broker), python3.11 and PyPI (bench/e2e/env.sh), the built binaries
+# Needs Java 17+ (the broker and the Kafka Streams peer), Maven 3.8+ (to build that peer),
+# python3.11 and PyPI (bench/e2e/env.sh), the built binaries
 # (cargo build --release -p fleetscore -p fleet-loadgen).
 # All traffic goes to the broker on 127.0.0.1. Writes results.jsonl (one JSON object per
 # measurement), summary.json, summary.md and every log to DIR (default
@@ -102,6 +124,7 @@ done
 
 FS_EVENTS="${FS_EVENTS:-412620}"
 PEER_EVENTS="${PEER_EVENTS:-41262}"
+KSTREAMS_EVENTS="${KSTREAMS_EVENTS:-412620}"
 RUNS="${RUNS:-3}"
 LAT_SECONDS="${LAT_SECONDS:-20}"
 LAT_WARMUP="${LAT_WARMUP:-10}"
@@ -109,9 +132,13 @@ LAT_FRACTIONS="${LAT_FRACTIONS:-0.5}"
 WARM_SECONDS="${WARM_SECONDS:-30}"
 WARM_RATE="${WARM_RATE:-20000}"
 PEER_ARGS="${PEER_ARGS---store memory --no-changelog}"
+KSTREAMS_ARGS="${KSTREAMS_ARGS---store memory --no-changelog}"
+KSTREAMS_JVM_OPTS="${KSTREAMS_JVM_OPTS:--Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+SYSTEMS="${SYSTEMS:-fleetscore peer kstreams}"
+PHASES="${PHASES:-tput lat}"
 VISIBLE="${VISIBLE-fleetscore}"
 VISIBLE_IDLE="${VISIBLE_IDLE:-10}"
-MAX_SECONDS="${MAX_SECONDS:-1200}"
+MAX_SECONDS="${MAX_SECONDS:-2400}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms6g -Xmx6g}"
 export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionSize=16M -XX:InitiatingHeapOccupancyPercent=35}"
 FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
@@ -127,6 +154,7 @@ results="$out/results.jsonl"
 
 log() { printf '[%s] run.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+has() { [[ " $1 " == *" $2 "* ]]; }
 
 if [[ -n "${BENCH_NICE:-}" ]]; then
   renice -n "$BENCH_NICE" -p $$ >/dev/null || die "renice -n $BENCH_NICE failed"
@@ -188,6 +216,20 @@ case "$LOADGEN" in
   python) produce() { py produce "$@"; } ;;
   *) die "LOADGEN must be rust or python, not $LOADGEN" ;;
 esac
+# The Kafka Streams peer: its fat jar, built when missing or older than its sources (Maven's
+# default local repository, so a cached ~/.m2 builds it offline), copied like the binaries.
+if has "$SYSTEMS" kstreams; then
+  ks_dir="$here/kstreams"
+  ks_jar="${KSTREAMS_JAR:-$ks_dir/target/fleet-kstreams-peer.jar}"
+  if [[ -z "${KSTREAMS_JAR:-}" ]] &&
+    { [[ ! -f "$ks_jar" ]] || [[ -n "$(find "$ks_dir/pom.xml" "$ks_dir/src" -newer "$ks_jar" -print -quit)" ]]; }; then
+    log "building the Kafka Streams peer (mvn -q -B package -DskipTests)"
+    (cd "$ks_dir" && mvn -q -B package -DskipTests) >"$out/kstreams-build.log" 2>&1 ||
+      die "the Kafka Streams peer did not build (see $out/kstreams-build.log)"
+  fi
+  [[ -f "$ks_jar" ]] || die "no $ks_jar"
+  cp -- "$ks_jar" "$tmp/fleet-kstreams-peer.jar"
+fi
 cmapss="$data_dir/cmapss/train_FD001.txt"
 [[ -f "$cmapss" ]] || cmapss+=".gz"  # the plain file if there, else the compressed one
 [[ -f "$cmapss" ]] || die "no $cmapss"
@@ -201,7 +243,7 @@ rul_version="$(find "$models_dir/engine-rul" -mindepth 2 -maxdepth 2 -name manif
   xargs -n1 basename | sort -V | tail -n1)"
 [[ -n "$rul_version" ]] || die "no published engine-rul model under $models_dir/engine-rul"
 rul_dir="$models_dir/engine-rul/$rul_version"
-# The peer scores engine-rul alone: fleetscore gets only engine-rul and delay-risk too (not the
+# The peers score engine-rul alone: fleetscore gets only engine-rul and delay-risk too (not the
 # quantile models of engine-rul's interval, nor engine-anomaly), the same work per event.
 mkdir -p "$tmp/models"
 cp -R -- "$models_dir/engine-rul" "$models_dir/delay-risk" "$tmp/models/"
@@ -223,10 +265,13 @@ log "broker at $bootstrap"
   echo "python: $("$BENCH_PYTHON" -c 'import sys, quixstreams, confluent_kafka, onnxruntime, numpy; print(sys.version.split()[0], "quixstreams", quixstreams.__version__, "confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)')"
   echo "fleetscore: $("$fs" --version) ($(sha256sum "$fs" | cut -c1-12), binary from $(date -u -r "$FLEETSCORE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
   echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
-  echo "settings: FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE VISIBLE=$VISIBLE FS_MAX_RATE=${FS_MAX_RATE:-} PEER_MAX_RATE=${PEER_MAX_RATE:-}"
+  echo "settings: SYSTEMS=$SYSTEMS PHASES=$PHASES FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS KSTREAMS_EVENTS=$KSTREAMS_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE VISIBLE=$VISIBLE FS_MAX_RATE=${FS_MAX_RATE:-} PEER_MAX_RATE=${PEER_MAX_RATE:-} KSTREAMS_MAX_RATE=${KSTREAMS_MAX_RATE:-}"
   echo "load generator: $LOADGEN"
   echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-} FS_KAFKA=${FS_KAFKA:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
+  if has "$SYSTEMS" kstreams; then
+    echo "kstreams: $(java -jar "$tmp/fleet-kstreams-peer.jar" --version) (jar sha256 $(sha256sum "$tmp/fleet-kstreams-peer.jar" | cut -c1-12)); KSTREAMS_ARGS=$KSTREAMS_ARGS; KSTREAMS_JVM_OPTS=$KSTREAMS_JVM_OPTS"
+  fi
   echo "broker JVM: $KAFKA_HEAP_OPTS $KAFKA_JVM_OPTS"
   echo "nice: $(ps -o ni= -p $$ | tr -d ' ')"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -277,6 +322,12 @@ start_system() {
     sut_pid=$!
     open_pages "$name"
     return
+  elif [[ "$kind" == kstreams ]]; then
+    # shellcheck disable=SC2086 # KSTREAMS_JVM_OPTS: words on purpose
+    java $KSTREAMS_JVM_OPTS -jar "$tmp/fleet-kstreams-peer.jar" --brokers "$bootstrap" \
+      --input-topic "$tel" --output-topic "$pred" --application-id "$name" \
+      --model-dir "$rul_dir" --feature-sets "$tmp/feature-sets.json" \
+      --state-dir "$tmp/kstreams-state" --loglevel info "$@" >"$out/$name.log" 2>&1 &
   else
     "$BENCH_PYTHON" "$here/peer.py" --brokers "$bootstrap" --input-topic "$tel" \
       --output-topic "$pred" --group "$name" --model-dir "$rul_dir" \
@@ -482,16 +533,20 @@ latency_runs() {
 
 broker_pid="$(cat "$kafka_dir/node-1/kafka.pid")"
 t0=$SECONDS
-py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput fs.schedule fs.deadletter \
-  fs.alerts
-log "pre-producing $FS_EVENTS events for fleetscore and $PEER_EVENTS for the peer"
-if [[ " ${SYSTEMS:-fleetscore peer} " == *" fleetscore "* ]]; then
+py topics --brokers "$bootstrap" --partitions 3 fs.tel.tput py.tel.tput ks.tel.tput fs.schedule \
+  fs.deadletter fs.alerts
+log "pre-producing $FS_EVENTS events for fleetscore, $PEER_EVENTS for the Quix peer and $KSTREAMS_EVENTS for the Kafka Streams peer (those in SYSTEMS)"
+if has "$SYSTEMS" fleetscore; then
   produce --brokers "$bootstrap" --topic fs.tel.tput --events "$events" --tag R \
     --count "$FS_EVENTS" --linger-ms 5 >>"$results"
 fi
-if [[ " ${SYSTEMS:-fleetscore peer} " == *" peer "* ]]; then
+if has "$SYSTEMS" peer; then
   produce --brokers "$bootstrap" --topic py.tel.tput --events "$events" --tag R \
     --count "$PEER_EVENTS" --linger-ms 5 >>"$results"
+fi
+if has "$SYSTEMS" kstreams; then
+  produce --brokers "$bootstrap" --topic ks.tel.tput --events "$events" --tag R \
+    --count "$KSTREAMS_EVENTS" --linger-ms 5 >>"$results"
 fi
 
 # A fresh broker's JVM is cold: its first heavy minute (JIT compilation, heap growth) costs it
@@ -507,9 +562,7 @@ if ((WARM_SECONDS > 0)); then
 fi
 
 read -r -a peer_args <<<"$PEER_ARGS"
-SYSTEMS="${SYSTEMS:-fleetscore peer}"
-PHASES="${PHASES:-tput lat}"
-has() { [[ " $1 " == *" $2 "* ]]; }
+read -r -a ks_args <<<"$KSTREAMS_ARGS"
 if has "$SYSTEMS" fleetscore; then
   if has "$PHASES" tput; then throughput_runs fleetscore fleetscore fs fs.tel.tput "$FS_EVENTS"; fi
   if has "$PHASES" lat; then latency_runs fleetscore fleetscore fs; fi
@@ -522,9 +575,22 @@ if has "$SYSTEMS" peer; then
     throughput_runs peer-quix-defaults peer pyd py.tel.tput "$PEER_EVENTS"
   fi
 fi
-if has "$SYSTEMS" fleetscore && has "$SYSTEMS" peer && has "$PHASES" tput; then
-  log "comparing the peer's predictions with fleetscore's (throughput run 1, same events)"
-  py compare --brokers "$bootstrap" --a fs.pred.t1 --b py.pred.t1 | tee -a "$results" >&2
+if has "$SYSTEMS" kstreams; then
+  if has "$PHASES" tput; then throughput_runs kstreams kstreams ks ks.tel.tput "$KSTREAMS_EVENTS" "${ks_args[@]}"; fi
+  if has "$PHASES" lat; then latency_runs kstreams kstreams ks "${ks_args[@]}"; fi
+  if has "$PHASES" tput && ((${#ks_args[@]})) && [[ "${KSTREAMS_DEFAULTS_TOO:-1}" == 1 ]]; then
+    # The same peer with Kafka Streams' own defaults (RocksDB store, changelog topic): throughput.
+    throughput_runs kstreams-defaults kstreams ksd ks.tel.tput "$KSTREAMS_EVENTS"
+  fi
+fi
+if has "$SYSTEMS" fleetscore && has "$PHASES" tput; then
+  for p in peer:py kstreams:ks; do
+    if has "$SYSTEMS" "${p%%:*}"; then
+      log "comparing the ${p%%:*} predictions with fleetscore's (throughput run 1, same events)"
+      py compare --brokers "$bootstrap" --a fs.pred.t1 --b "${p#*:}.pred.t1" --system "${p%%:*}" |
+        tee -a "$results" >&2
+    fi
+  done
 fi
 
 echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"

@@ -225,7 +225,7 @@ def package_kwargs(result: Result) -> dict:
         name=NAME, onnx_model=result.onnx_model, input_name="input", output_name=OUTPUT,
         output_column=1,
         meaning=f"probability the departure leaves {LATE_MINUTES}+ minutes late",
-        unit="probability", golden_inputs=result.golden, backend="ort", stage="serving",
+        unit="probability", golden_inputs=result.golden, backend=None, stage="serving",
         metrics=result.metrics,
         description=(
             f"LightGBM binary classifier, {result.n_trees} trees, {p['num_leaves']} leaves "

@@ -254,7 +254,7 @@ def package_kwargs(result: Result) -> dict:
     return dict(
         name=NAME, onnx_model=result.onnx_model, input_name="input", output_name=OUTPUT,
         output_column=0, meaning=f"remaining useful life (capped at {RUL_CAP})",
-        unit="cycles", golden_inputs=result.golden, backend="ort", stage="serving",
+        unit="cycles", golden_inputs=result.golden, backend=None, stage="serving",
         metrics=result.metrics,
         description=(
             f"LightGBM regressor, {result.n_trees} trees, {p['num_leaves']} leaves, learning "

@@ -316,7 +316,7 @@ def package_kwargs(result: Result, side: str) -> dict:
         output_name=OUTPUT, output_column=0,
         meaning=(f"{pct}th percentile of the remaining useful life (capped at {RUL_CAP}); "
                  f"serve as {'min' if side == 'lower' else 'max'}(this, engine-rul)"),
-        unit="cycles", golden_inputs=result.golden, backend="ort", stage="serving",
+        unit="cycles", golden_inputs=result.golden, backend=None, stage="serving",
         metrics=result.metrics,
         description=(
             f"LightGBM quantile regressor (alpha {ALPHAS[side]}), {result.plan.n_trees} trees, "

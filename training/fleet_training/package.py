@@ -52,7 +52,7 @@ MAX_GOLDEN_ROWS = 1000
 # As the service checks them: 1-64 characters; a version never starts with "." (no ".", "..").
 _NAME_RE = re.compile(r"[a-z0-9-]{1,64}")
 _VERSION_RE = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
-_BACKENDS = (None, "ort", "tract")
+_BACKENDS = (None, "ort", "tract", "trees")
 _STAGES = ("serving", "shadow")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -418,8 +418,8 @@ def write_package(
     ``FileExistsError`` unless ``overwrite=True``, in which case the manifest is removed
     first (the version is unpublished while its files change) and rewritten last.
 
-    ``backend``: ``"ort"``, ``"tract"`` or ``None`` (written as ``null``: the service picks
-    tract when it supports every op, else ort). ``stage``: ``"serving"`` or ``"shadow"``.
+    ``backend``: ``"ort"``, ``"tract"``, ``"trees"`` or ``None`` (written as ``null``: the service
+    picks its native trees for a tree ensemble, tract when it supports every op, else ort). ``stage``: ``"serving"`` or ``"shadow"``.
     ``metrics``: free-form numbers. ``created_at``: defaults to now (UTC, RFC 3339 with ``Z``).
     """
     # -- validate everything before touching the file system

@@ -121,6 +121,7 @@ fn metadata(ctx: &AppContext, model: &LoadedModel) -> ModelMetadata {
         platform: match model.backend.kind() {
             BackendKind::Ort => "onnxruntime_onnx",
             BackendKind::Tract => "tract_onnx",
+            BackendKind::Trees => "fleetscore_trees_onnx",
         }
         .to_owned(),
         inputs: vec![TensorMetadata {

@@ -2,6 +2,7 @@
 
 mod onnxruntime;
 mod tract;
+mod trees;
 
 use std::collections::BTreeSet;
 
@@ -11,6 +12,7 @@ use tract_onnx::prelude::Framework;
 
 pub use onnxruntime::{OrtBackend, ort_library_path};
 pub use tract::TractBackend;
+pub use trees::{TreesBackend, Unsupported};
 
 use super::ModelError;
 
@@ -30,6 +32,8 @@ pub enum BackendKind {
     Ort,
     /// tract, pure Rust.
     Tract,
+    /// The native tree-ensemble evaluator (`backend/trees.rs`), pure Rust.
+    Trees,
 }
 
 impl BackendKind {
@@ -37,6 +41,7 @@ impl BackendKind {
         match self {
             BackendKind::Ort => "ort",
             BackendKind::Tract => "tract",
+            BackendKind::Trees => "trees",
         }
     }
 }
@@ -89,6 +94,16 @@ impl GraphInfo {
             inputs,
             outputs,
             ops,
+        })
+    }
+
+    /// Whether the graph has an ONNX-ML tree-ensemble op (the native backend's to try first).
+    pub fn has_tree_ensemble(&self) -> bool {
+        self.ops.iter().any(|op| {
+            matches!(
+                op.as_str(),
+                "ai.onnx.ml:TreeEnsembleRegressor" | "ai.onnx.ml:TreeEnsembleClassifier"
+            )
         })
     }
 

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::ModelError;
-use super::backend::{Backend, BackendKind, GraphInfo, OrtBackend, OutputSelector, TractBackend};
+use super::backend::{
+    Backend, BackendKind, GraphInfo, OrtBackend, OutputSelector, TractBackend, TreesBackend,
+};
 use super::manifest::Manifest;
 use super::profile::{MAX_PROFILE_BYTES, Profile};
 
@@ -123,19 +125,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
         name: manifest.output.name.clone(),
         column: manifest.output.column,
     };
-    let kind = match manifest.backend {
-        Some(kind) => kind,
-        None if graph.unsupported_by_tract().is_empty() => BackendKind::Tract,
-        None => BackendKind::Ort,
-    };
-    let backend: Box<dyn Backend> = match kind {
-        BackendKind::Ort => {
-            Box::new(OrtBackend::new(&model, &manifest.input.name, selector).map_err(in_model)?)
-        }
-        BackendKind::Tract => Box::new(
-            TractBackend::new(&model, &manifest.input.name, width, selector).map_err(in_model)?,
-        ),
-    };
+    let backend = backend_for(&manifest, &graph, &model, width, selector).map_err(in_model)?;
 
     let loaded = LoadedModel {
         manifest,
@@ -148,6 +138,43 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     };
     check_golden(&loaded, &golden_path)?;
     Ok(loaded)
+}
+
+/// The manifest's backend, else the native trees for a tree ensemble, else tract when it runs
+/// every op, else ONNX Runtime. A model the trees backend cannot run goes to ONNX Runtime, with
+/// the reason logged.
+fn backend_for(
+    manifest: &Manifest,
+    graph: &GraphInfo,
+    model: &[u8],
+    width: usize,
+    selector: OutputSelector,
+) -> Result<Box<dyn Backend>, ModelError> {
+    let input = &manifest.input.name;
+    let kind = match manifest.backend {
+        Some(kind) => kind,
+        None if graph.has_tree_ensemble() => BackendKind::Trees,
+        None if graph.unsupported_by_tract().is_empty() => BackendKind::Tract,
+        None => BackendKind::Ort,
+    };
+    Ok(match kind {
+        BackendKind::Trees => match TreesBackend::new(model, input, width, &selector) {
+            Ok(trees) => {
+                if let Some(why) = trees.slow_reason() {
+                    tracing::info!(model = %manifest.name, version = %manifest.version, trees = trees.trees(),
+                        "native trees backend walks the trees one by one: {why}");
+                }
+                Box::new(trees)
+            }
+            Err(why) => {
+                tracing::warn!(model = %manifest.name, version = %manifest.version,
+                    "native trees backend cannot run this model, ONNX Runtime scores it: {why}");
+                Box::new(OrtBackend::new(model, input, selector)?)
+            }
+        },
+        BackendKind::Ort => Box::new(OrtBackend::new(model, input, selector)?),
+        BackendKind::Tract => Box::new(TractBackend::new(model, input, width, selector)?),
+    })
 }
 
 /// The SHA-256 of `bytes` (the package's `file`), if it is the manifest's `expected`.

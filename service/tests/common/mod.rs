@@ -1,6 +1,8 @@
 //! Helpers for model tests: copies of the committed fixture packages, edited as a test needs.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod real_rows;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
