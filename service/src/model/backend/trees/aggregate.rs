@@ -76,6 +76,58 @@ pub(super) fn finish_row(
             process(aggregate, scores, weights);
         }
     }
+    finish_scores(ensemble, scores, values, out);
+}
+
+/// The output row when every tree added exactly one weight, to `target`, and `sum` is their
+/// float sum in tree order (what the kernels compute for such models).
+pub(super) fn finish_one_target(
+    ensemble: &Ensemble,
+    target: u32,
+    sum: f32,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+) {
+    let Scratch { scores, values } = scratch;
+    scores.clear();
+    scores.resize(ensemble.outputs, Score::default());
+    scores[target as usize] = Score {
+        value: sum,
+        has: true,
+    };
+    finish_scores(ensemble, scores, values, out);
+}
+
+/// Which target every tree adds exactly one weight to, when there is one: then a row's scores
+/// are one float sum ([`finish_one_target`]). Not for MIN and MAX, which are not sums.
+pub(super) fn one_target(ensemble: &Ensemble) -> Option<u32> {
+    let sums = match ensemble.kind {
+        Kind::Regressor => matches!(ensemble.aggregate, Aggregate::Sum | Aggregate::Average),
+        Kind::Classifier { .. } => true,
+    };
+    if !sums {
+        return None;
+    }
+    if ensemble.outputs == 1 {
+        // A single target reads each leaf's first weight only.
+        return Some(0);
+    }
+    let target = ensemble.weights.first()?.target;
+    let one_each = ensemble.trees.iter().all(|tree| {
+        tree.leaves.iter().all(|&(start, end)| {
+            end == start + 1 && ensemble.weights[start as usize].target == target
+        })
+    });
+    one_each.then_some(target)
+}
+
+fn finish_scores(
+    ensemble: &Ensemble,
+    scores: &mut [Score],
+    values: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let n = ensemble.outputs;
     match ensemble.kind {
         Kind::Regressor if n == 1 => {
             out[0] = finish_single(ensemble, scores[0].value, scores[0].has);

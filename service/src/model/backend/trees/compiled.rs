@@ -41,18 +41,24 @@ pub(super) struct Packed {
     pub(super) thresholds: Vec<f32>,
     pub(super) masks: Vec<u32>,
     pub(super) max_feature: u32,
+    /// The same branches tree by tree (for the row-block kernel): `[start, end)` into `nodes`.
+    pub(super) tree_nodes: Vec<(u32, u32)>,
+    pub(super) nodes: Vec<Node>,
     /// Per tree, the offset of its leaf positions in `leaf_ids` and `leaf_values`.
-    leaf_base: Vec<u32>,
+    pub(super) leaf_base: Vec<u32>,
     /// Leaf position -> the tree's own leaf index (as [`Tree::leaf`] numbers them).
     leaf_ids: Vec<u32>,
     /// Leaf position -> its first weight: all a single-target sum reads.
-    leaf_values: Vec<f32>,
+    pub(super) leaf_values: Vec<f32>,
 }
 
 #[derive(Debug)]
 pub(super) struct Compiled {
     pub(super) ensemble: Ensemble,
     packed: Option<Packed>,
+    /// The target every tree adds exactly one weight to, if any ([`aggregate::one_target`]):
+    /// then a row is one float sum, which the kernels compute without listing the leaves.
+    one_target: Option<u32>,
     /// Why the kernel does not apply (logged, shown in the model's status).
     pub(super) slow_reason: Option<String>,
 }
@@ -69,6 +75,7 @@ impl Compiled {
             Err(reason) => (None, Some(reason)),
         };
         Self {
+            one_target: aggregate::one_target(&ensemble),
             ensemble,
             packed,
             slow_reason,
@@ -78,20 +85,69 @@ impl Compiled {
     /// Writes `rows.len() / width` output rows of `ensemble.outputs` columns to `out`.
     pub(super) fn score(&self, rows: &[f32], width: usize, out: &mut [f32]) {
         let n = self.ensemble.outputs;
-        let single_sum = n == 1
-            && self.ensemble.kind == Kind::Regressor
-            && matches!(self.ensemble.aggregate, Aggregate::Sum | Aggregate::Average);
-        if single_sum {
-            for (row, out) in rows.chunks_exact(width).zip(out.iter_mut()) {
-                *out = aggregate::finish_single(&self.ensemble, self.sum(row), true);
+        let mut cols = Vec::new();
+        let mut scratch = Scratch::default();
+        if let Some(target) = self.one_target {
+            let finish = |sum: f32, out: &mut [f32], scratch: &mut Scratch| {
+                if n == 1 && self.ensemble.kind == Kind::Regressor {
+                    out[0] = aggregate::finish_single(&self.ensemble, sum, true);
+                } else {
+                    aggregate::finish_one_target(&self.ensemble, target, sum, scratch, out);
+                }
+            };
+            let mut rows = rows
+                .chunks_exact(width)
+                .zip(out.chunks_exact_mut(n))
+                .peekable();
+            while rows.peek().is_some() {
+                let block: Vec<_> = rows.by_ref().take(ROWS).collect();
+                match &self.packed {
+                    Some(packed) if transpose(&block, width, &mut cols) => {
+                        let sums = block_sums(packed, &cols);
+                        for ((_, out), sum) in block.into_iter().zip(sums) {
+                            finish(sum, out, &mut scratch);
+                        }
+                    }
+                    _ => {
+                        for (row, out) in block {
+                            finish(self.sum(row), out, &mut scratch);
+                        }
+                    }
+                }
             }
             return;
         }
-        let mut leaves = vec![0u32; self.ensemble.trees.len()];
-        let mut scratch = Scratch::default();
-        for (row, out) in rows.chunks_exact(width).zip(out.chunks_exact_mut(n)) {
-            self.leaves(row, &mut leaves);
-            aggregate::finish_row(&self.ensemble, &leaves, &mut scratch, out);
+        let trees = self.ensemble.trees.len();
+        let mut leaves = vec![0u32; trees * ROWS];
+        let mut rows = rows
+            .chunks_exact(width)
+            .zip(out.chunks_exact_mut(n))
+            .peekable();
+        while rows.peek().is_some() {
+            let block: Vec<_> = rows.by_ref().take(ROWS).collect();
+            match &self.packed {
+                Some(packed) if transpose(&block, width, &mut cols) => {
+                    block_positions(packed, &cols, |tree, positions| {
+                        for (r, &position) in positions.iter().enumerate() {
+                            leaves[r * trees + tree] =
+                                packed.leaf_ids[(packed.leaf_base[tree] + position) as usize];
+                        }
+                    });
+                }
+                _ => {
+                    for (r, (row, _)) in block.iter().enumerate() {
+                        self.leaves(row, &mut leaves[r * trees..(r + 1) * trees]);
+                    }
+                }
+            }
+            for (r, (_, out)) in block.into_iter().enumerate() {
+                aggregate::finish_row(
+                    &self.ensemble,
+                    &leaves[r * trees..(r + 1) * trees],
+                    &mut scratch,
+                    out,
+                );
+            }
         }
     }
 
@@ -151,12 +207,53 @@ fn kernel(_: &Packed, _: &[f32], _: impl FnMut(usize, u32)) {
     unreachable!("no packed layout is built without the kernel")
 }
 
+#[cfg(target_arch = "x86_64")]
+fn block_sums(packed: &Packed, cols: &[f32]) -> [f32; ROWS] {
+    super::simd::sum_block(packed, cols)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn block_sums(_: &Packed, _: &[f32]) -> [f32; ROWS] {
+    unreachable!("no packed layout is built without the kernel")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn block_positions(packed: &Packed, cols: &[f32], each: impl FnMut(usize, &[u32; ROWS])) {
+    super::simd::for_each_block(packed, cols, each);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn block_positions(_: &Packed, _: &[f32], _: impl FnMut(usize, &[u32; ROWS])) {
+    unreachable!("no packed layout is built without the kernel")
+}
+
+/// Rows per block of the row-block kernel.
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = super::simd::ROWS;
+#[cfg(not(target_arch = "x86_64"))]
+const ROWS: usize = 8;
+
+/// A full block of NaN-free rows, feature-major into `cols` (`cols[f * ROWS + r]`); false (and
+/// `cols` untouched) for a short block or one with a NaN, which the one-row paths take.
+fn transpose<T>(block: &[(&[f32], T)], width: usize, cols: &mut Vec<f32>) -> bool {
+    if block.len() != ROWS || block.iter().any(|(row, _)| row.iter().any(|x| x.is_nan())) {
+        return false;
+    }
+    cols.resize(width * ROWS, 0.0);
+    for (r, (row, _)) in block.iter().enumerate() {
+        for (f, &x) in row.iter().enumerate() {
+            cols[f * ROWS + r] = x;
+        }
+    }
+    true
+}
+
 /// One branch in `x <= threshold` form, with the leaves to rule out when it is false.
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    threshold: f32,
-    feature: u32,
-    mask: u32,
+pub(super) struct Node {
+    pub(super) threshold: f32,
+    pub(super) feature: u32,
+    pub(super) mask: u32,
 }
 
 impl Packed {
@@ -169,6 +266,8 @@ impl Packed {
             thresholds: Vec::new(),
             masks: Vec::new(),
             max_feature: ensemble.max_feature,
+            tree_nodes: Vec::with_capacity(ensemble.trees.len()),
+            nodes: Vec::new(),
             leaf_base: Vec::with_capacity(ensemble.trees.len()),
             leaf_ids: Vec::new(),
             leaf_values: Vec::new(),
@@ -184,6 +283,9 @@ impl Packed {
                 ensemble.weights[start as usize].value
             }));
             packed.leaf_ids.extend(order);
+            let start = packed.nodes.len() as u32;
+            packed.nodes.extend_from_slice(&nodes);
+            packed.tree_nodes.push((start, packed.nodes.len() as u32));
             trees.push(nodes);
         }
         for group in trees.chunks(LANES) {
@@ -452,6 +554,16 @@ mod tests {
                 });
                 assert_eq!(compiled.sum(&row).to_bits(), walked.to_bits());
             }
+        }
+        // The same rows through the row-block kernel (121 rows: full blocks and a short one).
+        let rows: Vec<f32> = values
+            .iter()
+            .flat_map(|&a| values.iter().flat_map(move |&b| [a, b, -a, b * 0.5]))
+            .collect();
+        let mut out = vec![0.0; rows.len() / 4];
+        compiled.score(&rows, 4, &mut out);
+        for (row, got) in rows.chunks(4).zip(&out) {
+            assert_eq!(got.to_bits(), compiled.sum(row).to_bits(), "row {row:?}");
         }
     }
 }

@@ -1,10 +1,15 @@
-//! The AVX2 kernel: eight trees at a time, one branch of each per instruction.
+//! The AVX2 kernels: one branch of eight trees, or of one tree for eight rows, per instruction.
 //!
-//! Lane `j` of a group is tree `8g + j`. For branch slot `k` the kernel gathers the eight
-//! features the eight branches read, compares them with the eight thresholds (`x <= t`), and
-//! keeps in each lane the AND of the masks of the branches that were false; the lowest bit left
-//! is the leaf ([`super::compiled`] explains the layout). No jump depends on the data, and the
-//! eight trees' work overlaps in the vector unit.
+//! - One row ([`for_each_position`]): lane `j` of a group is tree `8g + j`. For branch slot `k`
+//!   the kernel gathers the eight features the eight branches read, compares them with the
+//!   eight thresholds (`x <= t`), and keeps in each lane the AND of the masks of the branches
+//!   that were false; the lowest bit left is the leaf ([`super::compiled`] explains the layout).
+//! - Eight rows ([`sum_block`], [`for_each_block`]): lane `r` is row `r` of a block whose
+//!   features were transposed (feature-major), so a branch reads its feature for the eight rows
+//!   with one load instead of a gather, and the leaf's value is added to the eight rows' sums in
+//!   one vector add (the same float add, per row, in tree order).
+//!
+//! No jump depends on the data.
 //!
 //! This is the one place with `unsafe` in the service: SIMD loads and gathers take raw
 //! pointers. What makes each one sound is checked when the layout is built ([`Packed::check`])
@@ -12,11 +17,17 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m256i, _CMP_LE_OQ, _mm256_and_si256, _mm256_castps_si256, _mm256_cmp_ps, _mm256_i32gather_ps,
-    _mm256_loadu_ps, _mm256_loadu_si256, _mm256_or_si256, _mm256_set1_epi32, _mm256_storeu_si256,
+    __m256, __m256i, _CMP_LE_OQ, _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256,
+    _mm256_castps_si256, _mm256_cmp_ps, _mm256_cvtepi32_ps, _mm256_i32gather_ps, _mm256_loadu_ps,
+    _mm256_loadu_si256, _mm256_or_si256, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps,
+    _mm256_setzero_si256, _mm256_srli_epi32, _mm256_storeu_ps, _mm256_storeu_si256,
+    _mm256_sub_epi32,
 };
 
 use super::compiled::{LANES, Packed};
+
+/// Rows per block of the row kernels: one per lane.
+pub(super) const ROWS: usize = 8;
 
 /// Whether this processor runs the kernel (checked once per model load).
 pub(super) fn available() -> bool {
@@ -67,5 +78,85 @@ unsafe fn positions_avx2(packed: &Packed, row: &[f32], mut each: impl FnMut(usiz
         {
             each(first + j, lane.trailing_zeros());
         }
+    }
+}
+
+/// The single-target sums of a block of [`ROWS`] NaN-free rows, tree by tree in order.
+/// `cols` holds the block feature-major: `cols[f * ROWS + r]` is feature `f` of row `r`, for
+/// every feature up to the layout's largest.
+pub(super) fn sum_block(packed: &Packed, cols: &[f32]) -> [f32; ROWS] {
+    assert!(cols.len() > packed.max_feature as usize * ROWS + ROWS - 1 && available());
+    // SAFETY: AVX2 is present and `cols` covers every feature's eight rows (asserted above).
+    unsafe { sum_block_avx2(packed, cols) }
+}
+
+/// Calls `each(tree, positions)` for every tree in order, with the leaf positions the
+/// [`ROWS`] NaN-free rows of a transposed block reach (see [`sum_block`]).
+pub(super) fn for_each_block(packed: &Packed, cols: &[f32], each: impl FnMut(usize, &[u32; ROWS])) {
+    assert!(cols.len() > packed.max_feature as usize * ROWS + ROWS - 1 && available());
+    // SAFETY: as in `sum_block`.
+    unsafe { positions_block_avx2(packed, cols, each) }
+}
+
+/// The leaf position each lane's rows reach in `tree`: the lowest bit left of the AND of the
+/// masks of its false branches.
+#[target_feature(enable = "avx2")]
+unsafe fn tree_positions(packed: &Packed, tree: usize, cols: &[f32]) -> __m256i {
+    let (start, end) = packed.tree_nodes[tree];
+    let mut keep = _mm256_set1_epi32(-1);
+    for n in start as usize..end as usize {
+        let node = &packed.nodes[n];
+        // SAFETY: `node.feature <= max_feature` (`Packed::check`) and the caller asserted that
+        // `cols` holds ROWS values for every feature up to it.
+        let x = unsafe { _mm256_loadu_ps(cols.as_ptr().add(node.feature as usize * ROWS)) };
+        let le = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(
+            x,
+            _mm256_set1_ps(node.threshold),
+        ));
+        keep = _mm256_and_si256(
+            keep,
+            _mm256_or_si256(_mm256_set1_epi32(node.mask as i32), le),
+        );
+    }
+    // The lowest set bit, then its index from the exponent of its exact float value.
+    let lowest = _mm256_and_si256(keep, _mm256_sub_epi32(_mm256_setzero_si256(), keep));
+    let exponent = _mm256_srli_epi32::<23>(_mm256_castps_si256(_mm256_cvtepi32_ps(lowest)));
+    // Bit 31 converts to -2^31: its sign bit sits above the exponent, mask it off.
+    let exponent = _mm256_and_si256(exponent, _mm256_set1_epi32(0xff));
+    _mm256_sub_epi32(exponent, _mm256_set1_epi32(127))
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn sum_block_avx2(packed: &Packed, cols: &[f32]) -> [f32; ROWS] {
+    let mut sums: __m256 = _mm256_setzero_ps();
+    for tree in 0..packed.trees {
+        // SAFETY: the caller's contract (see `sum_block`).
+        let positions = unsafe { tree_positions(packed, tree, cols) };
+        let index = _mm256_add_epi32(positions, _mm256_set1_epi32(packed.leaf_base[tree] as i32));
+        // SAFETY: a position is below the tree's leaf count (the leaf a row reaches is always
+        // left, and is the lowest bit left), so `leaf_base + position` indexes its own leaves in
+        // `leaf_values`.
+        let values = unsafe { _mm256_i32gather_ps::<4>(packed.leaf_values.as_ptr(), index) };
+        sums = _mm256_add_ps(sums, values);
+    }
+    let mut out = [0.0f32; ROWS];
+    // SAFETY: `out` is ROWS floats, one 256-bit store.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
+    out
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn positions_block_avx2(
+    packed: &Packed,
+    cols: &[f32],
+    mut each: impl FnMut(usize, &[u32; ROWS]),
+) {
+    let mut lanes = [0u32; ROWS];
+    for tree in 0..packed.trees {
+        // SAFETY: the caller's contract (see `for_each_block`).
+        let positions = unsafe { tree_positions(packed, tree, cols) };
+        // SAFETY: `lanes` is ROWS u32s, one 256-bit store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), positions) };
+        each(tree, &lanes);
     }
 }
