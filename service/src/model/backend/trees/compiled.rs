@@ -22,7 +22,7 @@
 //! hence explicit vector instructions.
 
 use super::aggregate::{self, Scratch};
-use super::ensemble::{Aggregate, Child, Ensemble, Kind, Mode, Tree};
+use super::ensemble::{Child, Ensemble, Kind, Mode, Tree};
 
 /// Trees evaluated side by side by the kernel: one per 32-bit lane of an AVX2 register.
 pub(super) const LANES: usize = 8;
@@ -400,7 +400,7 @@ fn below(t: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ensemble::{Branch, PostTransform, Weight};
+    use super::super::ensemble::{Aggregate, Branch, PostTransform, Weight};
     use super::*;
 
     const SPECIAL: [f32; 12] = [
