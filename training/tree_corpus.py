@@ -328,9 +328,6 @@ def native_check(model: onnx.ModelProto, output: str) -> tuple[bool, str]:
             name = n.input[0]
             continue
         break
-    if n.op_type == "TreeEnsemble":
-        return False, ("the opset-5 TreeEnsemble op is not read by the native backend yet "
-                       "(ONNX Runtime runs it)")
     if n.domain != "ai.onnx.ml" or n.op_type not in TREE_OPS:
         ops = sorted({f"{m.domain or 'ai.onnx'}:{m.op_type}" for m in model.graph.node})
         return False, (f"output {output} is computed by a {n.domain or 'ai.onnx'}:{n.op_type} node, "

@@ -4,6 +4,13 @@
 # Runtime), same model file (engine-rul/1 fixture), same machine, same run.
 #
 #   bench/http/run.sh [--runs 3] [--seconds 10] [--connections 64] [--python-workers 2]
+#                     [--model DIR] [--backend ort|trees]
+#
+# --model: the engine-rul package both servers score (default the 30-tree test fixture
+# service/tests/fixtures/models/engine-rul/1; models/engine-rul/1 is the published 1,500-tree
+# model). --backend: fleetscore's backend for it (written into the copied manifest; default the
+# package's own choice); the Python peer always runs ONNX Runtime. FLEETSCORE_BIN: the binary
+# (default ${CARGO_TARGET_DIR:-target}/release/fleetscore, built first).
 #
 # For each server: peak throughput with wrk (closed loop, --connections connections, one wrk
 # thread), then latency at half of that peak with oha at a fixed rate (open loop, latency
@@ -13,13 +20,16 @@
 set -euo pipefail
 
 runs=3 seconds=10 connections=64 py_workers=2
+model="service/tests/fixtures/models/engine-rul/1" backend=""
 while (($#)); do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --seconds) seconds="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
     --python-workers) py_workers="$2"; shift 2 ;;
-    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --model) model="$2"; shift 2 ;;
+    --backend) backend="$2"; shift 2 ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -37,16 +47,22 @@ scripts/venv.sh bench/http/requirements.txt "$venv"
 
 eval "$(scripts/python-env.sh --print)"
 cargo build --release -p fleetscore --quiet
+bin="${FLEETSCORE_BIN:-${CARGO_TARGET_DIR:-target}/release/fleetscore}"
 out="$repo/target/bench-http"
-rm -rf "$out"; mkdir -p "$out/models"
-cp -r service/tests/fixtures/models/engine-rul "$out/models/"
-rm -rf "$out/models/engine-rul/2"          # both servers score engine-rul version 1
+rm -rf "$out"; mkdir -p "$out/models/engine-rul"
+cp -r "$model" "$out/models/engine-rul/1"  # both servers score this package as engine-rul/1
 cp -r service/tests/fixtures/models/delay-risk "$out/models/"   # for /readyz
-
-# One real feature row (a golden row of the model), by name.
-"$venv/bin/python" - "$out/row.json" <<'PY'
+if [[ -n "$backend" ]]; then
+  "$venv/bin/python" - "$out/models/engine-rul/1/manifest.json" "$backend" <<'PY'
 import json, sys
-d = "service/tests/fixtures/models/engine-rul/1/"
+m = json.load(open(sys.argv[1])); m["backend"] = sys.argv[2]
+json.dump(m, open(sys.argv[1], "w"), indent=2)
+PY
+fi
+# One real feature row (a golden row of the model), by name.
+"$venv/bin/python" - "$out/row.json" "$out/models/engine-rul/1/" <<'PY'
+import json, sys
+d = sys.argv[2]
 m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
 json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]},
           open(sys.argv[1], "w"))
@@ -72,7 +88,7 @@ wait_up() {  # url
 }
 
 RUST_LOG=warn FLEETSCORE_MODELS_DIR="$out/models" \
-  target/release/fleetscore serve --no-kafka --http-addr 127.0.0.1:18091 >"$out/fleetscore.log" 2>&1 &
+  "$bin" serve --no-kafka --http-addr 127.0.0.1:18091 >"$out/fleetscore.log" 2>&1 &
 pids+=($!)
 MODEL_DIR="$out/models/engine-rul/1" "$venv/bin/uvicorn" peer:app --app-dir bench/http \
   --host 127.0.0.1 --port 18092 --workers "$py_workers" --log-level warning --no-access-log \
@@ -125,7 +141,8 @@ py_at_half="$(at_rate python http://127.0.0.1:18092/score "$py_half")"
 
 row() { read -r p50 p99 p999 rps ok <<<"$3"; echo "| $1 | $2 | $rps | $p50 | $p99 | $p999 | $ok |"; }
 echo
-echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers"
+platform="$(curl -fsS http://127.0.0.1:18091/v2/models/engine-rul | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["platform"])')"
+echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers model=$model fleetscore_platform=$platform"
 echo
 echo "| server | peak req/s (wrk, median) |"
 echo "| --- | --- |"

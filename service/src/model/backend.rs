@@ -102,7 +102,9 @@ impl GraphInfo {
         self.ops.iter().any(|op| {
             matches!(
                 op.as_str(),
-                "ai.onnx.ml:TreeEnsembleRegressor" | "ai.onnx.ml:TreeEnsembleClassifier"
+                "ai.onnx.ml:TreeEnsembleRegressor"
+                    | "ai.onnx.ml:TreeEnsembleClassifier"
+                    | "ai.onnx.ml:TreeEnsemble"
             )
         })
     }

@@ -1,5 +1,5 @@
 //! A native backend for tree ensembles (`ai.onnx.ml` `TreeEnsembleRegressor` and
-//! `TreeEnsembleClassifier`): the trees are read from the ONNX graph at load time, laid out for
+//! `TreeEnsembleClassifier`, and opset 5's `TreeEnsemble`): the trees are read from the ONNX graph at load time, laid out for
 //! branch-free evaluation, and scored in Rust with the same float operations, in the same order,
 //! as ONNX Runtime, so the outputs are ONNX Runtime's to the bit (the parity tests hold it to
 //! that on a corpus of LightGBM, XGBoost and scikit-learn exports).
@@ -57,7 +57,10 @@ impl TreesBackend {
             .as_ref()
             .ok_or_else(|| Unsupported("the model has no graph".into()))?;
         let path = graph::trace(graph, input, &output.name)?;
-        let ensemble = Ensemble::from_node(path.node)?;
+        let ensemble = match path.node.op_type.as_str() {
+            "TreeEnsemble" => Ensemble::from_v5(path.node)?,
+            _ => Ensemble::from_node(path.node)?,
+        };
         if ensemble.max_feature as usize >= width {
             return Err(Unsupported(format!(
                 "a branch reads feature {} of rows of {width}",

@@ -390,6 +390,225 @@ impl Ensemble {
     }
 }
 
+impl Ensemble {
+    /// Reads an opset-5 `TreeEnsemble` node the way ONNX Runtime does: it converts the node to
+    /// the opset-3 form first, so trees follow `tree_roots`, each leaf is one weight, a
+    /// `BRANCH_MEMBER` set becomes a chain of `BRANCH_EQ` branches (ONNX Runtime unrolls sets of
+    /// fewer than 31 values between 0 and 30 so; larger sets are refused here), and
+    /// `post_transform` codes 1 and 2 mean LOGISTIC and SOFTMAX (ONNX Runtime's own numbering;
+    /// the specification's is the other way round).
+    pub(super) fn from_v5(node: &pb::NodeProto) -> Result<Self, Unsupported> {
+        let attrs = Attributes::of(node)?;
+        let outputs = usize::try_from(attrs.int("n_targets").unwrap_or(0)).unwrap_or(0);
+        if outputs == 0 {
+            return Err(Unsupported("0 targets".into()));
+        }
+        let splits = attrs.float_tensor("nodes_splits")?;
+        let leaf_weights = attrs.float_tensor("leaf_weights")?;
+        let members = match attrs.has("membership_values") {
+            true => attrs.float_tensor("membership_values")?,
+            false => Vec::new(),
+        };
+        let modes = attrs.byte_tensor("nodes_modes")?;
+        let features = attrs.ints("nodes_featureids");
+        let true_ids = attrs.ints("nodes_truenodeids");
+        let false_ids = attrs.ints("nodes_falsenodeids");
+        let true_leaf = attrs.ints("nodes_trueleafs");
+        let false_leaf = attrs.ints("nodes_falseleafs");
+        let missing = attrs.ints("nodes_missing_value_tracks_true");
+        let leaf_targets = attrs.ints("leaf_targetids");
+        let n = features.len();
+        if [
+            splits.len(),
+            modes.len(),
+            true_ids.len(),
+            false_ids.len(),
+            true_leaf.len(),
+            false_leaf.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+            || leaf_targets.len() != leaf_weights.len()
+        {
+            return Err(Unsupported(
+                "node or leaf attributes of different lengths".into(),
+            ));
+        }
+        // Each BRANCH_MEMBER node's set: the next NaN-terminated run of membership_values.
+        let mut sets = vec![Vec::new(); n];
+        let mut at = 0;
+        for (i, &mode) in modes.iter().enumerate() {
+            if mode == 6 {
+                while at < members.len() && !members[at].is_nan() {
+                    sets[i].push(members[at]);
+                    at += 1;
+                }
+                at += 1;
+            }
+        }
+        let leaf =
+            |i: i64, weights: &mut Vec<Weight>, tree: &mut Tree| -> Result<Child, Unsupported> {
+                let i = usize::try_from(i).ok().filter(|&i| i < leaf_weights.len());
+                let i = i.ok_or_else(|| Unsupported("a leaf index out of range".into()))?;
+                let target = u32::try_from(leaf_targets[i])
+                    .ok()
+                    .filter(|&t| (t as usize) < outputs)
+                    .ok_or_else(|| Unsupported(format!("leaf target {}", leaf_targets[i])))?;
+                weights.push(Weight {
+                    target,
+                    value: leaf_weights[i],
+                });
+                tree.leaves
+                    .push((weights.len() as u32 - 1, weights.len() as u32));
+                Ok(Child::Leaf(tree.leaves.len() as u32 - 1))
+            };
+
+        let mut trees = Vec::new();
+        let mut weights = Vec::new();
+        let mut max_feature = 0u32;
+        for &root in attrs.ints("tree_roots") {
+            let r = usize::try_from(root).ok().filter(|&r| r < n);
+            let r = r.ok_or_else(|| Unsupported(format!("tree root {root}")))?;
+            let mut tree = Tree {
+                root: Child::Leaf(0),
+                branches: Vec::new(),
+                leaves: Vec::new(),
+            };
+            if true_ids[r] == false_ids[r] && true_leaf[r] != 0 && false_leaf[r] != 0 {
+                // A one-leaf tree; ONNX Runtime reads its weight at the root's own index.
+                tree.root = leaf(root, &mut weights, &mut tree)?;
+                trees.push(tree);
+                continue;
+            }
+            // Depth first; each entry fills the child slot it was reached from.
+            enum Slot {
+                Root,
+                /// The true child of a chain of branches `[start, end)` (one, or a member set's).
+                True(usize, usize),
+                False(usize),
+            }
+            let mut stack = vec![(r, Slot::Root)];
+            let mut visited = 0usize;
+            while let Some((i, slot)) = stack.pop() {
+                visited += 1;
+                if visited > n {
+                    return Err(Unsupported("a tree has a cycle".into()));
+                }
+                let feature = u32::try_from(features[i])
+                    .map_err(|_| Unsupported(format!("feature index {}", features[i])))?;
+                max_feature = max_feature.max(feature);
+                let missing_true = missing.get(i) == Some(&1);
+                let (mode, values) = match modes[i] {
+                    0 => (Mode::Leq, vec![splits[i]]),
+                    1 => (Mode::Lt, vec![splits[i]]),
+                    2 => (Mode::Gte, vec![splits[i]]),
+                    3 => (Mode::Gt, vec![splits[i]]),
+                    4 => (Mode::Eq, vec![splits[i]]),
+                    5 => (Mode::Neq, vec![splits[i]]),
+                    6 if !sets[i].is_empty()
+                        && sets[i].len() < 31
+                        && sets[i].iter().all(|&v| (0.0..=30.0).contains(&v)) =>
+                    {
+                        (Mode::Eq, sets[i].clone())
+                    }
+                    6 => {
+                        return Err(Unsupported(
+                            "a BRANCH_MEMBER set outside 0..=30 or of 31+ values".into(),
+                        ));
+                    }
+                    other => return Err(Unsupported(format!("node mode code {other}"))),
+                };
+                // A member set: x == v1 ? T : x == v2 ? T : ... : F, each with the node's NaN rule.
+                let first = tree.branches.len() as u32;
+                for (k, &value) in values.iter().enumerate() {
+                    let last = k + 1 == values.len();
+                    tree.branches.push(Branch {
+                        feature,
+                        threshold: value,
+                        mode,
+                        missing_true,
+                        if_true: Child::Leaf(u32::MAX),
+                        if_false: if last {
+                            Child::Leaf(u32::MAX)
+                        } else {
+                            Child::Branch(first + k as u32 + 1)
+                        },
+                    });
+                }
+                let this = Child::Branch(first);
+                match slot {
+                    Slot::Root => tree.root = this,
+                    Slot::True(start, end) => {
+                        for b in &mut tree.branches[start..end] {
+                            b.if_true = this;
+                        }
+                    }
+                    Slot::False(b) => tree.branches[b].if_false = this,
+                }
+                let chain: Vec<usize> = (first as usize..tree.branches.len()).collect();
+                let last = *chain.last().expect("one branch at least");
+                // Every branch of the chain shares the true child; the last one has the false.
+                let true_child = if true_leaf[i] != 0 {
+                    Some(leaf(true_ids[i], &mut weights, &mut tree)?)
+                } else {
+                    None
+                };
+                for &b in &chain {
+                    if let Some(child) = true_child {
+                        tree.branches[b].if_true = child;
+                    }
+                }
+                if false_leaf[i] != 0 {
+                    tree.branches[last].if_false = leaf(false_ids[i], &mut weights, &mut tree)?;
+                } else {
+                    let f = usize::try_from(false_ids[i]).ok().filter(|&f| f < n);
+                    stack.push((
+                        f.ok_or_else(|| Unsupported("a node index out of range".into()))?,
+                        Slot::False(last),
+                    ));
+                }
+                if true_child.is_none() {
+                    // One subtree, shared by every branch of a member chain (as ONNX Runtime
+                    // builds it).
+                    let t = usize::try_from(true_ids[i]).ok().filter(|&t| t < n);
+                    let t = t.ok_or_else(|| Unsupported("a node index out of range".into()))?;
+                    stack.push((t, Slot::True(first as usize, last + 1)));
+                }
+            }
+            check_acyclic(&tree, trees.len() as i64)?;
+            trees.push(tree);
+        }
+        if trees.is_empty() {
+            return Err(Unsupported("no trees".into()));
+        }
+        let aggregate = match attrs.int("aggregate_function").unwrap_or(1) {
+            0 => Aggregate::Average,
+            1 => Aggregate::Sum,
+            2 => Aggregate::Min,
+            3 => Aggregate::Max,
+            other => return Err(Unsupported(format!("aggregate function code {other}"))),
+        };
+        let post_transform = match attrs.int("post_transform").unwrap_or(0) {
+            0 => PostTransform::None,
+            1 => PostTransform::Logistic,
+            2 => PostTransform::Softmax,
+            3 => PostTransform::SoftmaxZero,
+            4 => PostTransform::Probit,
+            other => return Err(Unsupported(format!("post transform code {other}"))),
+        };
+        Ok(Self {
+            kind: Kind::Regressor,
+            trees,
+            weights,
+            outputs,
+            aggregate,
+            post_transform,
+            base_values: Vec::new(),
+            max_feature,
+        })
+    }
+}
+
 /// Every path from the root must end at a leaf: a cycle would never.
 fn check_acyclic(tree: &Tree, tree_id: i64) -> Result<(), Unsupported> {
     let mut depth = vec![None::<u32>; tree.branches.len()];
@@ -451,5 +670,45 @@ impl<'a> Attributes<'a> {
 
     fn string(&self, name: &str) -> Option<&'a [u8]> {
         self.0.get(name).map(|a| a.s.as_slice())
+    }
+
+    fn tensor(&self, name: &str) -> Result<&'a pb::TensorProto, Unsupported> {
+        let t = self.0.get(name).and_then(|a| a.t.as_ref());
+        let t = t.ok_or_else(|| Unsupported(format!("no tensor attribute {name}")))?;
+        if t.data_location == Some(1) {
+            return Err(Unsupported(format!("{name} is stored outside the model")));
+        }
+        Ok(t)
+    }
+
+    /// A float tensor attribute (double trees are refused: the service scores float rows).
+    fn float_tensor(&self, name: &str) -> Result<Vec<f32>, Unsupported> {
+        let t = self.tensor(name)?;
+        if t.data_type != pb::tensor_proto::DataType::Float as i32 {
+            return Err(Unsupported(format!(
+                "{name} is not float (double-precision trees)"
+            )));
+        }
+        Ok(if t.raw_data.is_empty() {
+            t.float_data.clone()
+        } else {
+            t.raw_data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+    }
+
+    /// A uint8 tensor attribute (the opset-5 node modes).
+    fn byte_tensor(&self, name: &str) -> Result<Vec<u8>, Unsupported> {
+        let t = self.tensor(name)?;
+        if t.data_type != pb::tensor_proto::DataType::Uint8 as i32 {
+            return Err(Unsupported(format!("{name} is not uint8")));
+        }
+        Ok(if t.raw_data.is_empty() {
+            t.int32_data.iter().map(|&v| v as u8).collect()
+        } else {
+            t.raw_data.clone()
+        })
     }
 }
