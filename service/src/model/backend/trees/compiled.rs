@@ -95,36 +95,24 @@ impl Compiled {
                     aggregate::finish_one_target(&self.ensemble, target, sum, scratch, out);
                 }
             };
-            let mut rows = rows
-                .chunks_exact(width)
-                .zip(out.chunks_exact_mut(n))
-                .peekable();
-            while rows.peek().is_some() {
-                let block: Vec<_> = rows.by_ref().take(ROWS).collect();
-                match &self.packed {
-                    Some(packed) if transpose(&block, width, &mut cols) => {
-                        let sums = block_sums(packed, &cols);
-                        for ((_, out), sum) in block.into_iter().zip(sums) {
-                            finish(sum, out, &mut scratch);
-                        }
-                    }
-                    _ => {
-                        for (row, out) in block {
-                            finish(self.sum(row), out, &mut scratch);
-                        }
+            in_blocks(rows, width, out, n, |block| match &self.packed {
+                Some(packed) if transpose(&block, width, &mut cols) => {
+                    let sums = block_sums(packed, &cols);
+                    for ((_, out), sum) in block.into_iter().zip(sums) {
+                        finish(sum, out, &mut scratch);
                     }
                 }
-            }
+                _ => {
+                    for (row, out) in block {
+                        finish(self.sum(row), out, &mut scratch);
+                    }
+                }
+            });
             return;
         }
         let trees = self.ensemble.trees.len();
         let mut leaves = vec![0u32; trees * ROWS];
-        let mut rows = rows
-            .chunks_exact(width)
-            .zip(out.chunks_exact_mut(n))
-            .peekable();
-        while rows.peek().is_some() {
-            let block: Vec<_> = rows.by_ref().take(ROWS).collect();
+        in_blocks(rows, width, out, n, |block| {
             match &self.packed {
                 Some(packed) if transpose(&block, width, &mut cols) => {
                     block_positions(packed, &cols, |tree, positions| {
@@ -141,14 +129,10 @@ impl Compiled {
                 }
             }
             for (r, (_, out)) in block.into_iter().enumerate() {
-                aggregate::finish_row(
-                    &self.ensemble,
-                    &leaves[r * trees..(r + 1) * trees],
-                    &mut scratch,
-                    out,
-                );
+                let leaves = &leaves[r * trees..(r + 1) * trees];
+                aggregate::finish_row(&self.ensemble, leaves, &mut scratch, out);
             }
-        }
+        });
     }
 
     /// A single-target sum over the trees, in tree order, in float.
@@ -232,6 +216,24 @@ fn block_positions(_: &Packed, _: &[f32], _: impl FnMut(usize, &[u32; ROWS])) {
 const ROWS: usize = super::simd::ROWS;
 #[cfg(not(target_arch = "x86_64"))]
 const ROWS: usize = 8;
+
+/// Calls `each` with the rows and their output rows (`n` values each), [`ROWS`] at a time (the
+/// last block may be shorter).
+fn in_blocks<'a>(
+    rows: &'a [f32],
+    width: usize,
+    out: &'a mut [f32],
+    n: usize,
+    mut each: impl FnMut(Vec<(&'a [f32], &'a mut [f32])>),
+) {
+    let mut pairs = rows
+        .chunks_exact(width)
+        .zip(out.chunks_exact_mut(n))
+        .peekable();
+    while pairs.peek().is_some() {
+        each(pairs.by_ref().take(ROWS).collect());
+    }
+}
 
 /// A full block of NaN-free rows, feature-major into `cols` (`cols[f * ROWS + r]`); false (and
 /// `cols` untouched) for a short block or one with a NaN, which the one-row paths take.
