@@ -10,13 +10,15 @@
 //! LightGBM's own text format through LLVM or C, not ONNX graphs).
 //!
 //! Layout: [`graph`] finds the ensemble behind the selected output, [`ensemble`] reads its
-//! attributes into trees with ONNX Runtime's meaning, [`compiled`] lays them out for evaluation,
-//! [`aggregate`] turns the leaves reached into the output row.
+//! attributes into trees with ONNX Runtime's meaning, [`packed`] lays them out for the AVX2
+//! kernels of `simd`, [`compiled`] scores rows with them (or walks the trees), [`aggregate`]
+//! turns the leaves reached into the output row.
 
 mod aggregate;
 mod compiled;
 mod ensemble;
 mod graph;
+mod packed;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 

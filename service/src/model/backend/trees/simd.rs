@@ -24,10 +24,7 @@ use std::arch::x86_64::{
     _mm256_sub_epi32,
 };
 
-use super::compiled::{LANES, Packed};
-
-/// Rows per block of the row kernels: one per lane.
-pub(super) const ROWS: usize = 8;
+use super::packed::{LANES, Packed, ROWS};
 
 /// Whether this processor runs the kernel (checked once per model load).
 pub(super) fn available() -> bool {
