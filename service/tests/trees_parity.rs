@@ -8,6 +8,8 @@
 //!   then run on ONNX Runtime).
 //! - The published models (`models/`) and the test fixtures, on feature rows the online feature
 //!   code computes from the real data sets.
+//! - Both paths of the native backend: the AVX2 kernels and the walk a processor without AVX2
+//!   takes (`TreesBackend::walking`).
 //! - Loading a package picks the native backend for tree models unless the manifest says
 //!   otherwise, and `"backend": "ort"` still forces ONNX Runtime.
 
@@ -138,10 +140,15 @@ fn the_corpus_scores_as_onnx_runtime_does() {
                     continue;
                 }
             };
+            let walking = TreesBackend::walking(&model, input, width, &selector).unwrap();
             let ort = OrtBackend::new(&model, input, selector).unwrap();
             match compare(&what, &ort, &trees, &rows, width) {
                 Ok(n) => rows_checked += n,
                 Err(e) => failures.push(e),
+            }
+            // The path a processor without AVX2 takes.
+            if let Err(e) = compare(&format!("{what} (walking)"), &ort, &walking, &rows, width) {
+                failures.push(e);
             }
             native += 1;
         }
@@ -183,6 +190,7 @@ fn published_models_agree(root: &Path, engine: &[f32], delay: Option<&[f32]>) ->
             },
             other => panic!("{other}"),
         };
+        let walking = TreesBackend::walking(&model, input, width, &selector).unwrap();
         let ort = OrtBackend::new(&model, input, selector).unwrap();
         assert!(
             trees.slow_reason().is_none(),
@@ -191,6 +199,8 @@ fn published_models_agree(root: &Path, engine: &[f32], delay: Option<&[f32]>) ->
             trees.slow_reason()
         );
         assert_same(&dir.display().to_string(), &ort, &trees, rows, width);
+        let what = format!("{} (walking)", dir.display());
+        assert_same(&what, &ort, &walking, rows, width);
         checked += 1;
     }
     checked

@@ -51,6 +51,27 @@ impl TreesBackend {
         width: usize,
         output: &OutputSelector,
     ) -> Result<Self, Unsupported> {
+        Self::build(model, input, width, output, true)
+    }
+
+    /// The same model with every row walked tree by tree, as on a processor without AVX2 (the
+    /// parity tests hold that path to ONNX Runtime too).
+    pub fn walking(
+        model: &[u8],
+        input: &str,
+        width: usize,
+        output: &OutputSelector,
+    ) -> Result<Self, Unsupported> {
+        Self::build(model, input, width, output, false)
+    }
+
+    fn build(
+        model: &[u8],
+        input: &str,
+        width: usize,
+        output: &OutputSelector,
+        kernel: bool,
+    ) -> Result<Self, Unsupported> {
         let proto: pb::ModelProto = tract_onnx::onnx()
             .proto_model_for_read(&mut &*model)
             .map_err(|e| Unsupported(format!("not a valid ONNX model: {e}")))?;
@@ -76,7 +97,7 @@ impl TreesBackend {
             )));
         }
         Ok(Self {
-            compiled: Compiled::new(ensemble),
+            compiled: Compiled::new(ensemble, kernel),
             column: output.column,
             scales: path.scales,
         })

@@ -22,8 +22,12 @@ pub(super) struct Compiled {
 }
 
 impl Compiled {
-    pub(super) fn new(ensemble: Ensemble) -> Self {
-        let packed = if kernel_available() {
+    /// `kernel`: use the AVX2 kernels where the trees pack (false: every row takes the walk,
+    /// what a processor without AVX2 runs; for comparison).
+    pub(super) fn new(ensemble: Ensemble, kernel: bool) -> Self {
+        let packed = if !kernel {
+            Err("the kernels are turned off".to_owned())
+        } else if kernel_available() {
             Packed::build(&ensemble)
         } else {
             Err("this processor has no AVX2".to_owned())
@@ -296,7 +300,7 @@ mod tests {
             base_values: vec![],
             max_feature: 3,
         };
-        let compiled = Compiled::new(ensemble);
+        let compiled = Compiled::new(ensemble, true);
         assert!(compiled.slow_reason.is_none(), "{:?}", compiled.slow_reason);
         let values = [
             -2.0f32,
