@@ -100,12 +100,9 @@ impl GraphInfo {
     /// Whether the graph has an ONNX-ML tree-ensemble op (the native backend's to try first).
     pub fn has_tree_ensemble(&self) -> bool {
         self.ops.iter().any(|op| {
-            matches!(
-                op.as_str(),
-                "ai.onnx.ml:TreeEnsembleRegressor"
-                    | "ai.onnx.ml:TreeEnsembleClassifier"
-                    | "ai.onnx.ml:TreeEnsemble"
-            )
+            op.split_once(':').is_some_and(|(domain, op_type)| {
+                domain == trees::TREE_DOMAIN && trees::TREE_OPS.contains(&op_type)
+            })
         })
     }
 

@@ -30,6 +30,16 @@ use crate::model::ModelError;
 use compiled::Compiled;
 use ensemble::Ensemble;
 
+/// The `ai.onnx.ml` ops this backend reads (opsets 1-3, then opset 5's single op).
+pub(crate) const TREE_OPS: [&str; 3] = [
+    "TreeEnsembleRegressor",
+    "TreeEnsembleClassifier",
+    "TreeEnsemble",
+];
+
+/// The domain of [`TREE_OPS`].
+pub(crate) const TREE_DOMAIN: &str = "ai.onnx.ml";
+
 /// Why a model is not for this backend: it then runs on ONNX Runtime, with this logged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -1,7 +1,7 @@
 //! Scoring rows with the packed trees: blocks of rows to the row-block kernel, single rows to
 //! the one-row kernel, rows with a NaN (and every row when the trees do not pack) to the walk
-//! with ONNX Runtime's rules ([`super::ensemble::Tree::leaf`]); then the leaves reached to the output row
-//! ([`super::aggregate`]).
+//! with ONNX Runtime's rules ([`super::ensemble::Tree::leaf`]); then the leaves reached to the
+//! output row ([`super::aggregate`]).
 //!
 //! Sums stay in float, tree after tree in the listed order, as ONNX Runtime adds them: that,
 //! not the layout, is what makes the outputs equal to the bit.
@@ -17,7 +17,7 @@ pub(super) struct Compiled {
     /// The target every tree adds exactly one weight to, if any ([`aggregate::one_target`]):
     /// then a row is one float sum, which the kernels compute without listing the leaves.
     one_target: Option<u32>,
-    /// Why the kernel does not apply (logged, shown in the model's status).
+    /// Why the kernels do not apply (logged when the model loads).
     pub(super) slow_reason: Option<String>,
 }
 
