@@ -1,19 +1,25 @@
-//! The scoring thread of the HTTP API: inference never runs on an async worker. Requests hand
-//! their rows over a channel; the thread takes everything that has queued (up to
-//! [`MAX_COALESCED_ROWS`]), scores it as one batch per model — requests that arrive together
-//! share one backend call (dynamic batching, as Triton does) — and answers each request with
-//! its own rows' values.
+//! Where `/score` runs its model calls. A request whose model allows it and whose rows cost
+//! little ([`INLINE_COST`], from the model's cost per row measured at load) is scored on the
+//! HTTP worker that holds it, like a small body is parsed there: a hand-off would cost more
+//! than the call, and it puts two thread wake-ups on the request's path (to the scoring thread
+//! and back), each one exposed to the machine's scheduling jitter (issue #20: the `wait` and
+//! `resume` stages of `fleetscore_http_score_stage_seconds`).
 //!
-//! When requests are few, each is scored alone as soon as it arrives; under load the batches
-//! grow by themselves, which is where batching pays: a row costs 3.2 µs alone on ONNX Runtime
-//! and 0.23 µs in a batch of 256. A backend error fails the requests of that batch only; a
-//! panic is caught and answered as an error, and the thread carries on.
+//! Everything else goes to the scoring thread, and inference never runs long on an async
+//! worker. Requests hand their rows over a channel; the thread takes everything that has
+//! queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per model — requests that
+//! arrive together share one backend call (dynamic batching, as Triton does) — and answers
+//! each request with its own rows' values. That is where ONNX Runtime's per-call cost is
+//! shared out: a row costs 3.2 µs alone and 0.23 µs in a batch of 256. A backend error fails
+//! the requests of that batch only; a panic, on either path, is caught and answered as an
+//! error.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use metrics::Histogram;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,10 +27,18 @@ use super::limits::Permit;
 use crate::metrics::names;
 use crate::model::LoadedModel;
 use crate::model::ModelError;
+use crate::model::ModelScores;
 use crate::model::ServingSet;
 
 /// Rows scored in one backend call at most (one request's rows are never split).
 pub const MAX_COALESCED_ROWS: usize = 256;
+
+/// A request whose model calls are estimated to cost at most this much is scored on the HTTP
+/// worker: the order of what a worker already does for one (parsing a body of up to
+/// `limits::INLINE_PARSE_BYTES` costs about 70 µs), so it delays the worker's other requests
+/// no more than that. The published `engine-rul` (1,500 trees, 5 µs a row) scores up to 10
+/// rows this way.
+pub const INLINE_COST: Duration = Duration::from_micros(50);
 
 /// What a request gets back: its values, and the model that produced them.
 #[derive(Debug)]
@@ -33,12 +47,32 @@ pub struct Output {
     pub model: Arc<LoadedModel>,
 }
 
+/// A request's answer from the scoring thread, and when it was sent.
+type Answer = (Result<Output, ModelError>, Instant);
+
+/// The stage histograms (`fleetscore_http_score_stage_seconds`), looked up once.
+struct Stages {
+    wait: Histogram,
+    model: Histogram,
+    resume: Histogram,
+}
+
+static STAGES: LazyLock<Stages> = LazyLock::new(|| {
+    let stage = |name: &'static str| metrics::histogram!(names::HTTP_SCORE_STAGE, "stage" => name);
+    Stages {
+        wait: stage("wait"),
+        model: stage("model"),
+        resume: stage("resume"),
+    }
+});
+
 #[derive(Debug)]
 struct Job {
     serving: ServingSet,
     rows: Vec<f32>,
     count: usize,
-    reply: oneshot::Sender<Result<Output, ModelError>>,
+    queued: Instant,
+    reply: oneshot::Sender<Answer>,
     /// The request's concurrency permit: held until its rows are scored, even if the request
     /// timed out meanwhile.
     _permit: Option<Permit>,
@@ -63,7 +97,8 @@ impl Scorer {
         })
     }
 
-    /// Scores `count` rows (row-major in `rows`) with `serving`; one value per row, in order.
+    /// Scores `count` rows (row-major in `rows`) with `serving`, on this thread if [`inline`]
+    /// allows, else on the scoring thread; one value per row, in order.
     pub async fn score(
         &self,
         serving: ServingSet,
@@ -71,11 +106,20 @@ impl Scorer {
         count: usize,
         permit: Option<Permit>,
     ) -> Result<Output, ModelError> {
+        if inline(&serving, count) {
+            let mut out = Vec::with_capacity(count);
+            let scored = score_now(&serving, &rows, &mut out)?;
+            return Ok(Output {
+                predictions: out,
+                model: scored.model,
+            });
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             serving,
             rows,
             count,
+            queued: Instant::now(),
             reply,
             _permit: permit,
         };
@@ -85,7 +129,9 @@ impl Scorer {
             .ok_or_else(stopped)?
             .send(job)
             .map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let (output, answered) = answer.await.map_err(|_| stopped())?;
+        STAGES.resume.record(answered.elapsed());
+        output
     }
 }
 
@@ -119,6 +165,10 @@ fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
         // A request that timed out or whose client left does not wait for its rows: dropping
         // its job returns its permit now rather than after scoring them for nobody.
         pending.retain(|job| !job.reply.is_closed());
+        let picked = Instant::now();
+        for job in &pending {
+            STAGES.wait.record(picked.duration_since(job.queued));
+        }
         // One backend call per model among what queued, in arrival order within each.
         while !pending.is_empty() {
             let model = Arc::clone(&pending[0].serving.serving);
@@ -156,6 +206,45 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, busy: &mut bool) -> Option<Jo
     job
 }
 
+/// Whether `count` rows of `serving` are scored on the caller's thread: every model of the set
+/// allows it ([`crate::model::backend::Backend::scores_inline`]) and their calls cost at most
+/// [`INLINE_COST`] together.
+fn inline(serving: &ServingSet, count: usize) -> bool {
+    let mut cost = Duration::ZERO;
+    for model in std::iter::once(&serving.serving).chain(&serving.shadow) {
+        if !model.backend.scores_inline() {
+            return false;
+        }
+        cost += model
+            .row_cost
+            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX));
+    }
+    cost <= INLINE_COST
+}
+
+/// Scores `rows` with `serving` into `out` on this thread: the backend call timed (stage
+/// `model`), a panic caught as an error, a failing shadow logged.
+fn score_now(
+    serving: &ServingSet,
+    rows: &[f32],
+    out: &mut Vec<f32>,
+) -> Result<ModelScores, ModelError> {
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| serving.score(rows, out)));
+    STAGES.model.record(started.elapsed());
+    let scored = result.unwrap_or_else(|_| {
+        tracing::error!(model = %serving.serving.name(), "scoring panicked");
+        Err(ModelError::scoring_msg("the backend panicked"))
+    })?;
+    if let Some(shadow) = &scored.shadow
+        && let Err(e) = &shadow.result
+    {
+        tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
+            error = %e, "shadow model failed");
+    }
+    Ok(scored)
+}
+
 fn score_batch(
     batch: Vec<Job>,
     scratch: &mut Vec<f32>,
@@ -164,41 +253,140 @@ fn score_batch(
 ) {
     let serving = batch[0].serving.clone();
     let result = if batch.len() == 1 {
-        catch_unwind(AssertUnwindSafe(|| serving.score(&batch[0].rows, out)))
+        score_now(&serving, &batch[0].rows, out)
     } else {
         scratch.clear();
         for job in &batch {
             scratch.extend_from_slice(&job.rows);
         }
-        catch_unwind(AssertUnwindSafe(|| serving.score(scratch, out)))
+        score_now(&serving, scratch, out)
     };
-    let result = result.unwrap_or_else(|_| {
-        tracing::error!(model = %serving.serving.name(), "scoring panicked");
-        Err(ModelError::scoring_msg("the backend panicked"))
-    });
     let total: usize = batch.iter().map(|j| j.count).sum();
     batch_rows.record(total as f64);
     match result {
         Ok(scored) => {
-            if let Some(shadow) = &scored.shadow
-                && let Err(e) = &shadow.result
-            {
-                tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
-                    error = %e, "shadow model failed");
-            }
             let mut values = out.iter().copied();
             for job in batch {
                 let predictions: Vec<f32> = values.by_ref().take(job.count).collect();
-                let _ = job.reply.send(Ok(Output {
+                let output = Output {
                     predictions,
                     model: Arc::clone(&scored.model),
-                }));
+                };
+                let _ = job.reply.send((Ok(output), Instant::now()));
             }
         }
         Err(e) => {
             for job in batch {
-                let _ = job.reply.send(Err(e.clone()));
+                let _ = job.reply.send((Err(e.clone()), Instant::now()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{INLINE_COST, Scorer, inline};
+    use crate::model::{LoadedModel, ServingSet, package};
+
+    /// The package in `dir`, its cost per row set to `row_cost` (measured at load, it would
+    /// depend on the machine and the build), and its golden rows and outputs.
+    fn load(dir: &str, row_cost: Duration) -> (ServingSet, Vec<Vec<f32>>, Vec<f32>) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut model = package::load(&dir).unwrap();
+        assert!(model.row_cost > Duration::ZERO, "measured at load");
+        model.row_cost = row_cost;
+        let golden: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+        let floats = |v: &serde_json::Value| -> Vec<f32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let inputs = golden["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        let outputs = floats(&golden["outputs"]);
+        let set = ServingSet {
+            serving: Arc::new(model),
+            shadow: None,
+        };
+        (set, inputs, outputs)
+    }
+
+    /// The most rows of `model` that [`INLINE_COST`] allows on the worker.
+    fn inline_rows(model: &LoadedModel) -> usize {
+        (INLINE_COST.as_nanos() / model.row_cost.as_nanos().max(1)) as usize
+    }
+
+    /// A native-trees model's small requests are scored on the caller's thread — a scorer
+    /// whose thread has stopped still answers them — and its big ones on the thread; both
+    /// give the backend's values for the rows, to the bit, whatever the batch.
+    #[tokio::test]
+    async fn cheap_requests_score_inline_and_big_ones_on_the_thread_alike() {
+        // What a row of the published engine-rul costs (BENCHMARKS.md): 10 rows fit.
+        let (set, inputs, outputs) = load("../models/engine-rul/1", Duration::from_micros(5));
+        let fits = inline_rows(&set.serving);
+        assert_eq!(fits, 10);
+        assert!(inline(&set, fits) && !inline(&set, fits + 1));
+
+        let stopped = Scorer {
+            jobs: None,
+            thread: None,
+        };
+        let mut alone = Vec::new();
+        for row in &inputs {
+            let output = stopped
+                .score(set.clone(), row.clone(), 1, None)
+                .await
+                .unwrap();
+            alone.extend(output.predictions);
+        }
+        for (got, want) in alone.iter().zip(&outputs) {
+            assert!((got - want).abs() <= 1e-3, "{got} vs golden {want}");
+        }
+        let big = fits + 1;
+        let rows: Vec<f32> = inputs.iter().cycle().take(big).flatten().copied().collect();
+        let refused = stopped.score(set.clone(), rows.clone(), big, None).await;
+        assert!(refused.is_err(), "a big request is not scored inline");
+
+        let scorer = Scorer::start().unwrap();
+        let batched = scorer
+            .score(set, rows, big, None)
+            .await
+            .unwrap()
+            .predictions;
+        let want: Vec<u32> = alone
+            .iter()
+            .cycle()
+            .take(big)
+            .map(|v| v.to_bits())
+            .collect();
+        let got: Vec<u32> = batched.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(
+            got, want,
+            "the thread's batch equals the rows scored one by one"
+        );
+    }
+
+    /// ONNX Runtime's calls stay on the scoring thread, however cheap.
+    #[tokio::test]
+    async fn onnx_runtime_requests_go_to_the_thread() {
+        let (set, inputs, outputs) = load(
+            "tests/fixtures/models/engine-rul/2",
+            Duration::from_nanos(1),
+        );
+        assert!(!inline(&set, 1));
+        let scorer = Scorer::start().unwrap();
+        let output = scorer.score(set, inputs[0].clone(), 1, None).await.unwrap();
+        assert!((output.predictions[0] - outputs[0]).abs() <= 1e-3);
     }
 }

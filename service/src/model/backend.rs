@@ -23,6 +23,16 @@ use super::ModelError;
 pub trait Backend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
+
+    /// Whether a small request may be scored on the thread that holds it (an HTTP worker)
+    /// rather than handed to the scoring thread: only for a backend whose call is its
+    /// arithmetic, with no lock and no set-up per call. Measured on the 30-tree fixture
+    /// (BENCHMARKS.md, issue #20): one-row requests scored on the workers gain 13 % of peak
+    /// throughput with the native trees and lose 12 % with ONNX Runtime, whose per-call cost
+    /// the scoring thread's batches share out.
+    fn scores_inline(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

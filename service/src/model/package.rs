@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use fleet_features::FeatureSet;
 use serde::Deserialize;
@@ -32,6 +32,9 @@ pub struct LoadedModel {
     pub loaded_at: SystemTime,
     /// The drift reference (`profile.json`, checked), if the package has one.
     pub profile: Option<Arc<Profile>>,
+    /// What scoring one row alone costs: the fastest of [`COST_CALLS`] one-row calls on the
+    /// golden rows at load. The HTTP scorer keeps cheap requests off its thread with it.
+    pub row_cost: Duration,
 }
 
 impl LoadedModel {
@@ -127,7 +130,7 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
     };
     let backend = backend_for(&manifest, &graph, &model, width, selector).map_err(in_model)?;
 
-    let loaded = LoadedModel {
+    let mut loaded = LoadedModel {
         manifest,
         dir,
         feature_set,
@@ -135,9 +138,30 @@ pub fn load(dir: &Path) -> Result<LoadedModel, ModelError> {
         backend,
         loaded_at: SystemTime::now(),
         profile,
+        row_cost: Duration::ZERO,
     };
-    check_golden(&loaded, &golden_path)?;
+    let golden_rows = check_golden(&loaded, &golden_path)?;
+    loaded.row_cost = one_row_cost(&loaded, &golden_rows);
     Ok(loaded)
+}
+
+/// One-row calls timed at load; the fastest is the cost (the first warms the caches, a
+/// preempted one is not the model's cost).
+const COST_CALLS: usize = 8;
+
+/// The fastest of [`COST_CALLS`] one-row calls, on successive rows of `rows`.
+fn one_row_cost(model: &LoadedModel, rows: &[f32]) -> Duration {
+    let mut out = Vec::with_capacity(1);
+    rows.chunks_exact(model.width())
+        .cycle()
+        .take(COST_CALLS)
+        .map(|row| {
+            let started = Instant::now();
+            let _ = model.score(row, &mut out);
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
 }
 
 /// The manifest's backend, else the native trees for a tree ensemble, else tract when it runs
@@ -317,7 +341,8 @@ fn show_dims(dims: Option<&[Option<i64>]>) -> String {
     }
 }
 
-fn check_golden(model: &LoadedModel, path: &Path) -> Result<(), ModelError> {
+/// Checks the golden set's outputs; returns its input rows (row-major).
+fn check_golden(model: &LoadedModel, path: &Path) -> Result<Vec<f32>, ModelError> {
     let bytes = read_limited(path, MAX_GOLDEN_BYTES)?;
     let golden: Golden =
         serde_json::from_slice(&bytes).map_err(|e| ModelError::Golden(e.to_string()))?;
@@ -366,7 +391,7 @@ fn check_golden(model: &LoadedModel, path: &Path) -> Result<(), ModelError> {
             )));
         }
     }
-    Ok(())
+    Ok(rows)
 }
 
 fn first_difference(got: &[String], want: &[String]) -> String {

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use notify::EventKind;
+use notify::event::{AccessKind, AccessMode};
+
 use super::Registry;
 use crate::model::ModelError;
 use crate::model::status::ModelState;
@@ -22,7 +25,7 @@ impl Registry {
         let events = tx.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|event| is_change(&event.kind)) {
                     let _ = events.send(Signal::Changed);
                 }
             })
@@ -80,6 +83,19 @@ impl Registry {
             thread: Some(thread),
             ended,
         })
+    }
+}
+
+/// Whether a file event may change what the directory holds. Reads are not changes: the
+/// rescan's own reads (opening the directories and manifests it looks at) are reported as
+/// `Access(Open)` and `Access(Close(Read))`, and taking them for changes made every scan
+/// trigger the next: an idle service rescanned about ten times a second, forever. A file
+/// closed after writing is a change (a package being copied in).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 
@@ -141,5 +157,73 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use notify::Watcher as _;
+
+    use super::is_change;
+    use crate::model::registry::{Registry, RegistryConfig};
+
+    /// What a scan does to the directory (list it, read the manifests, load the model) makes
+    /// no event that counts as a change; what publishing does (a file written) does. Events
+    /// arrive in order, so every event before the marker's is one the scan made.
+    #[test]
+    fn a_scan_is_not_a_change_and_a_written_file_is() {
+        let root = tempfile::tempdir().unwrap();
+        let models = root.path().join("models");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models/engine-rul/1");
+        let dst = models.join("engine-rul/1");
+        std::fs::create_dir_all(&dst).unwrap();
+        for entry in std::fs::read_dir(&fixture).unwrap().flatten() {
+            std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            let _ = tx.send(event);
+        })
+        .unwrap();
+        watcher
+            .watch(&models, notify::RecursiveMode::Recursive)
+            .unwrap();
+        let mut config = RegistryConfig::new(&models);
+        config.settle = Duration::ZERO;
+        let registry = Registry::new(config);
+        registry.rescan();
+        registry.rescan();
+        assert!(
+            registry.serving_by_name("engine-rul").is_some(),
+            "the scan loaded the model"
+        );
+        let marker = models.join("engine-rul/marker");
+        std::fs::write(&marker, b"x").unwrap();
+
+        let mut scan_events = Vec::new();
+        let marker_kind = loop {
+            let event = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the marker's events arrive")
+                .unwrap();
+            if event.paths.contains(&marker) {
+                break event.kind;
+            }
+            scan_events.push(event.kind);
+        };
+        assert!(!scan_events.is_empty(), "the scans made file events");
+        let changes: Vec<_> = scan_events.iter().filter(|k| is_change(k)).collect();
+        assert!(
+            changes.is_empty(),
+            "events of a scan taken for changes: {changes:?}"
+        );
+        assert!(
+            is_change(&marker_kind),
+            "creating a file is a change: {marker_kind:?}"
+        );
     }
 }
