@@ -14,9 +14,14 @@
 #
 # For each server: peak throughput with wrk (closed loop, --connections connections, one wrk
 # thread), then latency at half of that peak with oha at a fixed rate (open loop, latency
-# corrected for coordinated omission); for fleetscore also at 10,000 req/s. Medians of --runs
-# runs. Needs wrk (Debian package) and oha (cargo install oha); traffic goes to 127.0.0.1 only.
-# Results: a Markdown table on stdout, raw outputs in target/bench-http/.
+# corrected for coordinated omission). For fleetscore also the tail as a function of load
+# (issue #20): /score at 10, 25, 50 and 80 % of its peak, at 1,000 and at 10,000 req/s, each
+# beside /healthz at the same rate (same server, no model) and, before the runs, the machine's
+# own jitter (how late a 1 ms sleep wakes, 6 s): a /score tail near /healthz's is the machine's,
+# not the service's. Rates up to 1,000 req/s use 8 connections, faster ones --connections.
+# Medians of --runs runs (max: the median of the runs' maxima). Needs wrk (Debian package) and
+# oha (cargo install oha); traffic goes to 127.0.0.1 only. Results: Markdown tables on stdout,
+# raw outputs in target/bench-http/.
 set -euo pipefail
 
 runs=3 seconds=10 connections=64 py_workers=2
@@ -107,12 +112,13 @@ peak() {  # name url -> median req/s
   done | median
 }
 
-at_rate() {  # name url rate -> "p50_ms p99_ms p999_ms achieved_rps" (medians)
-  local name="$1" url="$2" rate="$3" i
+at_rate() {  # name url rate [get] -> "p50_ms p99_ms p999_ms achieved_rps statuses max_ms" (medians)
+  local name="$1" url="$2" rate="$3" i conns="$connections" body=(-m POST -T application/json -D "$out/row.json")
+  ((rate <= 1000)) && conns=8
+  [[ "${4:-}" == get ]] && body=()
   for i in $(seq "$runs"); do
-    "$oha" --no-tui --output-format json -z "${seconds}s" -q "$rate" -c "$connections" \
-      --latency-correction -m POST -T application/json -D "$out/row.json" "$url" \
-      >"$out/$name-rate$rate-$i.json"
+    "$oha" --no-tui --output-format json -z "${seconds}s" -q "$rate" -c "$conns" \
+      --latency-correction "${body[@]}" "$url" >"$out/$name-rate$rate-$i.json"
   done
   "$venv/bin/python" - "$out" "$name-rate$rate" "$runs" <<'PY'
 import json, statistics, sys
@@ -123,9 +129,23 @@ ok = all(set(r.get("statusCodeDistribution", {})) <= {"200"} for r in rs)
 print(f'{med(lambda r: r["latencyPercentiles"]["p50"]) * 1e3:.3f} '
       f'{med(lambda r: r["latencyPercentiles"]["p99"]) * 1e3:.3f} '
       f'{med(lambda r: r["latencyPercentiles"]["p99.9"]) * 1e3:.3f} '
-      f'{med(lambda r: r["summary"]["requestsPerSec"]):.0f} {"all-200" if ok else "NON-200-SEEN"}')
+      f'{med(lambda r: r["summary"]["requestsPerSec"]):.0f} {"all-200" if ok else "NON-200-SEEN"} '
+      f'{med(lambda r: r["summary"]["slowest"]) * 1e3:.3f}')
 PY
 }
+
+# The machine's own jitter: how late a 1 ms sleep wakes (ms), while the servers idle.
+jitter="$("$venv/bin/python" - <<'PY'
+import time
+late = []
+end = time.perf_counter() + 6
+while time.perf_counter() < end:
+    t = time.perf_counter(); time.sleep(0.001); late.append((time.perf_counter() - t - 0.001) * 1e3)
+late.sort()
+q = lambda p: late[min(len(late) - 1, int(p * len(late)))]
+print(f"{q(.5):.3f} {q(.99):.3f} {q(.999):.3f} {late[-1]:.3f}")
+PY
+)"
 
 log "fleetscore: peak"
 rust_peak="$(peak fleetscore http://127.0.0.1:18091/score)"
@@ -133,13 +153,24 @@ log "python: peak"
 py_peak="$(peak python http://127.0.0.1:18092/score)"
 rust_half=$(awk -v p="$rust_peak" 'BEGIN {printf "%d", p / 2}')
 py_half=$(awk -v p="$py_peak" 'BEGIN {printf "%d", p / 2}')
-log "fleetscore: latency at $rust_half and 10000 req/s"
-rust_at_half="$(at_rate fleetscore http://127.0.0.1:18091/score "$rust_half")"
-rust_at_10k="$(at_rate fleetscore http://127.0.0.1:18091/score 10000)"
+sweep=()  # "label rate"
+for pct in 10 25 50 80; do
+  sweep+=("$pct%-of-peak $(awk -v p="$rust_peak" -v f="$pct" 'BEGIN {printf "%d", p * f / 100}')")
+done
+sweep+=("fixed 1000" "fixed 10000")
+declare -A tails
+for entry in "${sweep[@]}"; do
+  read -r label rate <<<"$entry"
+  log "fleetscore: /score and /healthz at $rate req/s ($label)"
+  tails["score $rate"]="$(at_rate fleetscore http://127.0.0.1:18091/score "$rate")"
+  tails["healthz $rate"]="$(at_rate fleetscore-healthz http://127.0.0.1:18091/healthz "$rate" get)"
+done
+rust_at_half="${tails["score $rust_half"]}"
+rust_at_10k="${tails["score 10000"]}"
 log "python: latency at $py_half req/s"
 py_at_half="$(at_rate python http://127.0.0.1:18092/score "$py_half")"
 
-row() { read -r p50 p99 p999 rps ok <<<"$3"; echo "| $1 | $2 | $rps | $p50 | $p99 | $p999 | $ok |"; }
+row() { read -r p50 p99 p999 rps ok _ <<<"$3"; echo "| $1 | $2 | $rps | $p50 | $p99 | $p999 | $ok |"; }
 echo
 platform="$(curl -fsS http://127.0.0.1:18091/v2/models/engine-rul | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["platform"])')"
 echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers model=$model fleetscore_platform=$platform"
@@ -155,3 +186,17 @@ echo "| --- | --- | --- | --- | --- | --- | --- |"
 row fleetscore "$rust_half (half of peak)" "$rust_at_half"
 row fleetscore "10000" "$rust_at_10k"
 row "FastAPI + onnxruntime" "$py_half (half of peak)" "$py_at_half"
+echo
+echo "fleetscore tail by load (oha, latency-corrected; rates up to 1,000 req/s on 8 connections, faster on $connections):"
+echo
+echo "| load | offered req/s | /score p50 / p99 / p99.9 / max ms | /healthz p50 / p99 / p99.9 / max ms | p99 ratio | statuses |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for entry in "${sweep[@]}"; do
+  read -r label rate <<<"$entry"
+  read -r s50 s99 s999 _ sok smax <<<"${tails["score $rate"]}"
+  read -r h50 h99 h999 _ hok hmax <<<"${tails["healthz $rate"]}"
+  echo "| $label | $rate | $s50 / $s99 / $s999 / $smax | $h50 / $h99 / $h999 / $hmax | $(awk -v a="$s99" -v b="$h99" 'BEGIN {printf "%.2fx", a / b}') | $sok, $hok |"
+done
+read -r j50 j99 j999 jmax <<<"$jitter"
+echo
+echo "The machine's own jitter, a 1 ms sleep's lateness over 6 s (ms): p50 $j50, p99 $j99, p99.9 $j999, max $jmax"

@@ -1,18 +1,21 @@
-//! Where `/score` runs its model calls. A request whose model allows it and whose rows cost
-//! little ([`INLINE_COST`], from the model's cost per row measured at load) is scored on the
-//! HTTP worker that holds it, like a small body is parsed there: a hand-off would cost more
-//! than the call, and it puts two thread wake-ups on the request's path (to the scoring thread
-//! and back), each one exposed to the machine's scheduling jitter (issue #20: the `wait` and
-//! `resume` stages of `fleetscore_http_score_stage_seconds`).
+//! Where `/score` runs its model calls. A request whose rows cost little ([`INLINE_COST`],
+//! from the model's cost per row measured at load) is scored on the HTTP worker that holds it,
+//! as a small body is parsed there, if the backend is free right now: a hand-off would cost
+//! more than the call, and it puts two thread wake-ups on the request's path (to the scoring
+//! thread and back), each exposed to the machine's scheduling jitter (issue #20; the `wait`
+//! and `resume` stages of `fleetscore_http_score_stage_seconds` show them).
 //!
-//! Everything else goes to the scoring thread, and inference never runs long on an async
-//! worker. Requests hand their rows over a channel; the thread takes everything that has
-//! queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per model — requests that
-//! arrive together share one backend call (dynamic batching, as Triton does) — and answers
-//! each request with its own rows' values. That is where ONNX Runtime's per-call cost is
-//! shared out: a row costs 3.2 µs alone and 0.23 µs in a batch of 256. A backend error fails
-//! the requests of that batch only; a panic, on either path, is caught and answered as an
-//! error.
+//! Everything else goes to the scoring thread, so inference never runs long on an async
+//! worker: big requests, and cheap ones whose backend is busy (ONNX Runtime's session takes
+//! one call at a time). Requests hand their rows over a channel; the thread takes everything
+//! that has queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per model —
+//! requests that arrive together share one backend call (dynamic batching, as Triton does) —
+//! and answers each request with its own rows' values. So batching starts by itself when
+//! requests contend for a backend, which is where ONNX Runtime's per-call cost is shared out
+//! (a row costs 3.2 µs alone and 0.23 µs in a batch of 256): scoring every cheap request on
+//! the workers, waiting for the session, cost 12 % of peak throughput; handing over only
+//! when it is busy costs none (BENCHMARKS.md). A backend error fails the requests of that
+//! batch only; a panic, on either path, is caught and answered as an error.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock};
@@ -106,13 +109,14 @@ impl Scorer {
         count: usize,
         permit: Option<Permit>,
     ) -> Result<Output, ModelError> {
-        if inline(&serving, count) {
+        if cheap(&serving, count) {
             let mut out = Vec::with_capacity(count);
-            let scored = score_now(&serving, &rows, &mut out)?;
-            return Ok(Output {
-                predictions: out,
-                model: scored.model,
-            });
+            if let Some(scored) = try_score_here(&serving, &rows, &mut out) {
+                return scored.map(|scored| Output {
+                    predictions: out,
+                    model: scored.model,
+                });
+            }
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -206,43 +210,58 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, busy: &mut bool) -> Option<Jo
     job
 }
 
-/// Whether `count` rows of `serving` are scored on the caller's thread: every model of the set
-/// allows it ([`crate::model::backend::Backend::scores_inline`]) and their calls cost at most
-/// [`INLINE_COST`] together.
-fn inline(serving: &ServingSet, count: usize) -> bool {
-    let mut cost = Duration::ZERO;
-    for model in std::iter::once(&serving.serving).chain(&serving.shadow) {
-        if !model.backend.scores_inline() {
-            return false;
-        }
-        cost += model
-            .row_cost
-            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX));
-    }
+/// Whether `count` rows of `serving` may be scored on the caller's thread: their calls (the
+/// serving model's and the shadow's) are estimated to cost at most [`INLINE_COST`].
+fn cheap(serving: &ServingSet, count: usize) -> bool {
+    let rows = u32::try_from(count).unwrap_or(u32::MAX);
+    let cost: Duration = std::iter::once(&serving.serving)
+        .chain(&serving.shadow)
+        .map(|model| model.row_cost.saturating_mul(rows))
+        .sum();
     cost <= INLINE_COST
 }
 
-/// Scores `rows` with `serving` into `out` on this thread: the backend call timed (stage
-/// `model`), a panic caught as an error, a failing shadow logged.
+/// Scores on this thread if the serving model's backend is free ([`ServingSet::try_score`]),
+/// else `None`.
+fn try_score_here(
+    serving: &ServingSet,
+    rows: &[f32],
+    out: &mut Vec<f32>,
+) -> Option<Result<ModelScores, ModelError>> {
+    timed(serving, || serving.try_score(rows, out).transpose()).transpose()
+}
+
+/// Scores `rows` with `serving` into `out` on this thread, waiting for the backend.
 fn score_now(
     serving: &ServingSet,
     rows: &[f32],
     out: &mut Vec<f32>,
 ) -> Result<ModelScores, ModelError> {
+    timed(serving, || serving.score(rows, out).map(Some)).map(|scored| scored.expect("scored"))
+}
+
+/// Runs `call` (a backend call of `serving`, `Ok(None)` if it did not run): timed as the
+/// stage `model` when it ran, a panic caught as an error, a failing shadow logged.
+fn timed(
+    serving: &ServingSet,
+    call: impl FnOnce() -> Result<Option<ModelScores>, ModelError>,
+) -> Result<Option<ModelScores>, ModelError> {
     let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| serving.score(rows, out)));
-    STAGES.model.record(started.elapsed());
-    let scored = result.unwrap_or_else(|_| {
+    let result = catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| {
         tracing::error!(model = %serving.serving.name(), "scoring panicked");
         Err(ModelError::scoring_msg("the backend panicked"))
-    })?;
-    if let Some(shadow) = &scored.shadow
+    });
+    if !matches!(result, Ok(None)) {
+        STAGES.model.record(started.elapsed());
+    }
+    if let Ok(Some(scored)) = &result
+        && let Some(shadow) = &scored.shadow
         && let Err(e) = &shadow.result
     {
         tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
             error = %e, "shadow model failed");
     }
-    Ok(scored)
+    result
 }
 
 fn score_batch(
@@ -289,18 +308,27 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{INLINE_COST, Scorer, inline};
-    use crate::model::{LoadedModel, ServingSet, package};
+    use super::{INLINE_COST, Scorer, cheap};
+    use crate::model::backend::{Backend, BackendKind};
+    use crate::model::{LoadedModel, ModelError, ServingSet, package};
+
+    fn fixture(dir: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+    }
 
     /// The package in `dir`, its cost per row set to `row_cost` (measured at load, it would
-    /// depend on the machine and the build), and its golden rows and outputs.
-    fn load(dir: &str, row_cost: Duration) -> (ServingSet, Vec<Vec<f32>>, Vec<f32>) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-        let mut model = package::load(&dir).unwrap();
+    /// depend on the machine and the build).
+    fn model(dir: &str, row_cost: Duration) -> LoadedModel {
+        let mut model = package::load(&fixture(dir)).unwrap();
         assert!(model.row_cost > Duration::ZERO, "measured at load");
         model.row_cost = row_cost;
+        model
+    }
+
+    fn golden(dir: &str) -> (Vec<Vec<f32>>, Vec<f32>) {
         let golden: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(fixture(dir).join("golden.json")).unwrap())
+                .unwrap();
         let floats = |v: &serde_json::Value| -> Vec<f32> {
             v.as_array()
                 .unwrap()
@@ -314,37 +342,40 @@ mod tests {
             .iter()
             .map(floats)
             .collect();
-        let outputs = floats(&golden["outputs"]);
-        let set = ServingSet {
+        (inputs, floats(&golden["outputs"]))
+    }
+
+    fn serving(model: LoadedModel) -> ServingSet {
+        ServingSet {
             serving: Arc::new(model),
             shadow: None,
-        };
-        (set, inputs, outputs)
+        }
     }
 
-    /// The most rows of `model` that [`INLINE_COST`] allows on the worker.
-    fn inline_rows(model: &LoadedModel) -> usize {
-        (INLINE_COST.as_nanos() / model.row_cost.as_nanos().max(1)) as usize
-    }
-
-    /// A native-trees model's small requests are scored on the caller's thread — a scorer
-    /// whose thread has stopped still answers them — and its big ones on the thread; both
-    /// give the backend's values for the rows, to the bit, whatever the batch.
-    #[tokio::test]
-    async fn cheap_requests_score_inline_and_big_ones_on_the_thread_alike() {
-        // What a row of the published engine-rul costs (BENCHMARKS.md): 10 rows fit.
-        let (set, inputs, outputs) = load("../models/engine-rul/1", Duration::from_micros(5));
-        let fits = inline_rows(&set.serving);
-        assert_eq!(fits, 10);
-        assert!(inline(&set, fits) && !inline(&set, fits + 1));
-
-        let stopped = Scorer {
+    /// A scorer whose thread has stopped: only what is scored on the caller's thread answers.
+    fn stopped() -> Scorer {
+        Scorer {
             jobs: None,
             thread: None,
-        };
+        }
+    }
+
+    /// Small requests are scored on the caller's thread — a scorer whose thread has stopped
+    /// still answers them — and big ones on the thread; both give the rows' values to the
+    /// bit, whatever the batch.
+    #[tokio::test]
+    async fn cheap_requests_score_here_and_big_ones_on_the_thread_alike() {
+        // What a row of the published engine-rul costs (BENCHMARKS.md): 10 rows fit.
+        let dir = "../models/engine-rul/1";
+        let set = serving(model(dir, Duration::from_micros(5)));
+        let (inputs, outputs) = golden(dir);
+        let fits = (INLINE_COST.as_nanos() / set.serving.row_cost.as_nanos()) as usize;
+        assert_eq!(fits, 10);
+        assert!(cheap(&set, fits) && !cheap(&set, fits + 1));
+
         let mut alone = Vec::new();
         for row in &inputs {
-            let output = stopped
+            let output = stopped()
                 .score(set.clone(), row.clone(), 1, None)
                 .await
                 .unwrap();
@@ -355,8 +386,8 @@ mod tests {
         }
         let big = fits + 1;
         let rows: Vec<f32> = inputs.iter().cycle().take(big).flatten().copied().collect();
-        let refused = stopped.score(set.clone(), rows.clone(), big, None).await;
-        assert!(refused.is_err(), "a big request is not scored inline");
+        let refused = stopped().score(set.clone(), rows.clone(), big, None).await;
+        assert!(refused.is_err(), "a big request is not scored here");
 
         let scorer = Scorer::start().unwrap();
         let batched = scorer
@@ -377,16 +408,58 @@ mod tests {
         );
     }
 
-    /// ONNX Runtime's calls stay on the scoring thread, however cheap.
+    /// A backend that is always busy, as ONNX Runtime's session is while another call runs.
+    #[derive(Debug)]
+    struct Busy(Box<dyn Backend>);
+
+    impl Backend for Busy {
+        fn kind(&self) -> BackendKind {
+            self.0.kind()
+        }
+
+        fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+            self.0.score(rows, width, out)
+        }
+
+        fn try_score(
+            &self,
+            _: &[f32],
+            _: usize,
+            _: &mut Vec<f32>,
+        ) -> Option<Result<(), ModelError>> {
+            None
+        }
+    }
+
+    /// A cheap request whose backend is busy goes to the thread (which batches what queues)
+    /// rather than waiting on the worker; a free one is scored here.
     #[tokio::test]
-    async fn onnx_runtime_requests_go_to_the_thread() {
-        let (set, inputs, outputs) = load(
-            "tests/fixtures/models/engine-rul/2",
-            Duration::from_nanos(1),
-        );
-        assert!(!inline(&set, 1));
+    async fn a_busy_backend_hands_the_request_to_the_thread() {
+        let dir = "tests/fixtures/models/engine-rul/2"; // ONNX Runtime
+        let (inputs, outputs) = golden(dir);
+        let free = serving(model(dir, Duration::from_nanos(1)));
+        let here = stopped()
+            .score(free, inputs[0].clone(), 1, None)
+            .await
+            .unwrap();
+        assert!((here.predictions[0] - outputs[0]).abs() <= 1e-3);
+
+        let mut busy = model(dir, Duration::from_nanos(1));
+        busy.backend = Box::new(Busy(package::load(&fixture(dir)).unwrap().backend));
+        let busy = serving(busy);
+        assert!(cheap(&busy, 1));
+        let refused = stopped()
+            .score(busy.clone(), inputs[0].clone(), 1, None)
+            .await;
+        assert!(refused.is_err(), "not scored here while busy");
         let scorer = Scorer::start().unwrap();
-        let output = scorer.score(set, inputs[0].clone(), 1, None).await.unwrap();
-        assert!((output.predictions[0] - outputs[0]).abs() <= 1e-3);
+        let there = scorer
+            .score(busy, inputs[0].clone(), 1, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            there.predictions[0].to_bits(),
+            here.predictions[0].to_bits()
+        );
     }
 }

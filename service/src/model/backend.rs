@@ -24,14 +24,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
 
-    /// Whether a small request may be scored on the thread that holds it (an HTTP worker)
-    /// rather than handed to the scoring thread: only for a backend whose call is its
-    /// arithmetic, with no lock and no set-up per call. Measured on the 30-tree fixture
-    /// (BENCHMARKS.md, issue #20): one-row requests scored on the workers gain 13 % of peak
-    /// throughput with the native trees and lose 12 % with ONNX Runtime, whose per-call cost
-    /// the scoring thread's batches share out.
-    fn scores_inline(&self) -> bool {
-        false
+    /// Scores like [`Backend::score`] if that needs no waiting, else `None`: a backend that
+    /// takes turns (ONNX Runtime's session is behind a lock) answers `None` while another
+    /// call runs. The HTTP scorer scores a cheap request on the worker that holds it this way
+    /// and hands it to its thread, which batches what queues, when the backend is busy.
+    fn try_score(
+        &self,
+        rows: &[f32],
+        width: usize,
+        out: &mut Vec<f32>,
+    ) -> Option<Result<(), ModelError>> {
+        Some(self.score(rows, width, out))
     }
 }
 

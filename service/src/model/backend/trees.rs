@@ -129,10 +129,6 @@ impl Backend for TreesBackend {
         BackendKind::Trees
     }
 
-    fn scores_inline(&self) -> bool {
-        true
-    }
-
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
         let n = rows.len() / width;
         let columns = self.compiled.ensemble.outputs;
