@@ -4,7 +4,7 @@
 # Runtime), same model file (engine-rul/1 fixture), same machine, same run.
 #
 #   bench/http/run.sh [--runs 3] [--seconds 10] [--connections 64] [--python-workers 2]
-#                     [--model DIR] [--backend ort|trees]
+#                     [--model DIR] [--backend ort|trees] [--jitter]
 #
 # --model: the engine-rul package both servers score (default the 30-tree test fixture
 # service/tests/fixtures/models/engine-rul/1; models/engine-rul/1 is the published 1,500-tree
@@ -22,10 +22,14 @@
 # Medians of --runs runs (max: the median of the runs' maxima). Needs wrk (Debian package) and
 # oha (cargo install oha); traffic goes to 127.0.0.1 only. Results: Markdown tables on stdout,
 # raw outputs in target/bench-http/.
+#
+# --jitter: emulate a jittery machine during the whole run (bench/http/jitter.py: a real-time
+# process per CPU, busy ~2 ms every ~10 ms, as a hypervisor's preemption; needs root for
+# SCHED_FIFO, and chrt/taskset from util-linux).
 set -euo pipefail
 
 runs=3 seconds=10 connections=64 py_workers=2
-model="service/tests/fixtures/models/engine-rul/1" backend=""
+model="service/tests/fixtures/models/engine-rul/1" backend="" jitter=""
 while (($#)); do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
@@ -34,7 +38,8 @@ while (($#)); do
     --python-workers) py_workers="$2"; shift 2 ;;
     --model) model="$2"; shift 2 ;;
     --backend) backend="$2"; shift 2 ;;
-    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --jitter) jitter=1; shift ;;
+    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +56,7 @@ venv="${FLEETSCORE_BENCH_VENV:-$repo/target/venv-bench-http}"
 scripts/venv.sh bench/http/requirements.txt "$venv"
 
 eval "$(scripts/python-env.sh --print)"
-cargo build --release -p fleetscore --quiet
+[[ -n "${FLEETSCORE_BIN:-}" ]] || cargo build --release -p fleetscore --quiet
 bin="${FLEETSCORE_BIN:-${CARGO_TARGET_DIR:-target}/release/fleetscore}"
 out="$repo/target/bench-http"
 rm -rf "$out"; mkdir -p "$out/models/engine-rul"
@@ -101,6 +106,12 @@ MODEL_DIR="$out/models/engine-rul/1" "$venv/bin/uvicorn" peer:app --app-dir benc
 pids+=($!)
 wait_up http://127.0.0.1:18091/score
 wait_up http://127.0.0.1:18092/score
+if [[ -n "$jitter" ]]; then
+  for cpu in $(seq 0 $(($(nproc) - 1))); do
+    chrt -f 50 taskset -c "$cpu" python3 bench/http/jitter.py &
+    pids+=($!)
+  done
+fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -135,7 +146,7 @@ PY
 }
 
 # The machine's own jitter: how late a 1 ms sleep wakes (ms), while the servers idle.
-jitter="$("$venv/bin/python" - <<'PY'
+sleep_late="$("$venv/bin/python" - <<'PY'
 import time
 late = []
 end = time.perf_counter() + 6
@@ -173,7 +184,7 @@ py_at_half="$(at_rate python http://127.0.0.1:18092/score "$py_half")"
 row() { read -r p50 p99 p999 rps ok _ <<<"$3"; echo "| $1 | $2 | $rps | $p50 | $p99 | $p999 | $ok |"; }
 echo
 platform="$(curl -fsS http://127.0.0.1:18091/v2/models/engine-rul | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["platform"])')"
-echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers model=$model fleetscore_platform=$platform"
+echo "runs=$runs seconds=$seconds connections=$connections python_workers=$py_workers model=$model fleetscore_platform=$platform jitter=${jitter:-0}"
 echo
 echo "| server | peak req/s (wrk, median) |"
 echo "| --- | --- |"
@@ -197,6 +208,6 @@ for entry in "${sweep[@]}"; do
   read -r h50 h99 h999 _ hok hmax <<<"${tails["healthz $rate"]}"
   echo "| $label | $rate | $s50 / $s99 / $s999 / $smax | $h50 / $h99 / $h999 / $hmax | $(awk -v a="$s99" -v b="$h99" 'BEGIN {printf "%.2fx", a / b}') | $sok, $hok |"
 done
-read -r j50 j99 j999 jmax <<<"$jitter"
+read -r j50 j99 j999 jmax <<<"$sleep_late"
 echo
-echo "The machine's own jitter, a 1 ms sleep's lateness over 6 s (ms): p50 $j50, p99 $j99, p99.9 $j999, max $jmax"
+echo "The machine's own jitter (with --jitter's emulation if given), a 1 ms sleep's lateness over 6 s (ms): p50 $j50, p99 $j99, p99.9 $j999, max $jmax"

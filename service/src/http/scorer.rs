@@ -18,6 +18,7 @@
 //! batch only; a panic, on either path, is caught and answered as an error.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +86,36 @@ struct Job {
 pub struct Scorer {
     jobs: Option<mpsc::UnboundedSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    arrivals: Arrivals,
+}
+
+/// When requests come, to tell whether they come fast ([`LINGER`] apart or less).
+#[derive(Debug)]
+struct Arrivals {
+    since: Instant,
+    /// The previous request's arrival, in ns after `since`; 0: none yet.
+    previous: AtomicU64,
+}
+
+impl Arrivals {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            previous: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a request arriving now; whether it came [`LINGER`] or less after the previous.
+    fn fast(&self) -> bool {
+        let now = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.came_at(now.max(1))
+    }
+
+    /// [`Arrivals::fast`] for a request arriving `now` ns after `since` (> 0).
+    fn came_at(&self, now: u64) -> bool {
+        let previous = self.previous.swap(now, Ordering::Relaxed);
+        previous != 0 && now.saturating_sub(previous) <= LINGER.as_nanos() as u64
+    }
 }
 
 impl Scorer {
@@ -97,11 +128,13 @@ impl Scorer {
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
+            arrivals: Arrivals::new(),
         })
     }
 
-    /// Scores `count` rows (row-major in `rows`) with `serving`, on this thread if [`inline`]
-    /// allows, else on the scoring thread; one value per row, in order.
+    /// Scores `count` rows (row-major in `rows`) with `serving`, one value per row in order: on
+    /// this thread if the rows are [`cheap`] and the backend free — unless it takes turns
+    /// and requests come fast, when batching pays — else on the scoring thread.
     pub async fn score(
         &self,
         serving: ServingSet,
@@ -109,7 +142,8 @@ impl Scorer {
         count: usize,
         permit: Option<Permit>,
     ) -> Result<Output, ModelError> {
-        if cheap(&serving, count) {
+        let fast = self.arrivals.fast();
+        if cheap(&serving, count) && !(fast && serving.serving.backend.takes_turns()) {
             let mut out = Vec::with_capacity(count);
             if let Some(scored) = try_score_here(&serving, &rows, &mut out) {
                 return scored.map(|scored| Output {
@@ -237,7 +271,8 @@ fn score_now(
     rows: &[f32],
     out: &mut Vec<f32>,
 ) -> Result<ModelScores, ModelError> {
-    timed(serving, || serving.score(rows, out).map(Some)).map(|scored| scored.expect("scored"))
+    timed(serving, || serving.score(rows, out).map(Some))
+        .map(|scored| scored.expect("a call that waits for the backend always runs"))
 }
 
 /// Runs `call` (a backend call of `serving`, `Ok(None)` if it did not run): timed as the
@@ -308,7 +343,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{INLINE_COST, Scorer, cheap};
+    use super::{Arrivals, INLINE_COST, LINGER, Scorer, cheap};
     use crate::model::backend::{Backend, BackendKind};
     use crate::model::{LoadedModel, ModelError, ServingSet, package};
 
@@ -357,6 +392,7 @@ mod tests {
         Scorer {
             jobs: None,
             thread: None,
+            arrivals: Arrivals::new(),
         }
     }
 
@@ -461,5 +497,40 @@ mod tests {
             there.predictions[0].to_bits(),
             here.predictions[0].to_bits()
         );
+    }
+
+    /// While requests come fast, a backend that takes turns (ONNX Runtime) gets them batched
+    /// on the thread even when it is free; the native trees keep scoring them here.
+    #[tokio::test]
+    async fn requests_coming_fast_are_batched_for_a_backend_that_takes_turns() {
+        let coming_fast = || {
+            let scorer = stopped();
+            scorer.arrivals.came_at(u64::MAX); // "just now", whenever the next one comes
+            scorer
+        };
+        let ort = "tests/fixtures/models/engine-rul/2";
+        let set = serving(model(ort, Duration::from_nanos(1)));
+        assert!(set.serving.backend.takes_turns());
+        let row = golden(ort).0.swap_remove(0);
+        let refused = coming_fast().score(set, row, 1, None).await;
+        assert!(refused.is_err(), "handed to the thread");
+
+        let trees = "../models/engine-rul/1";
+        let set = serving(model(trees, Duration::from_nanos(1)));
+        assert!(!set.serving.backend.takes_turns());
+        let row = golden(trees).0.swap_remove(0);
+        coming_fast().score(set, row, 1, None).await.unwrap();
+    }
+
+    /// Requests come fast when one comes at most [`LINGER`] after the previous; the first
+    /// never does.
+    #[test]
+    fn arrivals_are_fast_within_the_linger() {
+        let arrivals = Arrivals::new();
+        let linger = LINGER.as_nanos() as u64;
+        assert!(!arrivals.came_at(1), "the first request");
+        assert!(arrivals.came_at(1 + linger));
+        assert!(!arrivals.came_at(2 + 2 * linger));
+        assert!(arrivals.came_at(2 + 2 * linger), "two at once");
     }
 }

@@ -36,6 +36,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Option<Result<(), ModelError>> {
         Some(self.score(rows, width, out))
     }
+
+    /// Whether calls take turns (ONNX Runtime: one session behind a lock). Batching what
+    /// queues pays for such a backend, so the HTTP scorer hands its requests to the scoring
+    /// thread while they come fast, even when it is free.
+    fn takes_turns(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -151,6 +151,10 @@ impl Backend for OrtBackend {
             Err(TryLockError::Poisoned(_)) => Some(Err(poisoned())),
         }
     }
+
+    fn takes_turns(&self) -> bool {
+        true
+    }
 }
 
 fn poisoned() -> ModelError {
