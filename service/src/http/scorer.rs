@@ -1,24 +1,23 @@
 //! Where `/score` runs its model calls. A request whose rows cost little ([`INLINE_COST`],
 //! from the model's cost per row measured at load) is scored on the HTTP worker that holds it,
-//! as a small body is parsed there, if the backend is free right now: a hand-off would cost
-//! more than the call, and it puts two thread wake-ups on the request's path (to the scoring
-//! thread and back), each exposed to the machine's scheduling jitter (issue #20; the `wait`
-//! and `resume` stages of `fleetscore_http_score_stage_seconds` show them).
+//! as a small body is parsed there, when its backend does not take turns (the native trees):
+//! a hand-off would cost more than the call, and it puts two thread wake-ups on the request's
+//! path (to the scoring thread and back), each exposed to the machine's scheduling jitter
+//! (issue #20; the `wait` and `resume` stages of `fleetscore_http_score_stage_seconds` show
+//! them).
 //!
 //! Everything else goes to the scoring thread, so inference never runs long on an async
-//! worker: big requests, and cheap ones whose backend is busy (ONNX Runtime's session takes
-//! one call at a time). Requests hand their rows over a channel; the thread takes everything
-//! that has queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per model —
-//! requests that arrive together share one backend call (dynamic batching, as Triton does) —
-//! and answers each request with its own rows' values. So batching starts by itself when
-//! requests contend for a backend, which is where ONNX Runtime's per-call cost is shared out
-//! (a row costs 3.2 µs alone and 0.23 µs in a batch of 256): scoring every cheap request on
-//! the workers, waiting for the session, cost 12 % of peak throughput; handing over only
-//! when it is busy costs none (BENCHMARKS.md). A backend error fails the requests of that
-//! batch only; a panic, on either path, is caught and answered as an error.
+//! worker: big requests, and every request for a backend that takes turns (ONNX Runtime's
+//! session takes one call at a time). Requests hand their rows over a channel; the thread
+//! takes everything that has queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per
+//! model — requests that arrive together share one backend call (dynamic batching, as Triton
+//! does) — and answers each request with its own rows' values. That is where ONNX Runtime's
+//! per-call cost is shared out (a row costs 3.2 µs alone and 0.23 µs in a batch of 256); its
+//! one-row requests scored on the workers instead cost 16 % more CPU per request at 20,000
+//! req/s (BENCHMARKS.md). A backend error fails the requests of that batch only; a panic, on
+//! either path, is caught and answered as an error.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,36 +85,6 @@ struct Job {
 pub struct Scorer {
     jobs: Option<mpsc::UnboundedSender<Job>>,
     thread: Option<JoinHandle<()>>,
-    arrivals: Arrivals,
-}
-
-/// When requests come, to tell whether they come fast ([`LINGER`] apart or less).
-#[derive(Debug)]
-struct Arrivals {
-    since: Instant,
-    /// The previous request's arrival, in ns after `since`; 0: none yet.
-    previous: AtomicU64,
-}
-
-impl Arrivals {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            previous: AtomicU64::new(0),
-        }
-    }
-
-    /// Records a request arriving now; whether it came [`LINGER`] or less after the previous.
-    fn fast(&self) -> bool {
-        let now = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.came_at(now.max(1))
-    }
-
-    /// [`Arrivals::fast`] for a request arriving `now` ns after `since` (> 0).
-    fn came_at(&self, now: u64) -> bool {
-        let previous = self.previous.swap(now, Ordering::Relaxed);
-        previous != 0 && now.saturating_sub(previous) <= LINGER.as_nanos() as u64
-    }
 }
 
 impl Scorer {
@@ -128,13 +97,11 @@ impl Scorer {
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
-            arrivals: Arrivals::new(),
         })
     }
 
     /// Scores `count` rows (row-major in `rows`) with `serving`, one value per row in order: on
-    /// this thread if the rows are [`cheap`] and the backend free — unless it takes turns
-    /// and requests come fast, when batching pays — else on the scoring thread.
+    /// this thread if [`here`] allows, else on the scoring thread.
     pub async fn score(
         &self,
         serving: ServingSet,
@@ -142,15 +109,13 @@ impl Scorer {
         count: usize,
         permit: Option<Permit>,
     ) -> Result<Output, ModelError> {
-        let fast = self.arrivals.fast();
-        if cheap(&serving, count) && !(fast && serving.serving.backend.takes_turns()) {
+        if here(&serving, count) {
             let mut out = Vec::with_capacity(count);
-            if let Some(scored) = try_score_here(&serving, &rows, &mut out) {
-                return scored.map(|scored| Output {
-                    predictions: out,
-                    model: scored.model,
-                });
-            }
+            let scored = score_now(&serving, &rows, &mut out)?;
+            return Ok(Output {
+                predictions: out,
+                model: scored.model,
+            });
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -244,59 +209,42 @@ fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, busy: &mut bool) -> Option<Jo
     job
 }
 
-/// Whether `count` rows of `serving` may be scored on the caller's thread: their calls (the
-/// serving model's and the shadow's) are estimated to cost at most [`INLINE_COST`].
-fn cheap(serving: &ServingSet, count: usize) -> bool {
+/// Whether `count` rows of `serving` are scored on the caller's thread: no model of the set
+/// takes turns ([`crate::model::backend::Backend::takes_turns`]) and their calls are estimated
+/// to cost at most [`INLINE_COST`] together.
+fn here(serving: &ServingSet, count: usize) -> bool {
     let rows = u32::try_from(count).unwrap_or(u32::MAX);
-    let cost: Duration = std::iter::once(&serving.serving)
-        .chain(&serving.shadow)
-        .map(|model| model.row_cost.saturating_mul(rows))
-        .sum();
+    let mut cost = Duration::ZERO;
+    for model in std::iter::once(&serving.serving).chain(&serving.shadow) {
+        if model.backend.takes_turns() {
+            return false;
+        }
+        cost += model.row_cost.saturating_mul(rows);
+    }
     cost <= INLINE_COST
 }
 
-/// Scores on this thread if the serving model's backend is free ([`ServingSet::try_score`]),
-/// else `None`.
-fn try_score_here(
-    serving: &ServingSet,
-    rows: &[f32],
-    out: &mut Vec<f32>,
-) -> Option<Result<ModelScores, ModelError>> {
-    timed(serving, || serving.try_score(rows, out).transpose()).transpose()
-}
-
-/// Scores `rows` with `serving` into `out` on this thread, waiting for the backend.
+/// Scores `rows` with `serving` into `out` on this thread: the backend call timed (stage
+/// `model`), a panic caught as an error, a failing shadow logged.
 fn score_now(
     serving: &ServingSet,
     rows: &[f32],
     out: &mut Vec<f32>,
 ) -> Result<ModelScores, ModelError> {
-    timed(serving, || serving.score(rows, out).map(Some))
-        .map(|scored| scored.expect("a call that waits for the backend always runs"))
-}
-
-/// Runs `call` (a backend call of `serving`, `Ok(None)` if it did not run): timed as the
-/// stage `model` when it ran, a panic caught as an error, a failing shadow logged.
-fn timed(
-    serving: &ServingSet,
-    call: impl FnOnce() -> Result<Option<ModelScores>, ModelError>,
-) -> Result<Option<ModelScores>, ModelError> {
     let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|_| {
+    let result = catch_unwind(AssertUnwindSafe(|| serving.score(rows, out)));
+    STAGES.model.record(started.elapsed());
+    let scored = result.unwrap_or_else(|_| {
         tracing::error!(model = %serving.serving.name(), "scoring panicked");
         Err(ModelError::scoring_msg("the backend panicked"))
-    });
-    if !matches!(result, Ok(None)) {
-        STAGES.model.record(started.elapsed());
-    }
-    if let Ok(Some(scored)) = &result
-        && let Some(shadow) = &scored.shadow
+    })?;
+    if let Some(shadow) = &scored.shadow
         && let Err(e) = &shadow.result
     {
         tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
             error = %e, "shadow model failed");
     }
-    result
+    Ok(scored)
 }
 
 fn score_batch(
@@ -343,9 +291,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{Arrivals, INLINE_COST, LINGER, Scorer, cheap};
-    use crate::model::backend::{Backend, BackendKind};
-    use crate::model::{LoadedModel, ModelError, ServingSet, package};
+    use super::{INLINE_COST, Scorer, here};
+    use crate::model::{LoadedModel, ServingSet, package};
 
     fn fixture(dir: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
@@ -392,7 +339,6 @@ mod tests {
         Scorer {
             jobs: None,
             thread: None,
-            arrivals: Arrivals::new(),
         }
     }
 
@@ -407,7 +353,7 @@ mod tests {
         let (inputs, outputs) = golden(dir);
         let fits = (INLINE_COST.as_nanos() / set.serving.row_cost.as_nanos()) as usize;
         assert_eq!(fits, 10);
-        assert!(cheap(&set, fits) && !cheap(&set, fits + 1));
+        assert!(here(&set, fits) && !here(&set, fits + 1));
 
         let mut alone = Vec::new();
         for row in &inputs {
@@ -444,93 +390,21 @@ mod tests {
         );
     }
 
-    /// A backend that is always busy, as ONNX Runtime's session is while another call runs.
-    #[derive(Debug)]
-    struct Busy(Box<dyn Backend>);
-
-    impl Backend for Busy {
-        fn kind(&self) -> BackendKind {
-            self.0.kind()
-        }
-
-        fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
-            self.0.score(rows, width, out)
-        }
-
-        fn try_score(
-            &self,
-            _: &[f32],
-            _: usize,
-            _: &mut Vec<f32>,
-        ) -> Option<Result<(), ModelError>> {
-            None
-        }
-    }
-
-    /// A cheap request whose backend is busy goes to the thread (which batches what queues)
-    /// rather than waiting on the worker; a free one is scored here.
+    /// A backend that takes turns (ONNX Runtime) gets even a cheap request on the thread,
+    /// where what queues is batched; the answer is the same.
     #[tokio::test]
-    async fn a_busy_backend_hands_the_request_to_the_thread() {
+    async fn a_backend_that_takes_turns_scores_on_the_thread() {
         let dir = "tests/fixtures/models/engine-rul/2"; // ONNX Runtime
         let (inputs, outputs) = golden(dir);
-        let free = serving(model(dir, Duration::from_nanos(1)));
-        let here = stopped()
-            .score(free, inputs[0].clone(), 1, None)
-            .await
-            .unwrap();
-        assert!((here.predictions[0] - outputs[0]).abs() <= 1e-3);
-
-        let mut busy = model(dir, Duration::from_nanos(1));
-        busy.backend = Box::new(Busy(package::load(&fixture(dir)).unwrap().backend));
-        let busy = serving(busy);
-        assert!(cheap(&busy, 1));
-        let refused = stopped()
-            .score(busy.clone(), inputs[0].clone(), 1, None)
-            .await;
-        assert!(refused.is_err(), "not scored here while busy");
-        let scorer = Scorer::start().unwrap();
-        let there = scorer
-            .score(busy, inputs[0].clone(), 1, None)
-            .await
-            .unwrap();
-        assert_eq!(
-            there.predictions[0].to_bits(),
-            here.predictions[0].to_bits()
-        );
-    }
-
-    /// While requests come fast, a backend that takes turns (ONNX Runtime) gets them batched
-    /// on the thread even when it is free; the native trees keep scoring them here.
-    #[tokio::test]
-    async fn requests_coming_fast_are_batched_for_a_backend_that_takes_turns() {
-        let coming_fast = || {
-            let scorer = stopped();
-            scorer.arrivals.came_at(u64::MAX); // "just now", whenever the next one comes
-            scorer
-        };
-        let ort = "tests/fixtures/models/engine-rul/2";
-        let set = serving(model(ort, Duration::from_nanos(1)));
+        let set = serving(model(dir, Duration::from_nanos(1)));
         assert!(set.serving.backend.takes_turns());
-        let row = golden(ort).0.swap_remove(0);
-        let refused = coming_fast().score(set, row, 1, None).await;
-        assert!(refused.is_err(), "handed to the thread");
-
-        let trees = "../models/engine-rul/1";
-        let set = serving(model(trees, Duration::from_nanos(1)));
-        assert!(!set.serving.backend.takes_turns());
-        let row = golden(trees).0.swap_remove(0);
-        coming_fast().score(set, row, 1, None).await.unwrap();
-    }
-
-    /// Requests come fast when one comes at most [`LINGER`] after the previous; the first
-    /// never does.
-    #[test]
-    fn arrivals_are_fast_within_the_linger() {
-        let arrivals = Arrivals::new();
-        let linger = LINGER.as_nanos() as u64;
-        assert!(!arrivals.came_at(1), "the first request");
-        assert!(arrivals.came_at(1 + linger));
-        assert!(!arrivals.came_at(2 + 2 * linger));
-        assert!(arrivals.came_at(2 + 2 * linger), "two at once");
+        assert!(!here(&set, 1));
+        let refused = stopped()
+            .score(set.clone(), inputs[0].clone(), 1, None)
+            .await;
+        assert!(refused.is_err(), "not scored on the caller's thread");
+        let scorer = Scorer::start().unwrap();
+        let there = scorer.score(set, inputs[0].clone(), 1, None).await.unwrap();
+        assert!((there.predictions[0] - outputs[0]).abs() <= 1e-3);
     }
 }

@@ -24,22 +24,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> BackendKind;
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
 
-    /// Scores like [`Backend::score`] if that needs no waiting, else `None`: a backend that
-    /// takes turns (ONNX Runtime's session is behind a lock) answers `None` while another
-    /// call runs. The HTTP scorer scores a cheap request on the worker that holds it this way
-    /// and hands it to its thread, which batches what queues, when the backend is busy.
-    fn try_score(
-        &self,
-        rows: &[f32],
-        width: usize,
-        out: &mut Vec<f32>,
-    ) -> Option<Result<(), ModelError>> {
-        Some(self.score(rows, width, out))
-    }
-
-    /// Whether calls take turns (ONNX Runtime: one session behind a lock). Batching what
-    /// queues pays for such a backend, so the HTTP scorer hands its requests to the scoring
-    /// thread while they come fast, even when it is free.
+    /// Whether calls take turns (ONNX Runtime: one session behind a lock). The HTTP scorer
+    /// scores a cheap request on the worker that holds it only for a backend that does not:
+    /// with ONNX Runtime, one-row requests scored on the workers cost 16 % more CPU per request
+    /// at 20,000 req/s than the scoring thread's batches, which share out the per-call cost,
+    /// and scoring them there only while requests came slowly still saturated sooner
+    /// (BENCHMARKS.md, issue #20).
     fn takes_turns(&self) -> bool {
         false
     }

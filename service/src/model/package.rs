@@ -57,24 +57,6 @@ impl LoadedModel {
 
     /// Scores `rows` (row-major, `width()` features each) into `out`, one value per row.
     pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<(), ModelError> {
-        match self.whole_rows(rows, out)? {
-            0 => Ok(()),
-            width => self.backend.score(rows, width, out),
-        }
-    }
-
-    /// [`LoadedModel::score`] if the backend is free now, else `None`
-    /// ([`Backend::try_score`]).
-    pub fn try_score(&self, rows: &[f32], out: &mut Vec<f32>) -> Option<Result<(), ModelError>> {
-        match self.whole_rows(rows, out) {
-            Err(e) => Some(Err(e)),
-            Ok(0) => Some(Ok(())),
-            Ok(width) => self.backend.try_score(rows, width, out),
-        }
-    }
-
-    /// The width, if `rows` holds whole rows of it; 0 (and `out` cleared) if it holds none.
-    fn whole_rows(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<usize, ModelError> {
         let width = self.width();
         if !rows.len().is_multiple_of(width) {
             return Err(ModelError::scoring_msg(format!(
@@ -84,9 +66,9 @@ impl LoadedModel {
         }
         if rows.is_empty() {
             out.clear();
-            return Ok(0);
+            return Ok(());
         }
-        Ok(width)
+        self.backend.score(rows, width, out)
     }
 }
 

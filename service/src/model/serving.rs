@@ -32,25 +32,6 @@ impl ServingSet {
     /// never touch `out`). The mean absolute difference goes to a metric.
     pub fn score(&self, rows: &[f32], out: &mut Vec<f32>) -> Result<ModelScores, ModelError> {
         self.serving.score(rows, out)?;
-        Ok(self.with_shadow(rows, out))
-    }
-
-    /// [`ServingSet::score`] if the serving model's backend is free now, else `None`
-    /// ([`super::backend::Backend::try_score`]); a shadow waits its turn.
-    pub fn try_score(
-        &self,
-        rows: &[f32],
-        out: &mut Vec<f32>,
-    ) -> Option<Result<ModelScores, ModelError>> {
-        Some(
-            self.serving
-                .try_score(rows, out)?
-                .map(|()| self.with_shadow(rows, out)),
-        )
-    }
-
-    /// The scores of the serving model (`out`), and the shadow's on the same rows.
-    fn with_shadow(&self, rows: &[f32], out: &[f32]) -> ModelScores {
         let shadow = self.shadow.as_ref().map(|model| {
             let mut values = Vec::with_capacity(out.len());
             let result = model.score(rows, &mut values).map(|()| values);
@@ -71,10 +52,10 @@ impl ServingSet {
                 result,
             }
         });
-        ModelScores {
+        Ok(ModelScores {
             model: Arc::clone(&self.serving),
             shadow,
-        }
+        })
     }
 
     /// Whether `self` and `other` are the same choice (same serving and shadow instances).

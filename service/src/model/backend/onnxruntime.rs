@@ -6,7 +6,7 @@
 //! process, so it is initialised once and shared.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, TryLockError};
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -135,30 +135,16 @@ impl Backend for OrtBackend {
     }
 
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
-        let mut session = self.session.lock().map_err(|_| poisoned())?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| ModelError::scoring_msg("a previous scoring call panicked"))?;
         self.run(&mut session, rows, width, out)
-    }
-
-    fn try_score(
-        &self,
-        rows: &[f32],
-        width: usize,
-        out: &mut Vec<f32>,
-    ) -> Option<Result<(), ModelError>> {
-        match self.session.try_lock() {
-            Ok(mut session) => Some(self.run(&mut session, rows, width, out)),
-            Err(TryLockError::WouldBlock) => None,
-            Err(TryLockError::Poisoned(_)) => Some(Err(poisoned())),
-        }
     }
 
     fn takes_turns(&self) -> bool {
         true
     }
-}
-
-fn poisoned() -> ModelError {
-    ModelError::scoring_msg("a previous scoring call panicked")
 }
 
 impl OrtBackend {
@@ -180,35 +166,5 @@ impl OrtBackend {
             .map_err(|e| ModelError::Output(e.to_string()))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         select_column(data, &shape, n, self.output.column, out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Backend, OrtBackend, OutputSelector};
-
-    /// While a call holds the session, `try_score` answers `None` at once instead of waiting;
-    /// free again, it scores as `score` does.
-    #[test]
-    fn try_score_does_not_wait_for_a_busy_session() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/models/engine-rul/2");
-        let model = std::fs::read(dir.join("model.onnx")).unwrap();
-        let selector = OutputSelector {
-            name: "variable".to_owned(),
-            column: 0,
-        };
-        let backend = OrtBackend::new(&model, "input", selector).unwrap();
-        let width = 100;
-        let row = vec![0.5f32; width];
-        let mut want = Vec::new();
-        backend.score(&row, width, &mut want).unwrap();
-
-        let held = backend.session.lock().unwrap();
-        let mut out = Vec::new();
-        assert!(backend.try_score(&row, width, &mut out).is_none());
-        drop(held);
-        backend.try_score(&row, width, &mut out).unwrap().unwrap();
-        assert_eq!(out, want);
     }
 }
