@@ -27,9 +27,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Whether calls take turns (ONNX Runtime: one session behind a lock). The HTTP scorer
     /// scores a cheap request on the worker that holds it only for a backend that does not:
     /// with ONNX Runtime, one-row requests scored on the workers cost 16 % more CPU per request
-    /// at 20,000 req/s than the scoring thread's batches, which share out the per-call cost,
-    /// and scoring them there only while requests came slowly still saturated sooner
-    /// (BENCHMARKS.md, issue #20).
+    /// at 20,000 req/s than the scoring thread's batches, which share out the per-call cost;
+    /// scoring them there only while requests came slowly cost no CPU but did not shorten the
+    /// tail measurably either (BENCHMARKS.md, issue #20).
     fn takes_turns(&self) -> bool {
         false
     }
