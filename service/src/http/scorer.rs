@@ -265,6 +265,7 @@ fn score_batch(
     };
     let total: usize = batch.iter().map(|j| j.count).sum();
     batch_rows.record(total as f64);
+    let answered = Instant::now();
     match result {
         Ok(scored) => {
             let mut values = out.iter().copied();
@@ -274,12 +275,12 @@ fn score_batch(
                     predictions,
                     model: Arc::clone(&scored.model),
                 };
-                let _ = job.reply.send((Ok(output), Instant::now()));
+                let _ = job.reply.send((Ok(output), answered));
             }
         }
         Err(e) => {
             for job in batch {
-                let _ = job.reply.send((Err(e.clone()), Instant::now()));
+                let _ = job.reply.send((Err(e.clone()), answered));
             }
         }
     }
@@ -292,6 +293,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{INLINE_COST, Scorer, here};
+    use crate::model::package::Golden;
     use crate::model::{LoadedModel, ServingSet, package};
 
     fn fixture(dir: &str) -> std::path::PathBuf {
@@ -308,23 +310,9 @@ mod tests {
     }
 
     fn golden(dir: &str) -> (Vec<Vec<f32>>, Vec<f32>) {
-        let golden: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(fixture(dir).join("golden.json")).unwrap())
-                .unwrap();
-        let floats = |v: &serde_json::Value| -> Vec<f32> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        };
-        let inputs = golden["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(floats)
-            .collect();
-        (inputs, floats(&golden["outputs"]))
+        let bytes = std::fs::read(fixture(dir).join("golden.json")).unwrap();
+        let golden: Golden = serde_json::from_slice(&bytes).unwrap();
+        (golden.inputs, golden.outputs)
     }
 
     fn serving(model: LoadedModel) -> ServingSet {

@@ -110,9 +110,8 @@ impl GraphInfo {
     /// Whether the graph has an ONNX-ML tree-ensemble op (the native backend's to try first).
     pub fn has_tree_ensemble(&self) -> bool {
         self.ops.iter().any(|op| {
-            op.split_once(':').is_some_and(|(domain, op_type)| {
-                domain == trees::TREE_DOMAIN && trees::TREE_OPS.contains(&op_type)
-            })
+            op.split_once(':')
+                .is_some_and(|(domain, op_type)| trees::is_tree_op(domain, op_type))
         })
     }
 

@@ -72,11 +72,12 @@ impl LoadedModel {
     }
 }
 
+/// `golden.json`: input rows and the outputs the model must give on them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Golden {
-    inputs: Vec<Vec<f32>>,
-    outputs: Vec<f32>,
+pub(crate) struct Golden {
+    pub(crate) inputs: Vec<Vec<f32>>,
+    pub(crate) outputs: Vec<f32>,
 }
 
 /// Loads and validates the package in `dir`: manifest, paths, checksum, feature set, drift

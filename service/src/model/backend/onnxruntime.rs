@@ -135,29 +135,13 @@ impl Backend for OrtBackend {
     }
 
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+        let n = rows.len() / width;
+        let scoring = |e: ort::Error| ModelError::scoring("", e);
+        let tensor = TensorRef::from_array_view(([n, width], rows)).map_err(scoring)?;
         let mut session = self
             .session
             .lock()
             .map_err(|_| ModelError::scoring_msg("a previous scoring call panicked"))?;
-        self.run(&mut session, rows, width, out)
-    }
-
-    fn takes_turns(&self) -> bool {
-        true
-    }
-}
-
-impl OrtBackend {
-    fn run(
-        &self,
-        session: &mut Session,
-        rows: &[f32],
-        width: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<(), ModelError> {
-        let n = rows.len() / width;
-        let scoring = |e: ort::Error| ModelError::scoring("", e);
-        let tensor = TensorRef::from_array_view(([n, width], rows)).map_err(scoring)?;
         let outputs = session
             .run(ort::inputs![self.input.as_str() => tensor])
             .map_err(scoring)?;
@@ -166,5 +150,9 @@ impl OrtBackend {
             .map_err(|e| ModelError::Output(e.to_string()))?;
         let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         select_column(data, &shape, n, self.output.column, out)
+    }
+
+    fn takes_turns(&self) -> bool {
+        true
     }
 }

@@ -40,6 +40,11 @@ pub(crate) const TREE_OPS: [&str; 3] = [
 /// The domain of [`TREE_OPS`].
 pub(crate) const TREE_DOMAIN: &str = "ai.onnx.ml";
 
+/// Whether a node of this domain and type is one of [`TREE_OPS`].
+pub(crate) fn is_tree_op(domain: &str, op_type: &str) -> bool {
+    domain == TREE_DOMAIN && TREE_OPS.contains(&op_type)
+}
+
 /// Why a model is not for this backend: it then runs on ONNX Runtime, with this logged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

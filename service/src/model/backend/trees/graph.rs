@@ -46,9 +46,7 @@ pub(super) fn trace<'a>(
             .get(tensor)
             .ok_or_else(|| Unsupported(format!("no node computes `{tensor}`")))?;
         match (node.domain.as_str(), node.op_type.as_str()) {
-            (domain, op_type)
-                if domain == super::TREE_DOMAIN && super::TREE_OPS.contains(&op_type) =>
-            {
+            (domain, op_type) if super::is_tree_op(domain, op_type) => {
                 // The scores: the regressor's only output, the classifier's second.
                 let scores = usize::from(node.op_type == "TreeEnsembleClassifier");
                 if node.output.get(scores).map(String::as_str) != Some(tensor) {
