@@ -5,6 +5,7 @@
 //!
 //! - [`measure`]: the measures on one entry's bins (population stability index, Jensen-Shannon
 //!   distance) and the thresholds that turn them into a [`Level`], defined once.
+//! - `coder`: a profile's bins laid out for coding a row's values fast.
 //! - [`counts`]: [`BinCounts`], live rows counted into the profile's bins; rows can be added
 //!   and removed (a sliding window keeps one up to date at O(features) per row).
 //! - [`report`]: [`DriftReport`], per feature and for the output, worst first.
@@ -17,6 +18,7 @@
 //! `fleetscore drift` ([`crate::cli::drift`]) fills one [`BinCounts`] with a batch of events
 //! and prints its report.
 
+mod coder;
 pub mod counts;
 pub mod measure;
 pub mod monitor;

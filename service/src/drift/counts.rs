@@ -2,15 +2,11 @@
 
 use std::sync::Arc;
 
-use crate::model::profile::{Bin, Entry, Profile};
+use crate::model::profile::Profile;
 
+use super::coder::{ABOVE, BELOW, Coder, SLOT_MASK};
 use super::measure::{Thresholds, js, psi};
 use super::report::{DriftReport, EntryDrift};
-
-/// A code's slot bits ([`BinCounts::codes`]); the two above them flag below-min and above-max.
-const SLOT_MASK: u32 = (1 << 30) - 1;
-const BELOW: u32 = 1 << 30;
-const ABOVE: u32 = 1 << 31;
 
 /// Live rows counted into the bins of a [`Profile`]: per entry (each input feature, then the
 /// output), the rows per bin with the missing (non-finite) bin last, and the rows below the
@@ -21,6 +17,8 @@ const ABOVE: u32 = 1 << 31;
 #[derive(Debug, Clone)]
 pub struct BinCounts {
     profile: Arc<Profile>,
+    /// The profile's bins laid out for coding rows.
+    coder: Arc<Coder>,
     /// Where each entry's counts start in `counts` (`bins + 1` each, the missing bin last).
     offsets: Vec<usize>,
     counts: Vec<u64>,
@@ -40,6 +38,7 @@ impl BinCounts {
         }
         let n = offsets.len();
         BinCounts {
+            coder: Arc::new(Coder::new(&profile, &offsets)),
             profile,
             offsets,
             counts: vec![0; next],
@@ -95,10 +94,12 @@ impl BinCounts {
     pub fn codes(&self, row: &[f32], output: f32, out: &mut Vec<u32>) {
         let profile = &*self.profile;
         debug_assert_eq!(row.len(), profile.features.len(), "row width");
-        let values = row.iter().chain([&output]);
-        for (i, (entry, &v)) in profile.entries().zip(values).enumerate() {
-            out.push(code(self.offsets[i], entry, v));
-        }
+        out.extend(
+            row.iter()
+                .chain([&output])
+                .enumerate()
+                .map(|(i, &v)| self.coder.code(profile, i, v)),
+        );
     }
 
     /// Counts a row by its [`BinCounts::codes`].
@@ -126,10 +127,10 @@ impl BinCounts {
     #[inline]
     fn update(&mut self, row: &[f32], output: f32, add: bool) {
         let profile = Arc::clone(&self.profile);
+        let coder = Arc::clone(&self.coder);
         debug_assert_eq!(row.len(), profile.features.len(), "row width");
-        let values = row.iter().chain([&output]);
-        for (i, (entry, &v)) in profile.entries().zip(values).enumerate() {
-            self.apply(i, code(self.offsets[i], entry, v), add);
+        for (i, &v) in row.iter().chain([&output]).enumerate() {
+            self.apply(i, coder.code(&profile, i, v), add);
         }
     }
 
@@ -187,34 +188,12 @@ impl BinCounts {
     }
 }
 
-/// A value's code for an entry whose slots start at `offset`: its slot, and the below-minimum
-/// and above-maximum flags.
-#[inline]
-fn code(offset: usize, entry: &Entry, v: f32) -> u32 {
-    let slot = match entry.bin_of(v) {
-        Bin::In(b) => offset + b,
-        Bin::Missing => offset + entry.bins(),
-    };
-    debug_assert!(slot < SLOT_MASK as usize, "slots fit 30 bits");
-    let (below, above) = range_of(entry, v);
-    slot as u32 | (u32::from(below) * BELOW) | (u32::from(above) * ABOVE)
-}
-
-/// Whether `v` is below the reference's minimum, above its maximum.
-#[inline]
-fn range_of(entry: &Entry, v: f32) -> (bool, bool) {
-    (
-        entry.min.is_some_and(|min| v < min),
-        entry.max.is_some_and(|max| v > max),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::drift::measure::{EPSILON, Level, THRESHOLDS};
-    use crate::model::profile::BinKind;
     use crate::model::profile::testing::entry;
+    use crate::model::profile::{BinKind, Entry};
     use proptest::prelude::*;
 
     /// The value pool rows are drawn from: edges themselves, values between and beyond them,
