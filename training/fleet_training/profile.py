@@ -73,11 +73,13 @@ def profile_entry(name: str, values: Any) -> dict:
     entry: dict[str, Any] = {"name": name}
     if len(distinct) <= MAX_VALUE_BINS:
         entry["kind"] = "values"
-        entry["values"] = [float(v) for v in distinct]
+        # `+ 0.0` writes -0.0 as 0.0: which of the two a sort puts first differs between
+        # CPUs (numpy's SIMD sorts), and they are one value to the reader.
+        entry["values"] = [float(v) + 0.0 for v in distinct]
     else:
         q = np.quantile(finite, QUANTILES, method="inverted_cdf")
         entry["kind"] = "quantile"
-        entry["edges"] = [float(v) for v in np.unique(q.astype(np.float32))]
+        entry["edges"] = [float(v) + 0.0 for v in np.unique(q.astype(np.float32))]
     bins = bin_index(entry, x)
     n_bins = len(entry.get("edges", entry.get("values"))) + 1
     counts = np.bincount(bins[bins >= 0], minlength=n_bins)
