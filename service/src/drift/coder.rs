@@ -46,11 +46,7 @@ impl Coder {
         let mut points = Vec::with_capacity(offsets.len());
         let mut lanes = Vec::with_capacity(offsets.len());
         for (entry, &offset) in profile.entries().zip(offsets) {
-            let (kind_points, values) = match entry.kind {
-                BinKind::Quantile => (entry.edges.as_deref(), false),
-                BinKind::Values => (entry.values.as_deref(), true),
-            };
-            let kind_points = kind_points.unwrap_or(&[]);
+            let kind_points = entry.points();
             let mut padded = [f32::INFINITY; WIDTH];
             if kind_points.len() <= WIDTH {
                 padded[..kind_points.len()].copy_from_slice(kind_points);
@@ -64,7 +60,7 @@ impl Coder {
                 offset: offset as u32,
                 bins: entry.bins() as u32,
                 len: kind_points.len(),
-                values,
+                values: entry.kind == BinKind::Values,
                 min: entry.min.unwrap_or(f32::NEG_INFINITY),
                 max: entry.max.unwrap_or(f32::INFINITY),
             });

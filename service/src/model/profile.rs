@@ -75,7 +75,7 @@ pub enum Bin {
 
 impl Entry {
     /// The bin boundaries: `edges` or `values`, whichever `kind` says.
-    fn points(&self) -> &[f32] {
+    pub(crate) fn points(&self) -> &[f32] {
         match self.kind {
             BinKind::Quantile => self.edges.as_deref(),
             BinKind::Values => self.values.as_deref(),
