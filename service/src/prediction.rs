@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::interval::Interval;
 
+mod json;
+
 pub const PREDICTION_SCHEMA: &str = "fleet.prediction.v1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,4 +31,11 @@ pub struct Prediction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
     pub scored_at: DateTime<Utc>,
+}
+
+impl Prediction {
+    /// The record as one line of JSON (no trailing newline), exactly as serde writes it.
+    pub fn to_json(&self) -> Vec<u8> {
+        json::encode(self)
+    }
 }

@@ -154,7 +154,7 @@ impl Emitter {
                 .and_then(|h| headers::find(h, headers::TRACEPARENT)),
         };
         let headers = headers::prediction(&prediction, &meta.source, traceparent);
-        let value = serde_json::to_vec(&prediction).expect("predictions serialize");
+        let value = prediction.to_json();
         crate::metrics::cached(
             &mut self.predictions_counters,
             &prediction.model,
