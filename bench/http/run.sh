@@ -59,9 +59,10 @@ eval "$(scripts/python-env.sh --print)"
 [[ -n "${FLEETSCORE_BIN:-}" ]] || cargo build --release -p fleetscore --quiet
 bin="${FLEETSCORE_BIN:-${CARGO_TARGET_DIR:-target}/release/fleetscore}"
 out="$repo/target/bench-http"
-rm -rf "$out"; mkdir -p "$out/models/engine-rul"
-cp -r "$model" "$out/models/engine-rul/1"  # both servers score this package as engine-rul/1
-cp -r service/tests/fixtures/models/delay-risk "$out/models/"   # for /readyz
+rm -rf "$out"; mkdir -p "$out"
+# Both servers score this package as engine-rul/1; one real feature row, and wrk's script.
+source bench/http/common.sh
+PYTHON="$venv/bin/python" one_model "$model" "$out"
 if [[ -n "$backend" ]]; then
   "$venv/bin/python" - "$out/models/engine-rul/1/manifest.json" "$backend" <<'PY'
 import json, sys
@@ -69,21 +70,6 @@ m = json.load(open(sys.argv[1])); m["backend"] = sys.argv[2]
 json.dump(m, open(sys.argv[1], "w"), indent=2)
 PY
 fi
-# One real feature row (a golden row of the model), by name.
-"$venv/bin/python" - "$out/row.json" "$out/models/engine-rul/1/" <<'PY'
-import json, sys
-d = sys.argv[2]
-m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
-json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]},
-          open(sys.argv[1], "w"))
-PY
-cat >"$out/post.lua" <<LUA
-local f = io.open("$out/row.json", "r")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-LUA
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }

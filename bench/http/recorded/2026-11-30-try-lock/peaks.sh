@@ -8,32 +8,10 @@
 set -euo pipefail
 model=$1 rounds=${2:-5} seconds=${3:-8}
 out="${TMPDIR:-/tmp}/peaks-$(echo "$model" | tr / -)"
-rm -rf "$out"; mkdir -p "$out/models/engine-rul"
-cp -r "$model" "$out/models/engine-rul/1"; cp -r service/tests/fixtures/models/delay-risk "$out/models/"
-python3 - "$out/row.json" "$out/models/engine-rul/1/" <<'PY'
-import json, sys
-d = sys.argv[2]
-m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
-json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]}, open(sys.argv[1], "w"))
-PY
-cat >"$out/post.lua" <<LUA
-local f = io.open("$out/row.json", "r")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-LUA
-declare -A pid port; p=18200; names=()
-for b in $BUILDS; do
-  name=${b%%=*}; names+=("$name"); p=$((p + 1)); port[$name]=$p
-  RUST_LOG=warn FLEETSCORE_MODELS_DIR="$out/models" "${b#*=}" serve --no-kafka --http-addr 127.0.0.1:$p >"$out/$name.log" 2>&1 &
-  pid[$name]=$!
-done
-trap 'kill "${pid[@]}" 2>/dev/null' EXIT
-for name in "${names[@]}"; do
-  until curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data @"$out/row.json" \
-    "http://127.0.0.1:${port[$name]}/score" 2>/dev/null; do sleep 0.1; done
-done
+rm -rf "$out"; mkdir -p "$out"
+source bench/http/common.sh
+one_model "$model" "$out"
+serve_builds "$out" 18200
 for r in $(seq "$rounds"); do
   for name in "${names[@]}"; do
     wrk -t1 -c64 -d"${seconds}s" -s "$out/post.lua" "http://127.0.0.1:${port[$name]}/score" >"$out/$name-$r.txt"

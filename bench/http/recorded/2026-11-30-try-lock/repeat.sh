@@ -9,19 +9,10 @@
 set -euo pipefail
 model=$1 rounds=${2:-5}
 out="${TMPDIR:-/tmp}/repeat-$(echo "$model" | tr / -)"
-rm -rf "$out"; mkdir -p "$out/models/engine-rul"
-cp -r "$model" "$out/models/engine-rul/1"; cp -r service/tests/fixtures/models/delay-risk "$out/models/"
-python3 - "$out/row.json" "$out/models/engine-rul/1/" <<'PY'
-import json, sys
-d = sys.argv[2]
-m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
-json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]}, open(sys.argv[1], "w"))
-PY
-RUST_LOG=warn FLEETSCORE_MODELS_DIR="$out/models" "$FLEETSCORE_BIN" serve --no-kafka --http-addr 127.0.0.1:18301 >"$out/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null' EXIT
-until curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' --data @"$out/row.json" \
-  http://127.0.0.1:18301/score 2>/dev/null; do sleep 0.1; done
+rm -rf "$out"; mkdir -p "$out"
+source bench/http/common.sh
+one_model "$model" "$out"
+BUILDS="server=$FLEETSCORE_BIN" serve_builds "$out" 18300
 oha_at() {  # rate conns path file [post]
   local body=()
   [[ "${5:-}" == post ]] && body=(-m POST -T application/json -D "$out/row.json")

@@ -8,22 +8,10 @@
 set -euo pipefail
 model=$1 rate=${2:-20000} rounds=${3:-3}
 out="${TMPDIR:-/tmp}/cpu-per-request-$(echo "$model" | tr / -)"
-rm -rf "$out"; mkdir -p "$out/models/engine-rul"
-cp -r "$model" "$out/models/engine-rul/1"; cp -r service/tests/fixtures/models/delay-risk "$out/models/"
-python3 - "$out/row.json" "$out/models/engine-rul/1/" <<'PY'
-import json, sys
-d = sys.argv[2]
-m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
-json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]}, open(sys.argv[1], "w"))
-PY
-declare -A pid port; p=18100; names=()
-for b in $BUILDS; do
-  name=${b%%=*}; names+=("$name"); p=$((p + 1)); port[$name]=$p
-  RUST_LOG=warn FLEETSCORE_MODELS_DIR="$out/models" "${b#*=}" serve --no-kafka --http-addr 127.0.0.1:$p >"$out/$name.log" 2>&1 &
-  pid[$name]=$!
-done
-trap 'kill "${pid[@]}" 2>/dev/null' EXIT
-sleep 3
+rm -rf "$out"; mkdir -p "$out"
+source bench/http/common.sh
+one_model "$model" "$out"
+serve_builds "$out" 18100
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 for r in $(seq "$rounds"); do
