@@ -305,7 +305,7 @@ mod tests {
 
     proptest! {
         /// Channels computed in lanes equal channels computed alone, to the bit, for any
-        /// window size, channel count (a last group of 1-4), fill (wrapped or not) and values
+        /// window size, channel count (a last group of 1 to `LANES`), fill (wrapped or not) and values
         /// (spreads small and large around offsets small and large).
         #[test]
         fn lanes_equal_one_channel_at_a_time(
