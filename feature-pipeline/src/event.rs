@@ -6,6 +6,7 @@
 //! sane ranges are all rejected with a typed [`RejectReason`], so the streaming path can send
 //! the record to the dead-letter topic with a precise error class.
 
+mod canonical;
 mod schedule;
 mod telemetry;
 pub(crate) mod time;
@@ -41,9 +42,12 @@ impl Event {
                 format!("{} bytes, the limit is {MAX_EVENT_BYTES}", bytes.len()),
             ));
         }
-        let event = match decode_tagged_first(bytes) {
+        let event = match canonical::decode(bytes).map(Event::Telemetry) {
             Some(event) => event,
-            None => serde_json::from_slice::<Event>(bytes).map_err(DecodeError::from_json)?,
+            None => match decode_tagged_first(bytes) {
+                Some(event) => event,
+                None => serde_json::from_slice::<Event>(bytes).map_err(DecodeError::from_json)?,
+            },
         };
         event.validate()?;
         Ok(event)
@@ -86,7 +90,7 @@ impl Event {
     }
 }
 
-/// The common case, fast: an event whose first member is its schema tag (as [`Event::encode`]
+/// The next most common case, fast: an event whose first member is its schema tag (as [`Event::encode`]
 /// and every producer in this repository write it) is parsed straight into its struct. serde's
 /// internally tagged enums otherwise buffer every field into an intermediate tree before
 /// building the struct, which was half of the decoding time. Anything else, and any error,
