@@ -97,6 +97,9 @@ pub(super) struct Emitter {
     lag_produced: Histogram,
     /// `fleetscore_predictions_total` by model.
     predictions_counters: Vec<(String, Counter)>,
+    /// The records of the batch being emitted; kept between batches so that its memory is
+    /// reused rather than grown from empty for every batch.
+    records: Vec<OutputRecord>,
 }
 
 impl Emitter {
@@ -119,6 +122,7 @@ impl Emitter {
             stats,
             lag_produced: metrics::histogram!(names::EVENT_LAG, "stage" => "produced"),
             predictions_counters: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -262,7 +266,7 @@ impl Emitter {
     fn emit(&mut self, batch: ScoredBatch) {
         let ScoredBatch {
             scored,
-            mut outputs,
+            outputs: mut dead_letters,
             tracker,
             rows,
             epoch,
@@ -275,7 +279,10 @@ impl Emitter {
         // Ends (with its record counts) once every record below is handed to the producer.
         let mut sends =
             telemetry::enabled().then(|| messaging::Sends::new(span, self.server.clone()));
-        let expected = outputs.len() + rows;
+        let expected = dead_letters.len() + rows;
+        let mut outputs = std::mem::take(&mut self.records);
+        outputs.reserve(expected);
+        outputs.append(&mut dead_letters);
         for Outcome {
             info,
             meta,
@@ -342,7 +349,7 @@ impl Emitter {
         }
         // The producer of the moment, for the whole batch (see `super::producer`).
         let producer = self.producers.current();
-        for output in outputs {
+        for output in outputs.drain(..) {
             // Headers move into the record; key and value are copied by librdkafka on send.
             let (topic, key, value, headers) = match output {
                 OutputRecord::Prediction {
@@ -379,6 +386,7 @@ impl Emitter {
             }
             delivery::send(&producer, record);
         }
+        self.records = outputs;
     }
 }
 
