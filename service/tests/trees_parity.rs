@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use common::real_rows;
 
-const BATCHES: [usize; 5] = [1, 3, 16, 17, 256];
+const BATCHES: [usize; 7] = [1, 3, 5, 12, 16, 17, 256];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -48,8 +48,11 @@ pub(super) struct Packed {
     pub(super) leaf_values: Vec<f32>,
 }
 
-/// Rows per block of the row-block kernel: one per lane of its AVX2 registers.
-pub(super) const ROWS: usize = 8;
+/// Rows per block of the row-block kernel: one per lane of two AVX2 registers (sixteen rows
+/// share each branch's broadcast threshold and mask). Criterion, `engine-rul`, three runs of
+/// each alternating: 256 rows a call 649 µs with eight rows a block, 528 µs with sixteen; 16
+/// rows 41.4 -> 31.1 µs (BENCHMARKS.md, 2026-12-01).
+pub(super) const ROWS: usize = 16;
 
 /// One branch in `x <= threshold` form, with the leaves to rule out when it is false.
 #[derive(Debug, Clone, Copy)]

@@ -4,10 +4,11 @@
 //!   the kernel gathers the eight features the eight branches read, compares them with the
 //!   eight thresholds (`x <= t`), and keeps in each lane the AND of the masks of the branches
 //!   that were false; the lowest bit left is the leaf ([`super::compiled`] explains the layout).
-//! - Eight rows ([`sum_block`], [`for_each_block`]): lane `r` is row `r` of a block whose
-//!   features were transposed (feature-major), so a branch reads its feature for the eight rows
-//!   with one load instead of a gather, and the leaf's value is added to the eight rows' sums in
-//!   one vector add (the same float add, per row, in tree order).
+//! - Sixteen rows ([`sum_block`], [`for_each_block`]), in two registers of eight: lane `r` of
+//!   half `h` is row `8h + r` of a block whose features were transposed (feature-major), so a
+//!   branch reads its feature for eight rows with one load instead of a gather, its threshold
+//!   and mask are broadcast once for both halves, and the leaf's value is added to eight rows'
+//!   sums in one vector add (the same float add, per row, in tree order).
 //!
 //! No jump depends on the data.
 //!
@@ -83,7 +84,7 @@ unsafe fn positions_avx2(packed: &Packed, row: &[f32], mut each: impl FnMut(usiz
 /// every feature up to the layout's largest.
 pub(super) fn sum_block(packed: &Packed, cols: &[f32]) -> [f32; ROWS] {
     assert!(cols.len() > packed.max_feature as usize * ROWS + ROWS - 1 && available());
-    // SAFETY: AVX2 is present and `cols` covers every feature's eight rows (asserted above).
+    // SAFETY: AVX2 is present and `cols` covers every feature's rows (asserted above).
     unsafe { sum_block_avx2(packed, cols) }
 }
 
@@ -95,27 +96,40 @@ pub(super) fn for_each_block(packed: &Packed, cols: &[f32], each: impl FnMut(usi
     unsafe { positions_block_avx2(packed, cols, each) }
 }
 
-/// The leaf position each lane's rows reach in `tree`: the lowest bit left of the AND of the
-/// masks of its false branches.
+/// The block's two halves, [`LANES`] rows each.
+const HALVES: usize = ROWS / LANES;
+const _: () = assert!(HALVES == 2 && ROWS == HALVES * LANES);
+
+/// The leaf position each row of the block reaches in `tree`, per half: the lowest bit left of
+/// the AND of the masks of its false branches. Both halves share each branch's threshold and
+/// mask (one broadcast each for sixteen rows).
 #[target_feature(enable = "avx2")]
-unsafe fn tree_positions(packed: &Packed, tree: usize, cols: &[f32]) -> __m256i {
+unsafe fn tree_positions(packed: &Packed, tree: usize, cols: &[f32]) -> [__m256i; HALVES] {
     let (start, end) = packed.tree_nodes[tree];
-    let mut keep = _mm256_set1_epi32(-1);
+    let mut keep = [_mm256_set1_epi32(-1); HALVES];
     for n in start as usize..end as usize {
         let node = &packed.nodes[n];
-        // SAFETY: `node.feature <= max_feature` (`Packed::check`) and the caller asserted that
-        // `cols` holds ROWS values for every feature up to it.
-        let x = unsafe { _mm256_loadu_ps(cols.as_ptr().add(node.feature as usize * ROWS)) };
-        let le = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(
-            x,
-            _mm256_set1_ps(node.threshold),
-        ));
-        keep = _mm256_and_si256(
-            keep,
-            _mm256_or_si256(_mm256_set1_epi32(node.mask as i32), le),
-        );
+        let threshold = _mm256_set1_ps(node.threshold);
+        let mask = _mm256_set1_epi32(node.mask as i32);
+        for (half, keep) in keep.iter_mut().enumerate() {
+            // SAFETY: `node.feature <= max_feature` (`Packed::check`) and the caller asserted
+            // that `cols` holds ROWS values for every feature up to it.
+            let x = unsafe {
+                _mm256_loadu_ps(
+                    cols.as_ptr()
+                        .add(node.feature as usize * ROWS + half * LANES),
+                )
+            };
+            let le = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(x, threshold));
+            *keep = _mm256_and_si256(*keep, _mm256_or_si256(mask, le));
+        }
     }
-    // The lowest set bit, then its index from the exponent of its exact float value.
+    [lowest_bit(keep[0]), lowest_bit(keep[1])]
+}
+
+/// The index of each lane's lowest set bit, from the exponent of its exact float value.
+#[target_feature(enable = "avx2")]
+fn lowest_bit(keep: __m256i) -> __m256i {
     let lowest = _mm256_and_si256(keep, _mm256_sub_epi32(_mm256_setzero_si256(), keep));
     let exponent = _mm256_srli_epi32::<23>(_mm256_castps_si256(_mm256_cvtepi32_ps(lowest)));
     // Bit 31 converts to -2^31: its sign bit sits above the exponent, mask it off.
@@ -125,20 +139,29 @@ unsafe fn tree_positions(packed: &Packed, tree: usize, cols: &[f32]) -> __m256i 
 
 #[target_feature(enable = "avx2")]
 unsafe fn sum_block_avx2(packed: &Packed, cols: &[f32]) -> [f32; ROWS] {
-    let mut sums: __m256 = _mm256_setzero_ps();
+    let mut sums: [__m256; HALVES] = [_mm256_setzero_ps(); HALVES];
     for tree in 0..packed.trees {
         // SAFETY: the caller's contract (see `sum_block`).
         let positions = unsafe { tree_positions(packed, tree, cols) };
-        let index = _mm256_add_epi32(positions, _mm256_set1_epi32(packed.leaf_base[tree] as i32));
-        // SAFETY: a position is below the tree's leaf count (the leaf a row reaches is always
-        // left, and is the lowest bit left), so `leaf_base + position` indexes its own leaves in
-        // `leaf_values`.
-        let values = unsafe { _mm256_i32gather_ps::<4>(packed.leaf_values.as_ptr(), index) };
-        sums = _mm256_add_ps(sums, values);
+        let base = _mm256_set1_epi32(packed.leaf_base[tree] as i32);
+        for (sum, positions) in sums.iter_mut().zip(positions) {
+            // SAFETY: a position is below the tree's leaf count (the leaf a row reaches is
+            // always left, and is the lowest bit left), so `leaf_base + position` indexes its
+            // own leaves in `leaf_values`.
+            let values = unsafe {
+                _mm256_i32gather_ps::<4>(
+                    packed.leaf_values.as_ptr(),
+                    _mm256_add_epi32(positions, base),
+                )
+            };
+            *sum = _mm256_add_ps(*sum, values);
+        }
     }
     let mut out = [0.0f32; ROWS];
-    // SAFETY: `out` is ROWS floats, one 256-bit store.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums) };
+    for (half, sum) in sums.into_iter().enumerate() {
+        // SAFETY: `out[half * LANES..]` holds LANES floats, one 256-bit store.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(half * LANES), sum) };
+    }
     out
 }
 
@@ -152,8 +175,15 @@ unsafe fn positions_block_avx2(
     for tree in 0..packed.trees {
         // SAFETY: the caller's contract (see `for_each_block`).
         let positions = unsafe { tree_positions(packed, tree, cols) };
-        // SAFETY: `lanes` is ROWS u32s, one 256-bit store.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), positions) };
+        for (half, positions) in positions.into_iter().enumerate() {
+            // SAFETY: `lanes[half * LANES..]` holds LANES u32s, one 256-bit store.
+            unsafe {
+                _mm256_storeu_si256(
+                    lanes.as_mut_ptr().add(half * LANES).cast::<__m256i>(),
+                    positions,
+                );
+            }
+        }
         each(tree, &lanes);
     }
 }
