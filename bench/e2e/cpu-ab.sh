@@ -3,7 +3,8 @@
 # (default 2), each running OLD then NEW through a bench/e2e/run.sh phase (PHASES, default tput:
 # full load; `lat` with FS_MAX_RATE for a fixed rate) of RUNS runs (default 3) of EVENTS events
 # (default 412,620) on a fresh broker. Results per build and round in OUT/{old,new}-ROUND/
-# (results.jsonl: `what=cpu` records); prints the CPU per event of every run and the medians.
+# (results.jsonl: `what=cpu` records); prints the CPU per event of every run and the medians,
+# overall and per round (bench/e2e/rounds.py).
 #   OLD=path/to/old/fleetscore NEW=path/to/new/fleetscore LOADGEN_BIN=... bench/e2e/cpu-ab.sh OUT
 set -euo pipefail
 out="$(mkdir -p "$1" && cd -- "$1" && pwd -P)"
@@ -23,3 +24,5 @@ for v in ("old", "new"):
             for line in open(f) if json.loads(line).get("what") == "cpu"]
     print(f"{v}: {' '.join(map(str, runs))} µs/event, median {statistics.median(runs):.2f}")
 PY
+# Per round too: the machine's speed can drift between rounds more than a change moves it.
+python3 bench/e2e/rounds.py "$out"

@@ -1,6 +1,7 @@
 """Per-round CPU per event of the two builds of a cpu-ab.sh comparison: each round's medians and
 their ratio (rounds alternate the builds, so a round's two builds share the machine's state).
-    python3 rounds.py DIR   (DIR holds old-N/ and new-N/ with results.jsonl)"""
+    python3 bench/e2e/rounds.py OUT   (the OUT of bench/e2e/cpu-ab.sh: old-N/ and new-N/ with
+    results.jsonl)"""
 import glob, json, os, statistics, sys
 
 def runs(path):
