@@ -11,15 +11,15 @@ use fleetscore::prediction::{PREDICTION_SCHEMA, Prediction};
 
 fn record() -> Prediction {
     Prediction {
-        schema: PREDICTION_SCHEMA.to_owned(),
+        schema: PREDICTION_SCHEMA.into(),
         tail: "CMAPSS-17".to_owned(),
         source_event_id: "CMAPSS-17-c0142".to_owned(),
         event_time: Utc.timestamp_opt(1_785_542_400, 0).unwrap(),
-        model: "engine-rul".to_owned(),
-        model_version: "1".to_owned(),
-        model_sha256: "3f9c0d1be2a84c6f0e5b7a9d2c4e6f8a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e".to_owned(),
-        feature_set: "engine-health".to_owned(),
-        feature_set_version: "2".to_owned(),
+        model: "engine-rul".into(),
+        model_version: "1".into(),
+        model_sha256: "3f9c0d1be2a84c6f0e5b7a9d2c4e6f8a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e".into(),
+        feature_set: "engine-health".into(),
+        feature_set_version: "2".into(),
         prediction: 87.34125,
         interval: Some(Interval {
             level: 0.8,

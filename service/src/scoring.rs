@@ -44,10 +44,6 @@ impl RowInfo {
 
 /// What one model made of one row.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "almost every verdict is a prediction; boxing it would allocate once more per row"
-)]
 pub enum Verdict {
     Scored(Prediction),
     /// The model produced NaN or an infinity: the event goes to the dead letters.
@@ -187,6 +183,7 @@ impl<M> Batcher<M> {
                         }
                     }
                     Ok(scored) => {
+                        let labels = Labels::of(model, set);
                         for (i, ((row, p), &value)) in verdicts
                             .iter_mut()
                             .zip(&batch.pushed)
@@ -195,15 +192,15 @@ impl<M> Batcher<M> {
                         {
                             row.push(if value.is_finite() {
                                 Verdict::Scored(Prediction {
-                                    schema: PREDICTION_SCHEMA.to_owned(),
+                                    schema: Arc::clone(&labels.schema),
                                     tail: p.info.tail.clone(),
                                     source_event_id: p.info.event_id.clone(),
                                     event_time: p.info.event_time,
-                                    model: model.name().to_owned(),
-                                    model_version: model.version().to_owned(),
-                                    model_sha256: model.sha256.clone(),
-                                    feature_set: set.name().to_owned(),
-                                    feature_set_version: set.version().to_owned(),
+                                    model: Arc::clone(&labels.model),
+                                    model_version: Arc::clone(&labels.model_version),
+                                    model_sha256: Arc::clone(&labels.model_sha256),
+                                    feature_set: Arc::clone(&labels.feature_set),
+                                    feature_set_version: Arc::clone(&labels.feature_set_version),
                                     prediction: value,
                                     interval: intervals.as_ref().and_then(|(level, models)| {
                                         Interval::around(
@@ -262,6 +259,29 @@ impl<M> Batcher<M> {
         outcomes.sort_by_key(|(seq, _)| *seq);
         for (_, outcome) in outcomes {
             sink(outcome);
+        }
+    }
+}
+
+/// The strings every prediction of a model's batch shares, made once per batch.
+struct Labels {
+    schema: Arc<str>,
+    model: Arc<str>,
+    model_version: Arc<str>,
+    model_sha256: Arc<str>,
+    feature_set: Arc<str>,
+    feature_set_version: Arc<str>,
+}
+
+impl Labels {
+    fn of(model: &LoadedModel, set: &FeatureSet) -> Self {
+        Labels {
+            schema: PREDICTION_SCHEMA.into(),
+            model: model.name().into(),
+            model_version: model.version().into(),
+            model_sha256: model.sha256.as_str().into(),
+            feature_set: set.name().into(),
+            feature_set_version: set.version().into(),
         }
     }
 }

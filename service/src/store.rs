@@ -66,7 +66,7 @@ impl TailEntry {
     pub fn latest_of(&self, feature_set: &str) -> Option<&Prediction> {
         self.predictions
             .iter()
-            .find(|p| p.feature_set == feature_set)
+            .find(|p| *p.feature_set == *feature_set)
     }
 }
 

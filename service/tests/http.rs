@@ -892,19 +892,17 @@ async fn tails_show_state_features_and_latest_predictions() {
     let app = service.app();
     stream_telemetry(&service.ctx, "CMAPSS-7", 1..=25);
     let prediction = Prediction {
-        schema: PREDICTION_SCHEMA.to_owned(),
+        schema: PREDICTION_SCHEMA.into(),
         tail: "CMAPSS-7".to_owned(),
         source_event_id: "test:CMAPSS-7:c25".to_owned(),
         event_time: chrono::DateTime::parse_from_rfc3339("2026-01-02T01:00:00Z")
             .unwrap()
             .into(),
-        model: "engine-rul".to_owned(),
-        model_version: "2".to_owned(),
-        model_sha256: "ab".repeat(32),
-        feature_set: "engine-health".to_owned(),
-        feature_set_version: FeatureSet::get(FeatureSetId::EngineHealth)
-            .version()
-            .to_owned(),
+        model: "engine-rul".into(),
+        model_version: "2".into(),
+        model_sha256: "ab".repeat(32).into(),
+        feature_set: "engine-health".into(),
+        feature_set_version: FeatureSet::get(FeatureSetId::EngineHealth).version().into(),
         prediction: 87.5,
         interval: None,
         scored_at: chrono::Utc::now(),

@@ -106,7 +106,7 @@ fn every_remaining_life_has_an_ordered_interval_from_the_quantile_models() {
         served.len()
     );
     // Bound models are not predictions of their own.
-    assert!(served.values().all(|p| p.model == "engine-rul"));
+    assert!(served.values().all(|p| &*p.model == "engine-rul"));
 }
 
 #[test]

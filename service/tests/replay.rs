@@ -66,10 +66,9 @@ fn replay_scores_every_telemetry_event_with_the_chosen_model() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(
-        v2.iter()
-            .all(|r| r.model == "engine-rul" && r.model_version == "2" && r.model_sha256 == sha2)
-    );
+    assert!(v2.iter().all(|r| &*r.model == "engine-rul"
+        && &*r.model_version == "2"
+        && *r.model_sha256 == *sha2));
 
     // A chosen version, and its values equal the in-process path, row for row.
     let (ok, err) = fleetscore(&[
@@ -87,7 +86,7 @@ fn replay_scores_every_telemetry_event_with_the_chosen_model() {
     ]);
     assert!(ok, "{err}");
     let v1 = read_predictions(Path::new(&p("v1.jsonl")));
-    assert!(v1.iter().all(|r| r.model_version == "1"));
+    assert!(v1.iter().all(|r| &*r.model_version == "1"));
     let model = package::load(&common::fixtures().join("engine-rul/1")).unwrap();
     let set = FeatureSet::get(FeatureSetId::EngineHealth);
     let mut states: HashMap<String, TailState> = HashMap::new();
@@ -107,7 +106,7 @@ fn replay_scores_every_telemetry_event_with_the_chosen_model() {
     for ((record, id), value) in v1.iter().zip(&ids).zip(&want) {
         assert_eq!(&record.source_event_id, id);
         assert_eq!(record.prediction.to_bits(), value.to_bits(), "{id}");
-        assert_eq!(record.feature_set_version, set.version());
+        assert_eq!(&*record.feature_set_version, set.version());
     }
     assert_ne!(v1[500].prediction, v2[500].prediction);
 

@@ -92,18 +92,15 @@ async fn a_feature_set_feeds_two_models_and_http_agrees_with_replay() {
             ("engine-rul-mlp", "1", &mlp_sha),
         ]) {
             assert_eq!(record.source_event_id, event.event_id());
-            assert_eq!(
-                (record.model.as_str(), record.model_version.as_str()),
-                (model, version)
-            );
-            assert_eq!(&record.model_sha256, sha);
-            assert_eq!(record.feature_set, "engine-health");
+            assert_eq!((&*record.model, &*record.model_version), (model, version));
+            assert_eq!(*record.model_sha256, **sha);
+            assert_eq!(&*record.feature_set, "engine-health");
         }
     }
     assert_ne!(records[1000].prediction, records[1001].prediction);
     let by_event: HashMap<(&str, &str), f32> = records
         .iter()
-        .map(|r| ((r.source_event_id.as_str(), r.model.as_str()), r.prediction))
+        .map(|r| ((r.source_event_id.as_str(), &*r.model), r.prediction))
         .collect();
 
     // The HTTP path: the same aircraft's live state after each of a few events, scored by name.

@@ -84,7 +84,7 @@ impl Alerting {
     /// alert events, in rule order (none while nothing changes).
     pub fn evaluate(&self, open: &mut OpenEpisodes, prediction: &Prediction) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.model == prediction.model) {
+        for rule in self.rules.iter().filter(|r| *r.model == *prediction.model) {
             let value = match (rule.on, &prediction.interval) {
                 (On::Prediction, _) => prediction.prediction,
                 (On::Lower, Some(interval)) => interval.lower,
@@ -152,15 +152,15 @@ mod tests {
 
     fn prediction(model: &str, cycle: i64, value: f32) -> Prediction {
         Prediction {
-            schema: PREDICTION_SCHEMA.to_owned(),
+            schema: PREDICTION_SCHEMA.into(),
             tail: "N1".to_owned(),
             source_event_id: format!("e{cycle}"),
             event_time: Utc.timestamp_opt(1_700_000_000 + cycle * 3600, 0).unwrap(),
-            model: model.to_owned(),
-            model_version: "2".to_owned(),
-            model_sha256: "abc".to_owned(),
-            feature_set: "engine-health".to_owned(),
-            feature_set_version: "1".to_owned(),
+            model: model.into(),
+            model_version: "2".into(),
+            model_sha256: "abc".into(),
+            feature_set: "engine-health".into(),
+            feature_set_version: "1".into(),
             prediction: value,
             interval: None,
             scored_at: Utc::now(),

@@ -44,7 +44,7 @@ pub fn ranked(rules: &[AlertRule], tail: &str, entry: &TailEntry) -> Vec<(Severi
         .iter()
         .filter_map(|rule| {
             let episode = entry.alerts.get(&rule.name)?;
-            let latest = entry.predictions.iter().find(|p| p.model == rule.model);
+            let latest = entry.predictions.iter().find(|p| *p.model == *rule.model);
             Some((
                 episode.severity,
                 OpenAlert {

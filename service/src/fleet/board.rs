@@ -179,12 +179,12 @@ pub fn row(tail: &str, entry: &TailEntry, rules: &[AlertRule], columns: &[Column
         .iter()
         .map(|p| {
             (
-                p.model.clone(),
+                p.model.to_string(),
                 Value {
                     value: p.prediction,
                     lower: p.interval.as_ref().map(|i| i.lower),
                     upper: p.interval.as_ref().map(|i| i.upper),
-                    model_version: p.model_version.clone(),
+                    model_version: p.model_version.to_string(),
                     event_time: p.event_time,
                     scored_at: p.scored_at,
                 },

@@ -83,11 +83,15 @@ impl Recent {
         if capacity == 0 {
             return;
         }
-        let at = match self.series.iter().position(|s| s.model == prediction.model) {
+        let at = match self
+            .series
+            .iter()
+            .position(|s| *s.model == *prediction.model)
+        {
             Some(at) => at,
             None => {
                 self.series.push(Series {
-                    model: prediction.model.clone(),
+                    model: prediction.model.to_string(),
                     ..Series::default()
                 });
                 self.series.len() - 1
@@ -128,15 +132,15 @@ mod tests {
 
     fn prediction(model: &str, version: &str, t: i64, value: f32) -> Prediction {
         Prediction {
-            schema: crate::prediction::PREDICTION_SCHEMA.to_owned(),
+            schema: crate::prediction::PREDICTION_SCHEMA.into(),
             tail: "N1".to_owned(),
             source_event_id: format!("e{t}"),
             event_time: time_of(t * 1000),
-            model: model.to_owned(),
-            model_version: version.to_owned(),
-            model_sha256: String::new(),
-            feature_set: "engine-health".to_owned(),
-            feature_set_version: "x".to_owned(),
+            model: model.into(),
+            model_version: version.into(),
+            model_sha256: "".into(),
+            feature_set: "engine-health".into(),
+            feature_set_version: "x".into(),
             prediction: value,
             interval: (model == "rul").then(|| Interval {
                 level: 0.8,

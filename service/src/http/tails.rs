@@ -67,11 +67,11 @@ pub struct LatestPrediction {
 impl From<&Prediction> for LatestPrediction {
     fn from(p: &Prediction) -> Self {
         Self {
-            feature_set: p.feature_set.clone(),
-            feature_set_version: p.feature_set_version.clone(),
-            model: p.model.clone(),
-            model_version: p.model_version.clone(),
-            model_sha256: p.model_sha256.clone(),
+            feature_set: p.feature_set.to_string(),
+            feature_set_version: p.feature_set_version.to_string(),
+            model: p.model.to_string(),
+            model_version: p.model_version.to_string(),
+            model_sha256: p.model_sha256.to_string(),
             prediction: p.prediction,
             interval: p.interval.clone(),
             source_event_id: p.source_event_id.clone(),

@@ -222,15 +222,15 @@ mod tests {
                     feature_set_version,
                 ] = <[String; 7]>::try_from(text).unwrap();
                 Prediction {
-                    schema: PREDICTION_SCHEMA.to_owned(),
+                    schema: PREDICTION_SCHEMA.into(),
                     tail,
                     source_event_id,
                     event_time,
-                    model,
-                    model_version,
-                    model_sha256,
-                    feature_set,
-                    feature_set_version,
+                    model: model.into(),
+                    model_version: model_version.into(),
+                    model_sha256: model_sha256.into(),
+                    feature_set: feature_set.into(),
+                    feature_set_version: feature_set_version.into(),
                     prediction,
                     interval,
                     scored_at,
@@ -282,15 +282,15 @@ mod tests {
         ];
         for (t, value) in times.into_iter().zip(values.into_iter().cycle()) {
             let p = Prediction {
-                schema: PREDICTION_SCHEMA.to_owned(),
+                schema: PREDICTION_SCHEMA.into(),
                 tail: "N1-\"quoted\"\\".to_owned(),
                 source_event_id: "e\u{1}".to_owned(),
                 event_time: t,
-                model: "engine-rul".to_owned(),
-                model_version: "1".to_owned(),
-                model_sha256: "ab".repeat(32),
-                feature_set: "engine-health".to_owned(),
-                feature_set_version: "2".to_owned(),
+                model: "engine-rul".into(),
+                model_version: "1".into(),
+                model_sha256: "ab".repeat(32).into(),
+                feature_set: "engine-health".into(),
+                feature_set_version: "2".into(),
                 prediction: value,
                 interval: Some(Interval {
                     level: 0.8,
