@@ -4,7 +4,8 @@
 # full load; `lat` with FS_MAX_RATE for a fixed rate) of RUNS runs (default 3) of EVENTS events
 # (default 412,620) on a fresh broker. Results per build and round in OUT/{old,new}-ROUND/
 # (results.jsonl: `what=cpu` records); prints the CPU per event of every run and the medians,
-# overall and per round (bench/e2e/rounds.py).
+# overall and per round (bench/e2e/rounds.py: the machine's speed can drift between rounds
+# more than a change moves it).
 #   OLD=path/to/old/fleetscore NEW=path/to/new/fleetscore LOADGEN_BIN=... bench/e2e/cpu-ab.sh OUT
 set -euo pipefail
 out="$(mkdir -p "$1" && cd -- "$1" && pwd -P)"
@@ -16,13 +17,4 @@ for round in $(seq "${ROUNDS:-2}"); do
       bash bench/e2e/run.sh --out "$out/$v-$round" >"$out/$v-$round.out" 2>&1
   done
 done
-python3 - "$out" <<'PY'
-import glob, json, statistics, sys
-for v in ("old", "new"):
-    runs = [json.loads(line)["sut_cpu_us_per_event"]
-            for f in sorted(glob.glob(f"{sys.argv[1]}/{v}-*/results.jsonl"))
-            for line in open(f) if json.loads(line).get("what") == "cpu"]
-    print(f"{v}: {' '.join(map(str, runs))} µs/event, median {statistics.median(runs):.2f}")
-PY
-# Per round too: the machine's speed can drift between rounds more than a change moves it.
 python3 bench/e2e/rounds.py "$out"

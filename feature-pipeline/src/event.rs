@@ -42,12 +42,12 @@ impl Event {
                 format!("{} bytes, the limit is {MAX_EVENT_BYTES}", bytes.len()),
             ));
         }
-        let event = match canonical::decode(bytes).map(Event::Telemetry) {
+        let fast = canonical::decode(bytes)
+            .map(Event::Telemetry)
+            .or_else(|| decode_tagged_first(bytes));
+        let event = match fast {
             Some(event) => event,
-            None => match decode_tagged_first(bytes) {
-                Some(event) => event,
-                None => serde_json::from_slice::<Event>(bytes).map_err(DecodeError::from_json)?,
-            },
+            None => serde_json::from_slice::<Event>(bytes).map_err(DecodeError::from_json)?,
         };
         event.validate()?;
         Ok(event)
@@ -90,8 +90,9 @@ impl Event {
     }
 }
 
-/// The next most common case, fast: an event whose first member is its schema tag (as [`Event::encode`]
-/// and every producer in this repository write it) is parsed straight into its struct. serde's
+/// The next fastest case (telemetry in another member order, schedule events): an event whose
+/// first member is its schema tag (as [`Event::encode`] and every producer in this repository
+/// write it) is parsed straight into its struct. serde's
 /// internally tagged enums otherwise buffer every field into an intermediate tree before
 /// building the struct, which was half of the decoding time. Anything else, and any error,
 /// returns `None` so that the general path decides, and reports errors the same way. Both
