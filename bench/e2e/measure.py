@@ -21,6 +21,9 @@ Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Su
   visible     a live read_committed reader of the predictions topic, started before the load:
               per prediction, the wall-clock time it was received minus the source record's
               timestamp: the latency a read_committed consumer sees; p50/p90/p99/max
+  visible-match  the same from the receipts of bench/loadgen's fleet-visible (the same live
+              reader in Rust, run.sh's default: it takes far less of the shared CPU), once the
+              run is over
   compare     predictions of two topics for the same (tail, source_event_id)
   report      medians over runs, from the JSON lines the other subcommands printed
 
@@ -456,29 +459,63 @@ def cmd_visible(args) -> None:
             "reader_cpu_s": round(cpu_s, 2),
             "unmatched": unmatched,
         }
-        if done is None:
-            log("visible: the load never ended (no done file); nothing to measure against")
-            print(json.dumps(out), flush=True)
-            return
-        since = done["since_ms"] + int(args.warmup_s * 1000)
-        src_ts = {(p, o): t for p, o, t, _, _ in read_all(args.brokers, args.source_topic)}
-        t0 = np.array([src_ts.get(k, -1) for k in keys], dtype=np.float64)
-        recv = np.array(recv_ms, dtype=np.float64)
-        out["unmatched"] += int((t0 < 0).sum())
-        window = t0 >= since
-        lat = recv[window] - t0[window]
-        out["source_in_window"] = sum(1 for t in src_ts.values() if t >= since)
-        out["measured"] = int(lat.size)
-        if lat.size:
-            out.update(percentiles(lat))
-        if args.series:
-            log_series(lat, t0[window], since)
-        print(json.dumps(out), flush=True)
-        if stop["why"] != "count":
-            log(f"visible: stopped by {stop['why']} with {out['received']} of "
-                f"{out['expected']} predictions")
+        print_visible(args, out, done, keys, recv_ms)
     finally:
         c.close()
+
+
+def print_visible(args, out: dict, done, keys, recv_ms) -> None:
+    """The visible latency of the received predictions (`keys`: their sources, `recv_ms`: when
+    each arrived), against their source records' append times, after the warm-up."""
+    if done is None:
+        log("visible: the load never ended (no done file); nothing to measure against")
+        print(json.dumps(out), flush=True)
+        return
+    since = done["since_ms"] + int(args.warmup_s * 1000)
+    src_ts = {(p, o): t for p, o, t, _, _ in read_all(args.brokers, args.source_topic)}
+    t0 = np.array([src_ts.get(k, -1) for k in keys], dtype=np.float64)
+    recv = np.array(recv_ms, dtype=np.float64)
+    out["unmatched"] += int((t0 < 0).sum())
+    window = t0 >= since
+    lat = recv[window] - t0[window]
+    out["source_in_window"] = sum(1 for t in src_ts.values() if t >= since)
+    out["measured"] = int(lat.size)
+    if lat.size:
+        out.update(percentiles(lat))
+    if args.series:
+        log_series(lat, t0[window], since)
+    print(json.dumps(out), flush=True)
+    if out["stopped"] != "count":
+        log(f"visible: stopped by {out['stopped']} with {out['received']} of "
+            f"{out['expected']} predictions")
+
+
+def cmd_visible_match(args) -> None:
+    """The visible latency from fleet-visible's receipts (bench/loadgen/src/visible.rs): the
+    same record as `visible` prints, once the run is over."""
+    try:
+        reader = json.loads(Path(args.reader_json).read_text())
+    except (OSError, ValueError):
+        reader = {"stopped": "killed"}  # what it received is in the receipts all the same
+    done = json.loads(Path(args.done_file).read_text()) if os.path.exists(args.done_file) else None
+    receipts = np.loadtxt(args.receipts, dtype=np.int64, ndmin=2).reshape(-1, 3)
+    keys = list(zip(receipts[:, 0].tolist(), receipts[:, 1].tolist()))
+    out = {
+        "what": "latency",
+        "measure": "visible",
+        "system": args.system,
+        "run": args.run,
+        "rate": args.rate,
+        "fraction": args.fraction,
+        "received": reader.get("received", len(keys)),
+        "expected": done["expect"] if done else None,
+        "stopped": reader["stopped"],
+        "reader": "fleet-visible",
+        "reader_s": reader.get("reader_s"),
+        "reader_cpu_s": reader.get("reader_cpu_s"),
+        "unmatched": reader.get("unmatched", 0),
+    }
+    print_visible(args, out, done, keys, receipts[:, 2])
 
 
 def cmd_compare(args) -> None:
@@ -769,6 +806,20 @@ def main() -> None:
     s.add_argument("--max-s", type=float, default=300, help="hard deadline from the start")
     s.add_argument("--series", action="store_true", help="per-second latency on stderr")
     s.set_defaults(func=cmd_visible)
+
+    s = sub.add_parser("visible-match")
+    s.add_argument("--brokers", required=True)
+    s.add_argument("--source-topic", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--run", type=int, default=0)
+    s.add_argument("--rate", type=float, default=0)
+    s.add_argument("--fraction", type=float, default=0.5, help="rate / sustained maximum")
+    s.add_argument("--warmup-s", type=float, default=3)
+    s.add_argument("--done-file", required=True, help="as for visible")
+    s.add_argument("--receipts", required=True, help="fleet-visible's receipts")
+    s.add_argument("--reader-json", required=True, help="fleet-visible's stdout")
+    s.add_argument("--series", action="store_true", help="per-second latency on stderr")
+    s.set_defaults(func=cmd_visible_match)
 
     s = sub.add_parser("compare")
     s.add_argument("--brokers", required=True)

@@ -22,8 +22,8 @@
 #      fleet.source.partition/offset headers; the warm-up is left out. RUNS runs; medians of
 #      p50/p90/p99/max. This "produced" latency leaves out, under exactly-once, the wait for
 #      the transaction's commit (the append time is the prediction's, not its commit's). For
-#      the systems in VISIBLE, a live read_committed reader of the predictions (measure.py
-#      visible, started before the system, fetching with fetch.wait.max.ms=5) also gives the
+#      the systems in VISIBLE, a live read_committed reader of the predictions (VISIBLE_READER,
+#      started before the system, fetching with fetch.wait.max.ms=5) also gives the
 #      "visible" latency: the wall-clock time it received each prediction minus its event's
 #      append time, what a read_committed consumer of the predictions sees.
 #   3. each peer's predictions are compared with fleetscore's for the same events (throughput
@@ -82,7 +82,13 @@
 #   SYSTEMS="fleetscore peer kstreams"  PHASES="tput lat"   what to run (for tuning one system)
 #   LAT_FRACTIONS="0.5"   latency runs at these fractions of the sustained maximum
 #   VISIBLE="fleetscore"  systems whose latency runs also measure the visible latency ("":
-#                         none). The reader costs about 0.1 core at 19k predictions/s
+#                         none)
+#   VISIBLE_READER=rust   the live reader: rust = bench/loadgen's fleet-visible (VISIBLE_BIN,
+#                         default next to LOADGEN_BIN; its receipts matched by measure.py
+#                         visible-match after the run), python = measure.py visible (the
+#                         reader of all runs before 2026-12-01; about a quarter of a core at
+#                         22k predictions/s on session 16's machine, taken from the cores the
+#                         system and the broker share)
 #   VISIBLE_IDLE=10       the reader stops this many seconds after the last prediction once
 #                         the load has ended (it stops at once on the expected count)
 #   WARM_SECONDS=30 WARM_RATE=20000   broker warm-up before any measurement (0: none)
@@ -144,6 +150,8 @@ export KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:--XX:MetaspaceSize=96m -XX:G1HeapRegionS
 FLEETSCORE_BIN="${FLEETSCORE_BIN:-$repo/target/release/fleetscore}"
 LOADGEN="${LOADGEN:-rust}"
 LOADGEN_BIN="${LOADGEN_BIN:-$repo/target/release/fleet-loadgen}"
+VISIBLE_READER="${VISIBLE_READER:-rust}"
+VISIBLE_BIN="${VISIBLE_BIN:-$(dirname -- "$LOADGEN_BIN")/fleet-visible}"
 data_dir="${FLEETSCORE_DATA_DIR:-$repo/data}"
 models_dir="${MODELS_DIR:-$repo/models}"
 out="${out:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -216,6 +224,10 @@ case "$LOADGEN" in
   python) produce() { py produce "$@"; } ;;
   *) die "LOADGEN must be rust or python, not $LOADGEN" ;;
 esac
+if [[ -n "$VISIBLE" && "$VISIBLE_READER" == rust ]]; then
+  [[ -x "$VISIBLE_BIN" ]] || die "no $VISIBLE_BIN (cargo build --release -p fleet-loadgen)"
+  cp -- "$VISIBLE_BIN" "$tmp/fleet-visible"
+fi
 # The Kafka Streams peer: its fat jar, built when missing or older than its sources (Maven's
 # default local repository, so a cached ~/.m2 builds it offline), copied like the binaries.
 if has "$SYSTEMS" kstreams; then
@@ -265,7 +277,7 @@ log "broker at $bootstrap"
   echo "python: $("$BENCH_PYTHON" -c 'import sys, quixstreams, confluent_kafka, onnxruntime, numpy; print(sys.version.split()[0], "quixstreams", quixstreams.__version__, "confluent-kafka", confluent_kafka.__version__, "librdkafka", confluent_kafka.libversion()[0], "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)')"
   echo "fleetscore: $("$fs" --version) ($(sha256sum "$fs" | cut -c1-12), binary from $(date -u -r "$FLEETSCORE_BIN" +%Y-%m-%dT%H:%M:%SZ))"
   echo "model: engine-rul $rul_version ($(sed -n 's/.*"backend": *"\([a-z]*\)".*/\1/p' "$rul_dir/manifest.json"), sha256 $(sha256sum "$rul_dir/model.onnx" | cut -c1-12), $(sed -n 's/.*"description": *"\([^"]*\)".*/\1/p' "$rul_dir/manifest.json"))"
-  echo "settings: SYSTEMS=$SYSTEMS PHASES=$PHASES FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS KSTREAMS_EVENTS=$KSTREAMS_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE VISIBLE=$VISIBLE FS_MAX_RATE=${FS_MAX_RATE:-} PEER_MAX_RATE=${PEER_MAX_RATE:-} KSTREAMS_MAX_RATE=${KSTREAMS_MAX_RATE:-}"
+  echo "settings: SYSTEMS=$SYSTEMS PHASES=$PHASES FS_EVENTS=$FS_EVENTS PEER_EVENTS=$PEER_EVENTS KSTREAMS_EVENTS=$KSTREAMS_EVENTS RUNS=$RUNS LAT_SECONDS=$LAT_SECONDS LAT_WARMUP=$LAT_WARMUP LAT_FRACTIONS=$LAT_FRACTIONS WARM_SECONDS=$WARM_SECONDS WARM_RATE=$WARM_RATE VISIBLE=$VISIBLE VISIBLE_READER=$VISIBLE_READER FS_MAX_RATE=${FS_MAX_RATE:-} PEER_MAX_RATE=${PEER_MAX_RATE:-} KSTREAMS_MAX_RATE=${KSTREAMS_MAX_RATE:-}"
   echo "load generator: $LOADGEN"
   echo "fleetscore: FS_BATCH_MAX_RECORDS=${FS_BATCH_MAX_RECORDS:-default} FS_BATCH_MAX_MS=${FS_BATCH_MAX_MS:-default} FS_CONSUMER=${FS_CONSUMER:-} FS_PRODUCER=${FS_PRODUCER:-} FS_KAFKA=${FS_KAFKA:-}"
   echo "peer: PEER_ARGS=$PEER_ARGS"
@@ -421,14 +433,27 @@ print(statistics.median(v))' "$results" "$1"
 }
 
 # start_visible SYSTEM RUN RATE FRACTION TELEMETRY_TOPIC PREDICTIONS_TOPIC NAME: the live
-# read_committed reader (measure.py visible), in the background, before the system starts.
+# read_committed reader (VISIBLE_READER), in the background, before the system starts.
 start_visible() {
-  rm -f -- "$tmp/visible.ready" "$tmp/visible.done"
-  "$BENCH_PYTHON" "$here/measure.py" visible --brokers "$bootstrap" --source-topic "$5" \
-    --pred-topic "$6" --system "$1" --run "$2" --rate "$3" --fraction "$4" \
-    --warmup-s "$LAT_WARMUP" --ready-file "$tmp/visible.ready" --done-file "$tmp/visible.done" \
-    --idle-s "$VISIBLE_IDLE" --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" --series \
-    >"$tmp/visible.json" 2>"$out/$7.visible.series" &
+  rm -f -- "$tmp/visible.ready" "$tmp/visible.done" "$tmp/visible.reader.json"
+  visible_series="$out/$7.visible.series"
+  if [[ "$VISIBLE_READER" == rust ]]; then
+    # What visible_done gives measure.py visible-match once the reader is done.
+    visible_match=(--brokers "$bootstrap" --source-topic "$5" --system "$1" --run "$2"
+      --rate "$3" --fraction "$4" --warmup-s "$LAT_WARMUP" --done-file "$tmp/visible.done"
+      --receipts "$tmp/visible.receipts" --reader-json "$tmp/visible.reader.json" --series)
+    "$tmp/fleet-visible" --brokers "$bootstrap" --pred-topic "$6" \
+      --receipts "$tmp/visible.receipts" --ready-file "$tmp/visible.ready" \
+      --done-file "$tmp/visible.done" --idle-s "$VISIBLE_IDLE" \
+      --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" \
+      >"$tmp/visible.reader.json" 2>"$out/$7.visible.series" &
+  else
+    "$BENCH_PYTHON" "$here/measure.py" visible --brokers "$bootstrap" --source-topic "$5" \
+      --pred-topic "$6" --system "$1" --run "$2" --rate "$3" --fraction "$4" \
+      --warmup-s "$LAT_WARMUP" --ready-file "$tmp/visible.ready" --done-file "$tmp/visible.done" \
+      --idle-s "$VISIBLE_IDLE" --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" --series \
+      >"$tmp/visible.json" 2>"$out/$7.visible.series" &
+  fi
   visible_pid=$!
 }
 
@@ -458,6 +483,9 @@ visible_done() {
   fi
   wait "$visible_pid" 2>/dev/null || log "the visible-latency reader exited non-zero"
   visible_pid=""
+  if [[ "$VISIBLE_READER" == rust ]]; then
+    py visible-match "${visible_match[@]}" >"$tmp/visible.json" 2>>"$visible_series"
+  fi
   tee -a "$results" <"$tmp/visible.json" >&2
 }
 
