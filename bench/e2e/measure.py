@@ -443,30 +443,33 @@ def cmd_visible(args) -> None:
                 stop["why"] = "idle"
             elif now > deadline:
                 stop["why"] = "deadline"
-        live_s = time.monotonic() - start
-        cpu_s = time.process_time() - cpu_start
-        out = {
-            "what": "latency",
-            "measure": "visible",
-            "system": args.system,
-            "run": args.run,
-            "rate": args.rate,
-            "fraction": args.fraction,
+        reader = {
+            "reader": "measure.py",
             "received": len(keys) + unmatched,
-            "expected": done["expect"] if done else None,
             "stopped": stop["why"],
-            "reader_s": round(live_s, 1),
-            "reader_cpu_s": round(cpu_s, 2),
+            "reader_s": round(time.monotonic() - start, 1),
+            "reader_cpu_s": round(time.process_time() - cpu_start, 2),
             "unmatched": unmatched,
         }
-        print_visible(args, out, done, keys, recv_ms)
+        print_visible(args, reader, done, keys, recv_ms)
     finally:
         c.close()
 
 
-def print_visible(args, out: dict, done, keys, recv_ms) -> None:
+def print_visible(args, reader: dict, done, keys, recv_ms) -> None:
     """The visible latency of the received predictions (`keys`: their sources, `recv_ms`: when
-    each arrived), against their source records' append times, after the warm-up."""
+    each arrived), against their source records' append times, after the warm-up. `reader`:
+    what the reader says of itself (received, stopped, reader_s, reader_cpu_s, unmatched)."""
+    out = {
+        "what": "latency",
+        "measure": "visible",
+        "system": args.system,
+        "run": args.run,
+        "rate": args.rate,
+        "fraction": args.fraction,
+        "expected": done["expect"] if done else None,
+        **reader,
+    }
     if done is None:
         log("visible: the load never ended (no done file); nothing to measure against")
         print(json.dumps(out), flush=True)
@@ -500,22 +503,9 @@ def cmd_visible_match(args) -> None:
     done = json.loads(Path(args.done_file).read_text()) if os.path.exists(args.done_file) else None
     receipts = np.loadtxt(args.receipts, dtype=np.int64, ndmin=2).reshape(-1, 3)
     keys = list(zip(receipts[:, 0].tolist(), receipts[:, 1].tolist()))
-    out = {
-        "what": "latency",
-        "measure": "visible",
-        "system": args.system,
-        "run": args.run,
-        "rate": args.rate,
-        "fraction": args.fraction,
-        "received": reader.get("received", len(keys)),
-        "expected": done["expect"] if done else None,
-        "stopped": reader["stopped"],
-        "reader": "fleet-visible",
-        "reader_s": reader.get("reader_s"),
-        "reader_cpu_s": reader.get("reader_cpu_s"),
-        "unmatched": reader.get("unmatched", 0),
-    }
-    print_visible(args, out, done, keys, receipts[:, 2])
+    reader.setdefault("received", len(keys))
+    reader.setdefault("unmatched", 0)
+    print_visible(args, reader, done, keys, receipts[:, 2])
 
 
 def cmd_compare(args) -> None:
