@@ -84,6 +84,26 @@ fn every_cmapss_event_is_scored_once_and_equals_replay() {
             "{series}in /metrics:\n{metrics}"
         );
     }
+    // Every exactly-once commit times each of its steps (a commit finishing while /metrics
+    // is rendered may have its steps and not yet its total).
+    let count_of = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in /metrics:\n{metrics}"))
+    };
+    let commits = count_of("fleetscore_commit_seconds_count ");
+    assert!(commits > 0, "no commit in /metrics:\n{metrics}");
+    for step in ["outputs", "changelog", "offsets", "commit"] {
+        let steps = count_of(&format!(
+            "fleetscore_commit_step_seconds_count{{step=\"{step}\"}} "
+        ));
+        assert!(
+            (commits..=commits + 1).contains(&steps),
+            "{steps} `{step}` steps for {commits} commits"
+        );
+    }
     service.signal("-TERM");
     let status = service.wait(Duration::from_secs(30));
     assert!(

@@ -29,6 +29,10 @@ pub const RESTORING_PARTITIONS: &str = "fleetscore_restoring_partitions";
 pub const COMMITS: &str = "fleetscore_commits_total";
 /// One commit: waiting for the outputs, writing the changelog, committing.
 pub const COMMIT_DURATION: &str = "fleetscore_commit_seconds";
+/// An exactly-once commit's steps, by `step`: `outputs` (from the commit's start until its
+/// outputs are acknowledged), `changelog`, `offsets` (`send_offsets_to_transaction`), `commit`
+/// (`commit_transaction`).
+pub const COMMIT_STEP: &str = "fleetscore_commit_step_seconds";
 /// Steps of the pipeline thread that lasted long (`kafka::watchdog`), by `step`.
 pub const PIPELINE_STALLS: &str = "fleetscore_pipeline_stalls_total";
 /// Producers replaced because a transaction call never returned (`kafka::producer`).

@@ -11,6 +11,7 @@ use rdkafka::producer::Producer;
 
 use super::{CommitError, Committer, PendingChangelog, next_offsets};
 use crate::kafka::changelog;
+use crate::metrics::names;
 
 /// An exactly-once commit prepared on the pipeline thread ([`Committer::prepare`]) and
 /// finished off it ([`Committer::finish`]) while the pipeline goes on with the next epoch.
@@ -127,8 +128,9 @@ impl Committer {
         self.in_flight
             .drain_through(epoch, wait)
             .map_err(|e| CommitError::Abortable(e.to_string()))?;
+        let acknowledged = Instant::now();
         tracing::debug!(
-            drain_ms = started.elapsed().as_secs_f64() * 1e3,
+            drain_ms = (acknowledged - started).as_secs_f64() * 1e3,
             "outputs acknowledged"
         );
         let settled = self.in_flight.take_settled_through(epoch);
@@ -154,6 +156,8 @@ impl Committer {
         self.finish_changelog(pending)
             .map_err(CommitError::Abortable)?;
         let t0 = Instant::now();
+        step("outputs", acknowledged - started);
+        step("changelog", t0 - acknowledged);
         if !settled.offsets.is_empty() {
             let metadata = metadata.ok_or_else(|| {
                 CommitError::Fatal("the consumer has no group metadata".to_owned())
@@ -167,6 +171,8 @@ impl Committer {
         }
         let t1 = Instant::now();
         self.retrying(Arc::new(|p, t| p.commit_transaction(t)))?;
+        step("offsets", t1 - t0);
+        step("commit", t1.elapsed());
         tracing::debug!(
             offsets_ms = (t1 - t0).as_secs_f64() * 1e3,
             commit_ms = t1.elapsed().as_secs_f64() * 1e3,
@@ -177,4 +183,9 @@ impl Committer {
         self.gate.open(epoch + 1);
         Ok(true)
     }
+}
+
+/// Records how long one step of a commit took (`fleetscore_commit_step_seconds`).
+fn step(name: &'static str, took: Duration) {
+    metrics::histogram!(names::COMMIT_STEP, "step" => name).record(took.as_secs_f64());
 }
