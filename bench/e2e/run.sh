@@ -446,13 +446,13 @@ start_visible() {
       --receipts "$tmp/visible.receipts" --ready-file "$tmp/visible.ready" \
       --done-file "$tmp/visible.done" --idle-s "$VISIBLE_IDLE" \
       --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" \
-      >"$tmp/visible.reader.json" 2>"$out/$7.visible.series" &
+      >"$tmp/visible.reader.json" 2>"$visible_series" &
   else
     "$BENCH_PYTHON" "$here/measure.py" visible --brokers "$bootstrap" --source-topic "$5" \
       --pred-topic "$6" --system "$1" --run "$2" --rate "$3" --fraction "$4" \
       --warmup-s "$LAT_WARMUP" --ready-file "$tmp/visible.ready" --done-file "$tmp/visible.done" \
       --idle-s "$VISIBLE_IDLE" --max-s "$((LAT_WARMUP + LAT_SECONDS + 300))" --series \
-      >"$tmp/visible.json" 2>"$out/$7.visible.series" &
+      >"$tmp/visible.json" 2>"$visible_series" &
   fi
   visible_pid=$!
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use fleet_loadgen::cpu_seconds;
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -167,18 +168,6 @@ impl ProducerContext for Failures {
     }
 }
 
-/// CPU seconds this process has used (user + system), from /proc (USER_HZ is 100 on Linux).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.count == 0 && args.seconds <= 0.0 {
@@ -203,7 +192,7 @@ fn main() -> anyhow::Result<()> {
     let (mut key, mut value, mut traceparent) = (String::new(), String::new(), String::new());
     let mut sent: u64 = 0;
     let mut behind_max = Duration::ZERO;
-    let cpu_start = cpu_seconds();
+    let cpu_start = cpu_seconds().unwrap_or(0.0);
     let wall_start = SystemTime::now().duration_since(UNIX_EPOCH)?;
     let start = Instant::now();
     'run: loop {
@@ -285,7 +274,7 @@ fn main() -> anyhow::Result<()> {
         "rate_achieved": (elapsed > 0.0).then(|| round(sent as f64 / elapsed, 1)),
         "max_behind_schedule_ms": round(behind_max.as_secs_f64() * 1000.0, 1),
         "start_ms": wall_start.as_millis() as u64,
-        "cpu_s": round(cpu_seconds() - cpu_start, 3),
+        "cpu_s": round(cpu_seconds().unwrap_or(0.0) - cpu_start, 3),
         "generator": "fleet-loadgen",
     });
     println!("{out}");

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use fleet_loadgen::cpu_seconds;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -167,18 +168,6 @@ fn source_of(message: &impl Message) -> Option<(i32, i64)> {
     ))
 }
 
-/// This process's CPU time (user + system), from `/proc/self/stat` (Linux; clock ticks of
-/// 1/100 s).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    Some((ticks(11)? + ticks(12)?) / 100.0)
-}
-
 #[cfg(test)]
 mod tests {
     use rdkafka::Timestamp;
@@ -222,17 +211,5 @@ mod tests {
             source_of(&message(&[(SOURCE_PARTITION, "x"), (SOURCE_OFFSET, "5")])),
             None
         );
-    }
-
-    #[test]
-    fn this_process_has_spent_some_cpu() {
-        let busy_until = Instant::now() + Duration::from_millis(30);
-        let mut spins = 0u64;
-        while Instant::now() < busy_until {
-            spins = spins.wrapping_add(1);
-        }
-        assert!(spins > 0);
-        let cpu = cpu_seconds().expect("readable /proc/self/stat");
-        assert!(cpu > 0.0 && cpu < 3600.0, "{cpu}");
     }
 }

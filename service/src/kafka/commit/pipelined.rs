@@ -171,11 +171,12 @@ impl Committer {
         }
         let t1 = Instant::now();
         self.retrying(Arc::new(|p, t| p.commit_transaction(t)))?;
-        step("offsets", t1 - t0);
-        step("commit", t1.elapsed());
+        let (offsets, commit) = (t1 - t0, t1.elapsed());
+        step("offsets", offsets);
+        step("commit", commit);
         tracing::debug!(
-            offsets_ms = (t1 - t0).as_secs_f64() * 1e3,
-            commit_ms = t1.elapsed().as_secs_f64() * 1e3,
+            offsets_ms = offsets.as_secs_f64() * 1e3,
+            commit_ms = commit.as_secs_f64() * 1e3,
             "transaction committed"
         );
         self.open = false;
