@@ -1,9 +1,9 @@
 # Sourced by bench/http's scripts (run from the repository root).
 #
-# one_model MODEL_DIR OUT puts
-# the engine-rul package MODEL_DIR in OUT/models as engine-rul/1 (with the delay-risk fixture,
-# for /readyz), one real feature row of it by name in OUT/row.json (a golden row), and a wrk
-# script posting that row to /score in OUT/post.lua. PYTHON: the interpreter (default python3).
+# one_model MODEL_DIR OUT puts the engine-rul package MODEL_DIR in OUT/models as engine-rul/1
+# (its manifest's version set to 1; with the delay-risk fixture, for /readyz), one real feature
+# row of it by name in OUT/row.json (a golden row), and a wrk script posting that row to /score
+# in OUT/post.lua. PYTHON: the interpreter (default python3).
 one_model() {
   local model="$1" out="$2"
   rm -rf "$out/models"; mkdir -p "$out/models/engine-rul"
@@ -13,6 +13,8 @@ one_model() {
 import json, sys
 d = sys.argv[2]
 m = json.load(open(d + "manifest.json")); g = json.load(open(d + "golden.json"))
+if m["version"] != "1":  # a later version (models/engine-rul/2) served as version 1
+    m["version"] = "1"; json.dump(m, open(d + "manifest.json", "w"), indent=2)
 json.dump({"model": "engine-rul", "rows": [dict(zip(m["input"]["features"], g["inputs"][3]))]},
           open(sys.argv[1], "w"))
 PY
