@@ -25,6 +25,9 @@ Everything talks to the broker given by --brokers (127.0.0.1 only in run.sh). Su
               reader in Rust, run.sh's default: it takes far less of the shared CPU), once the
               run is over
   compare     predictions of two topics for the same (tail, source_event_id)
+  stages      fleetscore's stage histograms over a measured window: the difference of two
+              /metrics scrapes (its start and its end), per stage the share of batches (of
+              events, for the event lags; of commits, for the commit) over 5, 10, 25 and 50 ms
   report      medians over runs, from the JSON lines the other subcommands printed
 
 Each measuring subcommand prints one JSON object on stdout.
@@ -567,6 +570,73 @@ def cmd_cpu(args) -> None:
     print(json.dumps(out), flush=True)
 
 
+# -------------------------------------------------------------------------------- stages
+
+# What `stages` reads from fleetscore's /metrics: (histogram, label selecting the series or
+# None, the name it gets in the output).
+STAGE_SERIES = [
+    ("fleetscore_event_lag_seconds", 'stage="consumed"', "lag consumed"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="batching"', "batching"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="apply"', "apply"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="to_scoring"', "to_scoring"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="scoring"', "scoring"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="to_output"', "to_output"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="txn_gate"', "txn_gate"),
+    ("fleetscore_pipeline_stage_seconds", 'stage="produce"', "produce"),
+    ("fleetscore_event_lag_seconds", 'stage="produced"', "lag produced"),
+    ("fleetscore_commit_seconds", None, "commit"),
+    ("fleetscore_commit_step_seconds", 'step="outputs"', "commit outputs"),
+    ("fleetscore_commit_step_seconds", 'step="changelog"', "commit changelog"),
+    ("fleetscore_commit_step_seconds", 'step="offsets"', "commit offsets"),
+    ("fleetscore_commit_step_seconds", 'step="commit"', "commit commit"),
+]
+
+
+def scrape_histograms(path: Path) -> dict:
+    """{(name, label or None): {"buckets": {le: count}, "sum": s, "count": n}} of a scrape."""
+    out: dict = {}
+    text = path.read_text() if path.exists() else ""
+    for line in text.splitlines():
+        if not line.startswith("fleetscore_") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        labels = labels.rstrip("}")
+        for suffix in ("_bucket", "_sum", "_count"):
+            if not name.endswith(suffix):
+                continue
+            base = name[: -len(suffix)]
+            parts = [p for p in labels.split(",") if p and not p.startswith("le=")]
+            key = (base, parts[0] if parts else None)
+            h = out.setdefault(key, {"buckets": {}, "sum": 0.0, "count": 0.0})
+            if suffix == "_bucket":
+                le = [p for p in labels.split(",") if p.startswith("le=")][0][4:-1]
+                h["buckets"][float(le)] = float(value)
+            else:
+                h[suffix[1:]] = float(value)
+    return out
+
+
+def cmd_stages(args) -> None:
+    start, end = scrape_histograms(Path(args.start)), scrape_histograms(Path(args.end))
+    out = {"what": "stages", "system": "fleetscore", "run": args.run, "name": args.name,
+           "measured": bool(start)}
+    for name, label, short in STAGE_SERIES:
+        b = end.get((name, label))
+        if b is None:
+            continue
+        a = start.get((name, label), {"buckets": {}, "sum": 0.0, "count": 0.0})
+        n = b["count"] - a["count"]
+        if n <= 0:
+            continue
+        d = {"n": int(n), "mean_ms": round((b["sum"] - a["sum"]) / n * 1e3, 2)}
+        for le in (0.005, 0.01, 0.025, 0.05):
+            below = b["buckets"].get(le, 0) - a["buckets"].get(le, 0)
+            d[f"over_{int(le * 1e3)}ms_pct"] = round((n - below) / n * 100, 2)
+        out[short] = d
+    print(json.dumps(out), flush=True)
+
+
 # -------------------------------------------------------------------------------- report
 
 
@@ -725,6 +795,21 @@ def cmd_report(args) -> None:
                 f"compared, {cmp['identical_f32']:,} identical as float32, max |diff| "
                 f"{cmp['max_abs_diff']}"
             )
+    stages = [r for r in rows if r["what"] == "stages" and r.get("measured")]
+    if stages:
+        print("\nfleetscore's latency runs, measured window only: where the time went (per "
+              "micro-batch; per event for the lags; per commit for the commit). Each cell: mean, "
+              "then the share over 10 ms / over 25 ms:\n")
+        shorts = [short for _, _, short in STAGE_SERIES if any(short in r for r in stages)]
+        print("| run | " + " | ".join(shorts) + " |")
+        print("| --- |" + " --- |" * len(shorts))
+        for r in stages:
+            cells = []
+            for short in shorts:
+                d = r.get(short)
+                cells.append("" if d is None else f"{d['mean_ms']:.1f} ms, "
+                             f"{d['over_10ms_pct']:g} % / {d['over_25ms_pct']:g} %")
+            print(f"| {r['name'] or r['run']} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -816,6 +901,13 @@ def main() -> None:
     s.add_argument("--hz", type=int, default=100)
     s.add_argument("--ncpu", type=int, default=2)
     s.set_defaults(func=cmd_cpu)
+
+    s = sub.add_parser("stages")
+    s.add_argument("--start", required=True, help="/metrics scraped when the window began")
+    s.add_argument("--end", required=True, help="/metrics scraped when it ended")
+    s.add_argument("--run", type=int, default=0)
+    s.add_argument("--name", default="")
+    s.set_defaults(func=cmd_stages)
 
     s = sub.add_parser("report")
     s.add_argument("results", help="JSON lines file")

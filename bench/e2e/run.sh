@@ -29,7 +29,11 @@
 #   3. each peer's predictions are compared with fleetscore's for the same events (throughput
 #      run 1; as float32: how many are identical, the largest difference).
 # CPU use of the system, the broker, the load generator and the rest of the machine is recorded
-# for every measured window (so a run on a busy shared machine shows it).
+# for every measured window (so a run on a busy shared machine shows it). For fleetscore's latency
+# runs, where the window's time went: its /metrics scraped when the window begins and when it
+# ends (NAME.metrics-start, NAME.metrics), their difference per stage of a micro-batch, event lag
+# and commit step summarized by `measure.py stages` (the "stages" lines of results.jsonl and the
+# report's last table).
 #
 # Environment (defaults):
 #   FS_EVENTS=412620      events for fleetscore's throughput runs (20 copies of FD001: about as
@@ -515,7 +519,7 @@ throughput_runs() {
 
 # latency_runs SYSTEM KIND PREFIX [PEER ARGS...]: RUNS runs at each of LAT_FRACTIONS × max.
 latency_runs() {
-  local system=$1 kind=$2 p=$3 r f pct name max rate sent since a b tel pred visible
+  local system=$1 kind=$2 p=$3 r f pct name max rate sent since a b tel pred visible scrape_pid
   shift 3
   local override="${system^^}_MAX_RATE"
   override="${override/FLEETSCORE/FS}"
@@ -542,8 +546,18 @@ latency_runs() {
       wait_for "$name" "$pred" 1 120 >/dev/null
       if ((visible)); then visible_ready; fi
       a="$(snap)"
+      # fleetscore's stage histograms when the measured window begins (after the warm-up), to
+      # be subtracted from those at its end (measure.py stages).
+      scrape_pid=""
+      if [[ "$kind" == fleetscore ]]; then
+        (sleep "$LAT_WARMUP"
+          curl -sf --max-time 5 "http://127.0.0.1:$http_port/metrics" >"$out/$name.metrics-start" ||
+            true) &
+        scrape_pid=$!
+      fi
       produce --brokers "$bootstrap" --topic "$tel" --events "$events" --tag "L$r" \
         --rate "$rate" --seconds "$((LAT_WARMUP + LAT_SECONDS))" >"$tmp/produce.json"
+      if [[ -n "$scrape_pid" ]]; then wait "$scrape_pid" || true; fi
       cat "$tmp/produce.json" >>"$results"
       sent="$(json_field "$tmp/produce.json" sent)"
       since="$(json_field "$tmp/produce.json" start_ms)"
@@ -555,6 +569,10 @@ latency_runs() {
       py latency --brokers "$bootstrap" --source-topic "$tel" --pred-topic "$pred" \
         --system "$system" --run "$r" --rate "$rate" --fraction "$f" --since-ms "$since" \
         --warmup-s "$LAT_WARMUP" --series 2>>"$out/$name.series" | tee -a "$results" >&2
+      if [[ "$kind" == fleetscore ]]; then
+        py stages --start "$out/$name.metrics-start" --end "$out/$name.metrics" --run "$r" \
+          --name "$name" | tee -a "$results" >&2
+      fi
     done
   done
 }

@@ -26,6 +26,7 @@
 //! - [`headers`]: provenance headers on predictions and dead letters.
 //! - [`scoring_stage`]: the scoring thread: one backend call per model for each batch.
 //! - [`settings`]: librdkafka settings for the consumer and producer.
+//! - [`stages`]: where a micro-batch's time goes, stage by stage (a histogram per stage).
 //! - [`stats`]: the pipeline's counters, shared by its threads.
 //! - [`watchdog`]: the step the pipeline thread is in, and a warning when one lasts long.
 
@@ -45,6 +46,7 @@ pub mod rebalance;
 pub mod rewind;
 pub mod scoring_stage;
 pub mod settings;
+pub mod stages;
 pub mod stats;
 pub mod txn_gate;
 pub mod watchdog;

@@ -66,8 +66,8 @@ fn every_cmapss_event_is_scored_once_and_equals_replay() {
         "fleetscore_events_consumed_total",
         "fleetscore_predictions_total",
         "fleetscore_batch_rows_count",
-        "fleetscore_scoring_batch_seconds_count",
-        "fleetscore_pipeline_handover_wait_seconds_count",
+        "fleetscore_pipeline_stage_seconds_count{stage=\"scoring\"}",
+        "fleetscore_pipeline_stage_seconds_count{stage=\"txn_gate\"}",
     ] {
         assert!(metrics.contains(name), "no {name} in /metrics:\n{metrics}");
     }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::Utc;
 use fleet_features::{ApplyOutcome, Event, FeatureSet};
@@ -64,6 +65,8 @@ pub(super) struct Intake {
     stats: Arc<PipelineStats>,
     /// Polled, not yet handed over.
     received: Vec<Received>,
+    /// When the first of `received` was taken from the consumer (`super::stages`).
+    first_taken: Option<Instant>,
     batcher: Batcher<Meta>,
     outputs: Vec<OutputRecord>,
     /// Highest offset per `(topic, partition)` of the batch being built.
@@ -94,6 +97,7 @@ impl Intake {
             assignment,
             stats,
             received: Vec::new(),
+            first_taken: None,
             outputs: Vec::new(),
             offsets: HashMap::new(),
             dirty: HashMap::new(),
@@ -107,6 +111,7 @@ impl Intake {
     /// Drops what was polled and not handed over (a rewind reads it again).
     pub(super) fn clear(&mut self) {
         self.received.clear();
+        self.first_taken = None;
         self.offsets.clear();
         self.dirty.clear();
     }
@@ -142,6 +147,12 @@ impl Intake {
         )
     }
 
+    /// When the first record of the batch being gathered was taken from the consumer; the next
+    /// batch starts afresh.
+    pub(super) fn take_first_taken(&mut self) -> Option<Instant> {
+        self.first_taken.take()
+    }
+
     /// Decodes a polled record and keeps it for the batch; nothing is applied yet.
     pub(super) fn handle(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
         let topic = message.topic();
@@ -153,6 +164,7 @@ impl Intake {
             }
             assignment.epoch()
         };
+        self.first_taken.get_or_insert_with(Instant::now);
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cached(
             &mut self.consumed_counters,

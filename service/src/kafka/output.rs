@@ -19,6 +19,7 @@ use rdkafka::producer::BaseRecord;
 use super::delivery::{self, BatchTracker};
 use super::headers;
 use super::producer::ProducerSlot;
+use super::stages::{BatchClock, Stage};
 use super::stats::PipelineStats;
 use super::txn_gate::{Pass, TxnGate};
 use crate::alerts::Alerting;
@@ -77,6 +78,8 @@ pub(super) struct ScoredBatch {
     pub(super) epoch: u64,
     /// Its `process` span ([`crate::telemetry::messaging`]).
     pub(super) span: tracing::Span,
+    /// Its stage times ([`super::stages`]).
+    pub(super) clock: BatchClock,
 }
 
 /// The output thread: builds the records of scored batches (prediction JSON, headers, dead
@@ -271,11 +274,14 @@ impl Emitter {
             rows,
             epoch,
             span,
+            mut clock,
         } = batch;
+        clock.lap(Stage::ToOutput);
         if self.gate.wait(epoch) == Pass::Abandoned {
             tracker.abandon_rest("its transaction was aborted before it was produced".to_owned());
             return;
         }
+        clock.lap(Stage::TxnGate);
         // Ends (with its record counts) once every record below is handed to the producer.
         let mut sends =
             telemetry::enabled().then(|| messaging::Sends::new(span, self.server.clone()));
@@ -386,6 +392,7 @@ impl Emitter {
             }
             delivery::send(&producer, record);
         }
+        clock.lap(Stage::Produce);
         self.records = outputs;
     }
 }

@@ -57,6 +57,7 @@ use super::rebalance::{RebalanceContext, Signals};
 use super::rewind;
 use super::scoring_stage::{ScoringStage, Work};
 use super::settings;
+use super::stages::{BatchClock, Stage};
 use super::stats::PipelineStats;
 use super::txn_gate::TxnGate;
 use super::watchdog::{self, Step, Steps};
@@ -399,10 +400,14 @@ impl Pipeline {
     /// Builds the batch, registers it in flight (offsets, changed aircraft and a tracker for
     /// all its outputs), then hands it to the scoring thread.
     fn dispatch(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut clock = BatchClock::start(self.intake.take_first_taken().unwrap_or(started));
         self.intake.build();
         if self.intake.is_empty() {
             return Ok(());
         }
+        clock.lap_at(Stage::Batching, started);
+        clock.lap(Stage::Apply);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         // One output per row (a prediction or a dead letter), plus the decoding dead letters.
         let outputs = self.intake.output_count();
@@ -422,18 +427,16 @@ impl Pipeline {
             tracker,
             epoch,
             span,
+            clock,
         };
-        let waiting = Instant::now();
+        // Waits while the scoring thread is busy and one batch already waits for it
+        // (`to_scoring`: high when scoring is the bottleneck).
         let _step = self.steps.enter(Step::HandingOver);
-        let sent = self
-            .work
+        self.work
             .as_ref()
             .context("the scoring thread was already stopped")?
             .send(work)
-            .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"));
-        // Time spent waiting for the scoring thread: high when scoring is the bottleneck.
-        metrics::histogram!(names::HANDOVER_WAIT).record(waiting.elapsed().as_secs_f64());
-        sent
+            .map_err(|_| anyhow::anyhow!("the scoring thread has stopped"))
     }
 
     /// Lets the scoring thread finish what it was given, and joins it.

@@ -7,14 +7,13 @@
 
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use anyhow::Context;
 use chrono::Utc;
 
 use super::delivery::BatchTracker;
 use super::output::{Emitter, Meta, OutputRecord, ScoredBatch};
-use crate::metrics::names;
+use super::stages::{BatchClock, Stage};
 use crate::scoring::Batcher;
 use crate::telemetry::messaging;
 
@@ -28,6 +27,8 @@ pub(super) struct Work {
     pub(super) epoch: u64,
     /// Its `process` span ([`crate::telemetry::messaging`]).
     pub(super) span: tracing::Span,
+    /// Its stage times ([`super::stages`]).
+    pub(super) clock: BatchClock,
 }
 
 /// The pipeline's end of a started scoring stage.
@@ -93,22 +94,23 @@ impl ScoringStage {
 
 /// Scores a batch (one backend call per model) and returns the batcher for reuse.
 fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
-    let started = Instant::now();
     let Work {
         mut batcher,
         outputs,
         tracker,
         epoch,
         span,
+        mut clock,
     } = work;
+    clock.lap(Stage::ToScoring);
     let rows = batcher.len();
     let mut scored = Vec::with_capacity(rows);
     {
         let _scoring = messaging::score(&span, rows).entered();
         batcher.flush(Utc::now(), |outcome| scored.push(outcome));
     }
+    clock.lap(Stage::Scoring);
     let _ = spare.send(batcher);
-    metrics::histogram!(names::SCORING_BATCH).record(started.elapsed().as_secs_f64());
     ScoredBatch {
         scored,
         outputs,
@@ -116,5 +118,6 @@ fn score(work: Work, spare: &mpsc::Sender<Batcher<Meta>>) -> ScoredBatch {
         rows,
         epoch,
         span,
+        clock,
     }
 }

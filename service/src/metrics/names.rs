@@ -11,8 +11,9 @@ pub const DEAD_LETTERS: &str = "fleetscore_dead_letters_total";
 pub const PRODUCE_FAILURES: &str = "fleetscore_produce_failures_total";
 pub const IN_FLIGHT_BATCHES: &str = "fleetscore_in_flight_batches";
 pub const BATCH_ROWS: &str = "fleetscore_batch_rows";
-pub const SCORING_BATCH: &str = "fleetscore_scoring_batch_seconds";
-pub const HANDOVER_WAIT: &str = "fleetscore_pipeline_handover_wait_seconds";
+/// Where a micro-batch's time goes, by `stage` (`crate::kafka::stages`: `batching`, `apply`,
+/// `to_scoring`, `scoring`, `to_output`, `txn_gate`, `produce`).
+pub const PIPELINE_STAGE: &str = "fleetscore_pipeline_stage_seconds";
 
 // State changelog, restore and commits.
 /// Changelog records and bytes written (one record per aircraft changed since the last commit).
