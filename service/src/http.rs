@@ -13,8 +13,9 @@
 //!   `GET /tails/{tail}/history`), [`events`] (`GET /events`, its live updates).
 //! - [`health`]: `/healthz`, `/readyz`, `/v2/health/*`, `/metrics`.
 //! - [`openapi`]: `/openapi.json`, generated from the handlers' annotations.
-//! - [`scorer`]: the scoring thread (inference never runs on an async worker), which batches
-//!   requests that arrive together into one backend call per model.
+//! - [`scorer`]: where `/score`'s model calls run: a cheap request on its own worker (the
+//!   native trees) or batched by the scoring task (ONNX Runtime), anything bigger batched by
+//!   the scoring thread (inference never runs long on an async worker).
 //! - [`middleware`]: the one middleware around every handler (metrics, panics, and the limits
 //!   of [`limits`]: load shedding, timeouts — the request's, its body's — and the hand-off of
 //!   big bodies to blocking threads); [`json`]: request bodies; [`path`]: path parameters;

@@ -1,47 +1,53 @@
-//! Where `/score` runs its model calls. A request whose rows cost little ([`INLINE_COST`],
-//! from the model's cost per row measured at load) is scored on the HTTP worker that holds it,
-//! as a small body is parsed there, when its backend does not take turns (the native trees):
-//! a hand-off would cost more than the call, and it puts two thread wake-ups on the request's
-//! path (to the scoring thread and back), each exposed to the machine's scheduling jitter
-//! (issue #20; the `wait` and `resume` stages of `fleetscore_http_score_stage_seconds` show
-//! them).
+//! Where `/score` runs its model calls, by what a request's rows cost ([`INLINE_COST`], from
+//! the models' cost per row measured at load) and whether its backend takes turns:
 //!
-//! Everything else goes to the scoring thread, so inference never runs long on an async
-//! worker: big requests, and every request for a backend that takes turns (ONNX Runtime's
-//! session takes one call at a time). Requests hand their rows over a channel; the thread
-//! takes everything that has queued (up to [`MAX_COALESCED_ROWS`]), scores it as one batch per
-//! model — requests that arrive together share one backend call (dynamic batching, as Triton
-//! does) — and answers each request with its own rows' values. That is where ONNX Runtime's
-//! per-call cost is shared out (a row costs 3.2 µs alone and 0.23 µs in a batch of 256); its
-//! one-row requests scored on the workers instead cost 16 % more CPU per request at 20,000
-//! req/s (BENCHMARKS.md). A backend error fails the requests of that batch only; a panic, on
-//! either path, is caught and answered as an error.
+//! - **here**, on the HTTP worker that holds the request, as a small body is parsed there: a
+//!   cheap request for a backend that does not take turns (the native trees). A hand-off would
+//!   cost more than the call.
+//! - **the scoring task** ([`task`]): a cheap request for a backend that takes turns (ONNX
+//!   Runtime's session takes one call at a time). One task on the HTTP runtime batches what
+//!   queues to it into one backend call per model (dynamic batching, as Triton does), without
+//!   a thread crossing: the two wake-ups of a hand-off to a thread and back, each exposed to
+//!   the machine's scheduling, were the ONNX Runtime path's tail (issue #20; the `wait` and
+//!   `resume` stages of `fleetscore_http_score_stage_seconds` show them).
+//! - **the scoring thread** ([`thread`]): everything else, so inference never runs long on an
+//!   async worker: big requests, and a task's batch whose session another thread holds.
+//!
+//! Batching is where ONNX Runtime's per-call cost is shared out (a row costs 3.2 µs alone and
+//! 0.23 µs in a batch of 256); its one-row requests scored each on its worker instead cost
+//! 16 % more CPU per request at 20,000 req/s (BENCHMARKS.md). A backend error fails the
+//! requests of that batch only; a panic, on any path, is caught and answered as an error.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, LazyLock};
+mod batch;
+mod task;
+mod thread;
+
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use metrics::Histogram;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::limits::Permit;
-use crate::metrics::names;
 use crate::model::LoadedModel;
 use crate::model::ModelError;
-use crate::model::ModelScores;
 use crate::model::ServingSet;
+use batch::STAGES;
 
 /// Rows scored in one backend call at most (one request's rows are never split).
 pub const MAX_COALESCED_ROWS: usize = 256;
 
-/// A request whose model calls are estimated to cost at most this much is scored on the HTTP
-/// worker: the order of what a worker already does for one (parsing a body of up to
+/// A request whose model calls are estimated to cost at most this much is scored without the
+/// scoring thread: the order of what a worker already does for one (parsing a body of up to
 /// `limits::INLINE_PARSE_BYTES` costs about 70 µs), so it delays the worker's other requests
 /// no more than that. The published `engine-rul` (1,500 trees, 5 µs a row) scores up to 10
 /// rows this way.
 pub const INLINE_COST: Duration = Duration::from_micros(50);
+
+/// What the scoring task takes into one batch at most, by the models' one-row cost (an upper
+/// bound: a row costs less in a batch), so a batch holds its worker about as long as a few
+/// cheap requests would.
+pub const TASK_BATCH_COST: Duration = Duration::from_micros(200);
 
 /// What a request gets back: its values, and the model that produced them.
 #[derive(Debug)]
@@ -50,30 +56,16 @@ pub struct Output {
     pub model: Arc<LoadedModel>,
 }
 
-/// A request's answer from the scoring thread, and when it was sent.
+/// A request's answer from the scoring task or thread, and when it was sent.
 type Answer = (Result<Output, ModelError>, Instant);
-
-/// The stage histograms (`fleetscore_http_score_stage_seconds`), looked up once.
-struct Stages {
-    wait: Histogram,
-    model: Histogram,
-    resume: Histogram,
-}
-
-static STAGES: LazyLock<Stages> = LazyLock::new(|| {
-    let stage = |name: &'static str| metrics::histogram!(names::HTTP_SCORE_STAGE, "stage" => name);
-    Stages {
-        wait: stage("wait"),
-        model: stage("model"),
-        resume: stage("resume"),
-    }
-});
 
 #[derive(Debug)]
 struct Job {
     serving: ServingSet,
     rows: Vec<f32>,
     count: usize,
+    /// What its rows are estimated to cost ([`route`]).
+    cost: Duration,
     queued: Instant,
     reply: oneshot::Sender<Answer>,
     /// The request's concurrency permit: held until its rows are scored, even if the request
@@ -81,27 +73,39 @@ struct Job {
     _permit: Option<Permit>,
 }
 
+/// Where a request is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Here,
+    Task,
+    Thread,
+}
+
 #[derive(Debug)]
 pub struct Scorer {
-    jobs: Option<mpsc::UnboundedSender<Job>>,
+    thread_jobs: Option<mpsc::UnboundedSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// The scoring task's queue, the task spawned on the runtime of the first request that
+    /// needs it.
+    task_jobs: OnceLock<mpsc::UnboundedSender<Job>>,
 }
 
 impl Scorer {
-    /// Starts the scoring thread; it stops when the scorer is dropped.
+    /// Starts the scoring thread; it stops when the scorer is dropped, as does the task.
     pub fn start() -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("http-scorer".to_owned())
-            .spawn(move || run(rx))?;
+            .spawn(move || thread::run(rx))?;
         Ok(Self {
-            jobs: Some(jobs),
+            thread_jobs: Some(jobs),
             thread: Some(thread),
+            task_jobs: OnceLock::new(),
         })
     }
 
-    /// Scores `count` rows (row-major in `rows`) with `serving`, one value per row in order: on
-    /// this thread if [`here`] allows, else on the scoring thread.
+    /// Scores `count` rows (row-major in `rows`) with `serving`, one value per row in order,
+    /// where [`route`] says.
     pub async fn score(
         &self,
         serving: ServingSet,
@@ -109,9 +113,10 @@ impl Scorer {
         count: usize,
         permit: Option<Permit>,
     ) -> Result<Output, ModelError> {
-        if here(&serving, count) {
+        let (route, cost) = route(&serving, count);
+        if route == Route::Here {
             let mut out = Vec::with_capacity(count);
-            let scored = score_now(&serving, &rows, &mut out)?;
+            let scored = batch::score_now(&serving, &rows, &mut out)?;
             return Ok(Output {
                 predictions: out,
                 model: scored.model,
@@ -122,179 +127,87 @@ impl Scorer {
             serving,
             rows,
             count,
+            cost,
             queued: Instant::now(),
             reply,
             _permit: permit,
         };
         let stopped = || ModelError::scoring_msg("the scoring thread has stopped");
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())?;
+        let job = match route {
+            Route::Task => match self.task().send(job) {
+                Ok(()) => None,
+                Err(refused) => Some(refused.0), // its runtime has shut down
+            },
+            _ => Some(job),
+        };
+        if let Some(job) = job {
+            self.thread_jobs
+                .as_ref()
+                .ok_or_else(stopped)?
+                .send(job)
+                .map_err(|_| stopped())?;
+        }
         let (output, answered) = answer.await.map_err(|_| stopped())?;
         STAGES.resume.record(answered.elapsed());
         output
+    }
+
+    /// The scoring task's queue, the task spawned on the current runtime the first time.
+    fn task(&self) -> &mpsc::UnboundedSender<Job> {
+        self.task_jobs.get_or_init(|| {
+            let (jobs, rx) = mpsc::unbounded_channel();
+            let thread = match &self.thread_jobs {
+                Some(thread) => thread.downgrade(),
+                None => mpsc::unbounded_channel().0.downgrade(),
+            };
+            tokio::spawn(task::run(rx, thread));
+            jobs
+        })
     }
 }
 
 impl Drop for Scorer {
     fn drop(&mut self) {
-        self.jobs = None; // closes the channel: the thread ends after the jobs queued
+        self.thread_jobs = None; // closes the channel: the thread ends after the jobs queued
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut pending: Vec<Job> = Vec::new();
-    let mut scratch = Vec::new();
-    let mut out = Vec::new();
-    let batch_rows = metrics::histogram!(names::HTTP_BATCH_ROWS);
-    let mut busy = false;
-    while let Some(first) = next_job(&mut rx, &mut busy) {
-        let mut rows = first.count;
-        pending.push(first);
-        while rows < MAX_COALESCED_ROWS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.count;
-                    pending.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        // A request that timed out or whose client left does not wait for its rows: dropping
-        // its job returns its permit now rather than after scoring them for nobody.
-        pending.retain(|job| !job.reply.is_closed());
-        let picked = Instant::now();
-        for job in &pending {
-            STAGES.wait.record(picked.duration_since(job.queued));
-        }
-        // One backend call per model among what queued, in arrival order within each.
-        while !pending.is_empty() {
-            let model = Arc::clone(&pending[0].serving.serving);
-            let (batch, rest): (Vec<Job>, Vec<Job>) = pending
-                .drain(..)
-                .partition(|job| Arc::ptr_eq(&job.serving.serving, &model));
-            pending = rest;
-            score_batch(batch, &mut scratch, &mut out, &batch_rows);
-        }
-    }
-}
-
-/// How long the thread looks for the next job before it sleeps, while requests come fast.
-const LINGER: Duration = Duration::from_micros(50);
-
-/// The next job, or `None` once the channel is closed. While requests come less than
-/// [`LINGER`] apart (`busy`), the thread keeps looking for up to that long, yielding the core
-/// meanwhile, instead of sleeping: being woken costs each request a futex call and a context
-/// switch. When they come slower, it sleeps at once and idles at no cost.
-fn next_job(rx: &mut mpsc::UnboundedReceiver<Job>, busy: &mut bool) -> Option<Job> {
-    if *busy {
-        let deadline = Instant::now() + LINGER;
-        loop {
-            match rx.try_recv() {
-                Ok(job) => return Some(job),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) if Instant::now() < deadline => std::thread::yield_now(),
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-    }
-    let asleep = Instant::now();
-    let job = rx.blocking_recv();
-    *busy = asleep.elapsed() < LINGER;
-    job
-}
-
-/// Whether `count` rows of `serving` are scored on the caller's thread: no model of the set
-/// takes turns ([`crate::model::backend::Backend::takes_turns`]) and their calls are estimated
-/// to cost at most [`INLINE_COST`] together.
-fn here(serving: &ServingSet, count: usize) -> bool {
+/// Where `count` rows of `serving` are scored, and what they are estimated to cost: with
+/// every model of the set costing at most [`INLINE_COST`] together, here if none takes turns
+/// ([`crate::model::backend::Backend::takes_turns`]), else on the scoring task; otherwise on
+/// the scoring thread.
+fn route(serving: &ServingSet, count: usize) -> (Route, Duration) {
     let rows = u32::try_from(count).unwrap_or(u32::MAX);
     let mut cost = Duration::ZERO;
-    for model in std::iter::once(&serving.serving).chain(&serving.shadow) {
-        if model.backend.takes_turns() {
-            return false;
-        }
-        cost += model.row_cost.saturating_mul(rows);
+    let mut turns = false;
+    for model in serving.models() {
+        turns |= model.backend.takes_turns();
+        cost = cost.saturating_add(model.row_cost.saturating_mul(rows));
     }
-    cost <= INLINE_COST
-}
-
-/// Scores `rows` with `serving` into `out` on this thread: the backend call timed (stage
-/// `model`), a panic caught as an error, a failing shadow logged.
-fn score_now(
-    serving: &ServingSet,
-    rows: &[f32],
-    out: &mut Vec<f32>,
-) -> Result<ModelScores, ModelError> {
-    let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| serving.score(rows, out)));
-    STAGES.model.record(started.elapsed());
-    let scored = result.unwrap_or_else(|_| {
-        tracing::error!(model = %serving.serving.name(), "scoring panicked");
-        Err(ModelError::scoring_msg("the backend panicked"))
-    })?;
-    if let Some(shadow) = &scored.shadow
-        && let Err(e) = &shadow.result
-    {
-        tracing::warn!(model = %shadow.model.name(), version = %shadow.model.version(),
-            error = %e, "shadow model failed");
-    }
-    Ok(scored)
-}
-
-fn score_batch(
-    batch: Vec<Job>,
-    scratch: &mut Vec<f32>,
-    out: &mut Vec<f32>,
-    batch_rows: &metrics::Histogram,
-) {
-    let serving = batch[0].serving.clone();
-    let result = if batch.len() == 1 {
-        score_now(&serving, &batch[0].rows, out)
-    } else {
-        scratch.clear();
-        for job in &batch {
-            scratch.extend_from_slice(&job.rows);
-        }
-        score_now(&serving, scratch, out)
+    let route = match (cost <= INLINE_COST, turns) {
+        (true, false) => Route::Here,
+        (true, true) => Route::Task,
+        (false, _) => Route::Thread,
     };
-    let total: usize = batch.iter().map(|j| j.count).sum();
-    batch_rows.record(total as f64);
-    let answered = Instant::now();
-    match result {
-        Ok(scored) => {
-            let mut values = out.iter().copied();
-            for job in batch {
-                let predictions: Vec<f32> = values.by_ref().take(job.count).collect();
-                let output = Output {
-                    predictions,
-                    model: Arc::clone(&scored.model),
-                };
-                let _ = job.reply.send((Ok(output), answered));
-            }
-        }
-        Err(e) => {
-            for job in batch {
-                let _ = job.reply.send((Err(e.clone()), answered));
-            }
-        }
-    }
+    (route, cost)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
     use std::time::Duration;
 
-    use super::{INLINE_COST, Scorer, here};
+    use futures_util::future::join_all;
+
+    use super::{INLINE_COST, Route, Scorer, route};
+    use crate::model::backend::{Backend, BackendKind};
     use crate::model::package::Golden;
-    use crate::model::{LoadedModel, ServingSet, package};
+    use crate::model::{LoadedModel, ModelError, ServingSet, package};
 
     fn fixture(dir: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
@@ -322,12 +235,18 @@ mod tests {
         }
     }
 
-    /// A scorer whose thread has stopped: only what is scored on the caller's thread answers.
+    /// A scorer whose thread has stopped: only what is scored on the caller's thread or the
+    /// scoring task answers.
     fn stopped() -> Scorer {
         Scorer {
-            jobs: None,
+            thread_jobs: None,
             thread: None,
+            task_jobs: OnceLock::new(),
         }
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
     }
 
     /// Small requests are scored on the caller's thread — a scorer whose thread has stopped
@@ -341,7 +260,8 @@ mod tests {
         let (inputs, outputs) = golden(dir);
         let fits = (INLINE_COST.as_nanos() / set.serving.row_cost.as_nanos()) as usize;
         assert_eq!(fits, 10);
-        assert!(here(&set, fits) && !here(&set, fits + 1));
+        assert_eq!(route(&set, fits).0, Route::Here);
+        assert_eq!(route(&set, fits + 1).0, Route::Thread);
 
         let mut alone = Vec::new();
         for row in &inputs {
@@ -365,34 +285,147 @@ mod tests {
             .await
             .unwrap()
             .predictions;
-        let want: Vec<u32> = alone
-            .iter()
-            .cycle()
-            .take(big)
-            .map(|v| v.to_bits())
-            .collect();
-        let got: Vec<u32> = batched.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<f32> = alone.iter().copied().cycle().take(big).collect();
         assert_eq!(
-            got, want,
+            bits(&batched),
+            bits(&want),
             "the thread's batch equals the rows scored one by one"
         );
     }
 
-    /// A backend that takes turns (ONNX Runtime) gets even a cheap request on the thread,
-    /// where what queues is batched; the answer is the same.
+    /// A backend that takes turns (ONNX Runtime) gets its cheap requests on the scoring task
+    /// — a scorer whose thread has stopped still answers them — where requests queued
+    /// together are one batch, and its big ones on the thread; the values are the same.
     #[tokio::test]
-    async fn a_backend_that_takes_turns_scores_on_the_thread() {
+    async fn a_backend_that_takes_turns_scores_cheap_requests_on_the_task() {
         let dir = "tests/fixtures/models/engine-rul/2"; // ONNX Runtime
         let (inputs, outputs) = golden(dir);
         let set = serving(model(dir, Duration::from_nanos(1)));
         assert!(set.serving.backend.takes_turns());
-        assert!(!here(&set, 1));
-        let refused = stopped()
-            .score(set.clone(), inputs[0].clone(), 1, None)
-            .await;
-        assert!(refused.is_err(), "not scored on the caller's thread");
+        assert_eq!(route(&set, 1).0, Route::Task);
+
+        let scorer = stopped();
+        let requests = inputs
+            .iter()
+            .map(|row| scorer.score(set.clone(), row.clone(), 1, None));
+        // All queued before the task runs (one thread here): one batch.
+        let together: Vec<f32> = join_all(requests)
+            .await
+            .into_iter()
+            .flat_map(|output| output.unwrap().predictions)
+            .collect();
+        for (got, want) in together.iter().zip(&outputs) {
+            assert!((got - want).abs() <= 1e-3, "{got} vs golden {want}");
+        }
+        let mut alone = Vec::new();
+        for row in &inputs {
+            let output = scorer.score(set.clone(), row.clone(), 1, None).await;
+            alone.extend(output.unwrap().predictions);
+        }
+        assert_eq!(
+            bits(&together),
+            bits(&alone),
+            "a batch equals its rows alone"
+        );
+
+        let big = serving(model(dir, INLINE_COST));
+        assert_eq!(route(&big, 2).0, Route::Thread);
+        let rows: Vec<f32> = inputs[..2].concat();
+        let refused = scorer.score(big.clone(), rows.clone(), 2, None).await;
+        assert!(refused.is_err(), "a big request is not scored on the task");
+        let there = Scorer::start().unwrap().score(big, rows, 2, None).await;
+        assert_eq!(bits(&there.unwrap().predictions), bits(&alone[..2]));
+    }
+
+    /// A backend that takes turns and reports itself busy, recording the thread of each call.
+    #[derive(Debug)]
+    struct Probe {
+        inner: Box<dyn Backend>,
+        busy: AtomicBool,
+        threads: Mutex<Vec<Option<String>>>,
+    }
+
+    impl Backend for Probe {
+        fn kind(&self) -> BackendKind {
+            self.inner.kind()
+        }
+
+        fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+            let thread = std::thread::current().name().map(str::to_owned);
+            self.threads.lock().unwrap().push(thread);
+            self.inner.score(rows, width, out)
+        }
+
+        fn takes_turns(&self) -> bool {
+            true
+        }
+
+        fn busy(&self) -> bool {
+            self.busy.load(Ordering::Relaxed)
+        }
+    }
+
+    /// The scoring task never waits for a session another thread holds: while the backend is
+    /// busy, its batch is scored on the scoring thread instead; once free, on the task again.
+    #[tokio::test]
+    async fn the_task_leaves_a_busy_session_to_the_thread() {
+        let dir = "tests/fixtures/models/engine-rul/2";
+        let (inputs, outputs) = golden(dir);
+        let mut loaded = model(dir, Duration::from_nanos(1));
+        let inner = std::mem::replace(&mut loaded.backend, Box::new(Nothing));
+        let probe = Arc::new(Probe {
+            inner,
+            busy: AtomicBool::new(true),
+            threads: Mutex::new(Vec::new()),
+        });
+        loaded.backend = Box::new(Shared(Arc::clone(&probe)));
+        let set = serving(loaded);
         let scorer = Scorer::start().unwrap();
-        let there = scorer.score(set, inputs[0].clone(), 1, None).await.unwrap();
-        assert!((there.predictions[0] - outputs[0]).abs() <= 1e-3);
+
+        let busy = scorer.score(set.clone(), inputs[0].clone(), 1, None).await;
+        assert!((busy.unwrap().predictions[0] - outputs[0]).abs() <= 1e-3);
+        probe.busy.store(false, Ordering::Relaxed);
+        let free = scorer.score(set, inputs[0].clone(), 1, None).await;
+        assert!((free.unwrap().predictions[0] - outputs[0]).abs() <= 1e-3);
+
+        let threads = probe.threads.lock().unwrap().clone();
+        let here = std::thread::current().name().map(str::to_owned);
+        assert_eq!(threads, vec![Some("http-scorer".to_owned()), here]);
+    }
+
+    /// The probe, shared between the model and the test.
+    #[derive(Debug)]
+    struct Shared(Arc<Probe>);
+
+    impl Backend for Shared {
+        fn kind(&self) -> BackendKind {
+            self.0.kind()
+        }
+
+        fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
+            self.0.score(rows, width, out)
+        }
+
+        fn takes_turns(&self) -> bool {
+            self.0.takes_turns()
+        }
+
+        fn busy(&self) -> bool {
+            self.0.busy()
+        }
+    }
+
+    /// What the model holds while its backend is moved into the probe.
+    #[derive(Debug)]
+    struct Nothing;
+
+    impl Backend for Nothing {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Ort
+        }
+
+        fn score(&self, _: &[f32], _: usize, _: &mut Vec<f32>) -> Result<(), ModelError> {
+            Err(ModelError::scoring_msg("no backend"))
+        }
     }
 }

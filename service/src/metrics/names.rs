@@ -98,8 +98,8 @@ pub const HTTP_ACCEPT_ERRORS: &str = "fleetscore_http_accept_errors_total";
 pub const HTTP_EVENT_STREAMS: &str = "fleetscore_http_event_streams";
 pub const HTTP_BATCH_ROWS: &str = "fleetscore_http_batch_rows";
 pub const HTTP_SCORE_ROWS: &str = "fleetscore_http_score_rows";
-/// Where a `/score` request's time goes, by `stage`: `wait` (handed to the scoring thread
-/// until it starts on the request), `model` (the backend call, shared by the batch) and
+/// Where a `/score` request's time goes, by `stage`: `wait` (handed to the scoring task or
+/// thread until its batch starts), `model` (the backend call, shared by the batch) and
 /// `resume` (scored until the request's task runs again). `wait` and `resume` are only
-/// recorded for requests handed to the scoring thread.
+/// recorded for requests handed over (not for those scored on their own worker).
 pub const HTTP_SCORE_STAGE: &str = "fleetscore_http_score_stage_seconds";

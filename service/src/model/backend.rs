@@ -25,12 +25,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
 
     /// Whether calls take turns (ONNX Runtime: one session behind a lock). The HTTP scorer
-    /// scores a cheap request on the worker that holds it only for a backend that does not:
-    /// with ONNX Runtime, one-row requests scored on the workers cost 16 % more CPU per request
-    /// at 20,000 req/s than the scoring thread's batches, which share out the per-call cost;
-    /// scoring them there only while requests came slowly cost no CPU but did not shorten the
-    /// tail measurably either (BENCHMARKS.md, issue #20).
+    /// scores a cheap request on the worker that holds it only for a backend that does not;
+    /// for one that does, cheap requests go to its scoring task, which batches them: with
+    /// ONNX Runtime, one-row requests scored each on its worker cost 16 % more CPU per request
+    /// at 20,000 req/s than batches, which share out the per-call cost (BENCHMARKS.md, issue
+    /// #20).
     fn takes_turns(&self) -> bool {
+        false
+    }
+
+    /// Whether a call made now would wait for another one to finish. A hint, true or false
+    /// only for the moment it is asked: the HTTP scoring task leaves a batch to the scoring
+    /// thread rather than block its worker on a session another thread holds.
+    fn busy(&self) -> bool {
         false
     }
 }

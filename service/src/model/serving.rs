@@ -58,6 +58,17 @@ impl ServingSet {
         })
     }
 
+    /// The serving model, then the shadow if there is one.
+    pub fn models(&self) -> impl Iterator<Item = &Arc<LoadedModel>> {
+        std::iter::once(&self.serving).chain(&self.shadow)
+    }
+
+    /// Whether a call now would wait for another thread's (see
+    /// [`super::backend::Backend::busy`]).
+    pub fn busy(&self) -> bool {
+        self.models().any(|model| model.backend.busy())
+    }
+
     /// Whether `self` and `other` are the same choice (same serving and shadow instances).
     pub fn same_as(&self, other: &ServingSet) -> bool {
         Arc::ptr_eq(&self.serving, &other.serving)

@@ -6,7 +6,7 @@
 //! process, so it is initialised once and shared.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, TryLockError};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -154,5 +154,9 @@ impl Backend for OrtBackend {
 
     fn takes_turns(&self) -> bool {
         true
+    }
+
+    fn busy(&self) -> bool {
+        matches!(self.session.try_lock(), Err(TryLockError::WouldBlock))
     }
 }
