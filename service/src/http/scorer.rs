@@ -337,12 +337,13 @@ mod tests {
         assert_eq!(bits(&there.unwrap().predictions), bits(&alone[..2]));
     }
 
-    /// A backend that takes turns and reports itself busy, recording the thread of each call.
+    /// A backend that takes turns and reports itself busy while `busy` is set, recording the
+    /// thread of each call.
     #[derive(Debug)]
     struct Probe {
         inner: Box<dyn Backend>,
-        busy: AtomicBool,
-        threads: Mutex<Vec<Option<String>>>,
+        busy: Arc<AtomicBool>,
+        threads: Arc<Mutex<Vec<Option<String>>>>,
     }
 
     impl Backend for Probe {
@@ -371,61 +372,25 @@ mod tests {
     async fn the_task_leaves_a_busy_session_to_the_thread() {
         let dir = "tests/fixtures/models/engine-rul/2";
         let (inputs, outputs) = golden(dir);
+        let busy = Arc::new(AtomicBool::new(true));
+        let threads = Arc::new(Mutex::new(Vec::new()));
         let mut loaded = model(dir, Duration::from_nanos(1));
-        let inner = std::mem::replace(&mut loaded.backend, Box::new(Nothing));
-        let probe = Arc::new(Probe {
-            inner,
-            busy: AtomicBool::new(true),
-            threads: Mutex::new(Vec::new()),
+        loaded.backend = Box::new(Probe {
+            inner: model(dir, Duration::from_nanos(1)).backend,
+            busy: Arc::clone(&busy),
+            threads: Arc::clone(&threads),
         });
-        loaded.backend = Box::new(Shared(Arc::clone(&probe)));
         let set = serving(loaded);
         let scorer = Scorer::start().unwrap();
 
-        let busy = scorer.score(set.clone(), inputs[0].clone(), 1, None).await;
-        assert!((busy.unwrap().predictions[0] - outputs[0]).abs() <= 1e-3);
-        probe.busy.store(false, Ordering::Relaxed);
+        let held = scorer.score(set.clone(), inputs[0].clone(), 1, None).await;
+        assert!((held.unwrap().predictions[0] - outputs[0]).abs() <= 1e-3);
+        busy.store(false, Ordering::Relaxed);
         let free = scorer.score(set, inputs[0].clone(), 1, None).await;
         assert!((free.unwrap().predictions[0] - outputs[0]).abs() <= 1e-3);
 
-        let threads = probe.threads.lock().unwrap().clone();
+        let threads = threads.lock().unwrap().clone();
         let here = std::thread::current().name().map(str::to_owned);
         assert_eq!(threads, vec![Some("http-scorer".to_owned()), here]);
-    }
-
-    /// The probe, shared between the model and the test.
-    #[derive(Debug)]
-    struct Shared(Arc<Probe>);
-
-    impl Backend for Shared {
-        fn kind(&self) -> BackendKind {
-            self.0.kind()
-        }
-
-        fn score(&self, rows: &[f32], width: usize, out: &mut Vec<f32>) -> Result<(), ModelError> {
-            self.0.score(rows, width, out)
-        }
-
-        fn takes_turns(&self) -> bool {
-            self.0.takes_turns()
-        }
-
-        fn busy(&self) -> bool {
-            self.0.busy()
-        }
-    }
-
-    /// What the model holds while its backend is moved into the probe.
-    #[derive(Debug)]
-    struct Nothing;
-
-    impl Backend for Nothing {
-        fn kind(&self) -> BackendKind {
-            BackendKind::Ort
-        }
-
-        fn score(&self, _: &[f32], _: usize, _: &mut Vec<f32>) -> Result<(), ModelError> {
-            Err(ModelError::scoring_msg("no backend"))
-        }
     }
 }

@@ -4,11 +4,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::Histogram;
+use tokio::sync::mpsc;
 
-use super::{Job, Output};
+use super::{Job, MAX_COALESCED_ROWS, Output};
 use crate::metrics::names;
 use crate::model::{ModelError, ModelScores, ServingSet};
 
@@ -33,6 +34,28 @@ pub(super) static STAGES: LazyLock<Stages> = LazyLock::new(|| {
 pub(super) struct Buffers {
     scratch: Vec<f32>,
     out: Vec<f32>,
+}
+
+/// Takes `first` and what has queued behind it into `pending`, while the jobs taken cost less
+/// than `max_cost` together (their estimates) and hold fewer than [`MAX_COALESCED_ROWS`] rows.
+pub(super) fn gather(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    pending: &mut Vec<Job>,
+    max_cost: Duration,
+) {
+    let (mut cost, mut rows) = (first.cost, first.count);
+    pending.push(first);
+    while cost < max_cost && rows < MAX_COALESCED_ROWS {
+        match rx.try_recv() {
+            Ok(job) => {
+                cost = cost.saturating_add(job.cost);
+                rows += job.count;
+                pending.push(job);
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 /// Drops the jobs of requests that timed out or whose client left (their permits return now

@@ -15,7 +15,7 @@
 use tokio::sync::mpsc;
 
 use super::batch::{self, Buffers};
-use super::{Job, MAX_COALESCED_ROWS, TASK_BATCH_COST};
+use super::{Job, TASK_BATCH_COST};
 use crate::metrics::names;
 use crate::model::ModelError;
 
@@ -27,18 +27,7 @@ pub(super) async fn run(
     let mut buffers = Buffers::default();
     let batch_rows = metrics::histogram!(names::HTTP_BATCH_ROWS);
     while let Some(first) = rx.recv().await {
-        let (mut cost, mut rows) = (first.cost, first.count);
-        pending.push(first);
-        while cost < TASK_BATCH_COST && rows < MAX_COALESCED_ROWS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    cost += job.cost;
-                    rows += job.count;
-                    pending.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        batch::gather(first, &mut rx, &mut pending, TASK_BATCH_COST);
         batch::by_model(&mut pending, |group| {
             if group[0].serving.busy() {
                 to_thread(group, &thread);

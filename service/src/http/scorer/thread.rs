@@ -1,5 +1,5 @@
 //! The scoring thread: big requests, and what the scoring task leaves to it. It takes
-//! everything that has queued (up to [`MAX_COALESCED_ROWS`] rows) and scores it as one batch
+//! everything that has queued (up to [`super::MAX_COALESCED_ROWS`] rows) and scores it as one batch
 //! per model.
 
 use std::time::{Duration, Instant};
@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 
+use super::Job;
 use super::batch::{self, Buffers};
-use super::{Job, MAX_COALESCED_ROWS};
 use crate::metrics::names;
 
 pub(super) fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
@@ -17,17 +17,7 @@ pub(super) fn run(mut rx: mpsc::UnboundedReceiver<Job>) {
     let batch_rows = metrics::histogram!(names::HTTP_BATCH_ROWS);
     let mut busy = false;
     while let Some(first) = next_job(&mut rx, &mut busy) {
-        let mut rows = first.count;
-        pending.push(first);
-        while rows < MAX_COALESCED_ROWS {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows += job.count;
-                    pending.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+        batch::gather(first, &mut rx, &mut pending, Duration::MAX);
         batch::by_model(&mut pending, |group| {
             batch::score(group, &mut buffers, &batch_rows);
         });
